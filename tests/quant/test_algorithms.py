@@ -95,3 +95,40 @@ def test_awq_search_from_input_sample_and_never_worse_than_rtn():
     assert none is None
     wq = dequantize(rtn(w * s2[None], scheme)) / s2[None]
     assert out_err(x, w, wq) <= out_err(x, w, dequantize(rtn(w, scheme))) + 1e-6
+
+
+HALF_SCALE_SCHEMES = [QuantScheme.int(4, 64, scale_dtype="float16"), QuantScheme.int(8, -1, True, "float16"),
+                      QuantScheme.int(3, 32, scale_dtype="bfloat16")]
+
+
+def representable(scales: torch.Tensor, dtype: torch.dtype) -> bool:
+    return bool(torch.equal(scales.to(dtype).float(), scales))
+
+
+@pytest.mark.parametrize("scheme", HALF_SCALE_SCHEMES, ids=lambda s: s.name)
+def test_half_precision_scales_are_stored_exactly_and_cost_almost_nothing(scheme):
+    """Every algorithm's scales are values of the scheme's dtype (so a float16 file holds them
+    exactly), and the codes chosen against them lose little against float32 scales."""
+    w, x = correlated_layer()
+    full = QuantScheme.int(scheme.bits, scheme.group_size, scheme.symmetric)
+    made = {
+        "rtn": (rtn(w, scheme), rtn(w, full)),
+        "gptq": (gptq(w, x.T @ x, scheme, device="cpu"), gptq(w, x.T @ x, full, device="cpu")),
+        "awq": (awq(w, x.abs().mean(0), scheme, hessian=x.T @ x, device="cpu"),
+                awq(w, x.abs().mean(0), full, hessian=x.T @ x, device="cpu")),
+    }
+    for algo, (half, ref) in made.items():
+        dtype = scheme.scale_torch_dtype
+        assert representable(half.scales, dtype) and not representable(ref.scales, dtype), algo
+        e_half, e_ref = out_err(x, w, effective_weight(half)), out_err(x, w, effective_weight(ref))
+        assert e_half < 1.02 * e_ref, (algo, e_half, e_ref)
+
+
+def test_codes_are_the_nearest_ones_for_the_rounded_scale():
+    """Rounding the scale after coding would leave codes made for another scale: RTN's codes must
+    be exactly round(w / stored scale) + zero."""
+    w, _ = correlated_layer(n=128)
+    qw = rtn(w, QuantScheme.int(4, 64, scale_dtype="float16"))
+    s = qw.scales.repeat_interleave(64, dim=1)
+    z = qw.zero_points.float().repeat_interleave(64, dim=1)
+    assert torch.equal(qw.codes, (torch.round(w / s) + z).clamp(0, 15).to(torch.uint8))

@@ -4,7 +4,7 @@ from asrquant.errors import AsrQuantError
 from asrquant.quant.recipe import DEFAULT_IGNORE, builtin_recipes, load_recipe, module_kinds, parse_recipe
 from asrquant.quant.scheme import QuantScheme
 
-BUILTINS = ["int8", "rtn-int4-g64", "gptq-int4-g64", "awq-int4-g64", "mixed-8attn-4mlp", "nvfp4-awq-lite", "mxfp4"]
+BUILTINS = ["int8", "rtn-int4-g64", "gptq-int4-g64", "gptq-int4-g64-emb8", "awq-int4-g64", "mixed-8attn-4mlp", "nvfp4-awq-lite", "mxfp4"]
 
 
 def test_builtins_load():
@@ -65,6 +65,8 @@ def test_first_match_wins_and_patterns(tmp_path):
         ("[[rules]]\nbits = 4\nkind = 'ffn'\n", "rules[0].kind"),
         ("[[rules]]\nformat = 'nvfp4'\ngroup_size = 32\n", "rules[0].group_size"),
         ("[[rules]]\nbits = 'four'\n", "rules[0].bits"),
+        ("[[rules]]\nbits = 4\nscale_dtype = 'float8'\n", "rules[0].scale_dtype"),
+        ("[[rules]]\nformat = 'mxfp4'\nscale_dtype = 'float16'\n", "rules[0].scale_dtype"),
         ("[calibration]\nclips = 8\n[[rules]]\nbits = 4\nalgorithm = 'gptq'\noptions = { dampen = 1 }\n",
          "rules[0].options.dampen"),
         ("[calibration]\nclips = 8\n[[rules]]\nbits = 4\nalgorithm = 'gptq'\noptions = { static_groups = false }\n",
@@ -91,6 +93,12 @@ def test_bad_toml_and_unknown_name(tmp_path):
         load_recipe("int5")
     with pytest.raises(AsrQuantError, match="<recipe>"):
         parse_recipe("[[rules]]\nbits = 1\n")
+
+
+def test_scale_dtype_per_rule_and_the_mlx_seed_has_float16_scales():
+    r = parse_recipe("[[rules]]\nkind = 'mlp'\nbits = 4\nscale_dtype = 'bfloat16'\n[[rules]]\nbits = 8\n")
+    assert [x.scheme.scale_dtype for x in r.rules] == ["bfloat16", "float32"]
+    assert {x.scheme.scale_dtype for x in load_recipe("mixed-8attn-4mlp").rules} == {"float16"}
 
 
 def test_dict_round_trip():

@@ -8,6 +8,8 @@ lazy batch updates. With ``act_order`` columns go in order of decreasing H diago
 ``static_groups`` computes every group's scale from the unquantized weight first, so groups stay
 contiguous ranges of input channels and the result needs no permutation index (g_idx). Act order
 with groups therefore requires static groups here.
+Scales come from :func:`rtn.find_params`, already rounded to the scheme's ``scale_dtype``, so
+every column's rounding error is measured against the scale that is stored.
 """
 
 from __future__ import annotations

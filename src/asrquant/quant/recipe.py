@@ -17,6 +17,7 @@ A recipe is a TOML file::
     bits = 8                             # 2..8 (int)
     group_size = 64                      # -1 = one scale per output channel
     symmetric = false
+    scale_dtype = "float16"              # int: float32 (default) | float16 | bfloat16, the scales' storage
     algorithm = "rtn"                    # rtn | gptq | awq | awq-lite
     options = { }                        # the algorithm's options (see ALGORITHM_OPTIONS)
 
@@ -229,7 +230,8 @@ class _Parser:
     def rule(self, r, where: str) -> Rule:
         if not isinstance(r, dict):
             self.fail(where, "must be a table")
-        self.known(r, {"kind", "match", "format", "bits", "group_size", "symmetric", "algorithm", "options"}, where)
+        self.known(r, {"kind", "match", "format", "bits", "group_size", "symmetric", "scale_dtype", "algorithm",
+                       "options"}, where)
         kinds = self.strings(r.get("kind", []), f"{where}.kind")
         for k in kinds:
             if k not in KINDS:
@@ -244,14 +246,15 @@ class _Parser:
             bits = self.typed(r["bits"], int, f"{where}.bits")
             group = self.typed(r.get("group_size", 128), int, f"{where}.group_size")
             sym = self.typed(r.get("symmetric", False), bool, f"{where}.symmetric")
+            dtype = self.typed(r.get("scale_dtype", "float32"), str, f"{where}.scale_dtype")
             try:
-                scheme = QuantScheme.int(bits, group, sym)
+                scheme = QuantScheme.int(bits, group, sym, dtype)
             except ValueError as e:
-                key = "bits" if "bits" in str(e) else "group_size"
+                key = next(k for k in ("scale_dtype", "bits", "group_size") if k in str(e))
                 self.fail(f"{where}.{key}", str(e))
         else:
             scheme = QuantScheme.nvfp4() if fmt == "nvfp4" else QuantScheme.mxfp4()
-            for k in ("bits", "group_size", "symmetric"):
+            for k in ("bits", "group_size", "symmetric", "scale_dtype"):
                 if k in r and r[k] != getattr(scheme, k):
                     self.fail(f"{where}.{k}", f"{fmt} fixes {k} = {getattr(scheme, k)}, not {r[k]!r}")
         algo = self.typed(r.get("algorithm", "rtn"), str, f"{where}.algorithm")

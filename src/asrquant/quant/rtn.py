@@ -72,16 +72,20 @@ def find_params(
     qmax = 2**scheme.bits - 1
     if scheme.symmetric:
         amax = wg.abs().amax(-1) * c
-        scale = amax / (2 ** (scheme.bits - 1) - 1)
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        scale = _stored_scale(amax / (2 ** (scheme.bits - 1) - 1), scheme)
         zero = torch.full_like(scale, float(2 ** (scheme.bits - 1)))
         return QParams(scale, None, scale, zero)
     lo = wg.amin(-1).clamp(max=0) * c
     hi = wg.amax(-1).clamp(min=0) * c
-    scale = (hi - lo) / qmax
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    scale = _stored_scale((hi - lo) / qmax, scheme)
     zp = torch.round(-lo / scale).clamp(0, qmax)
     return QParams(scale, zp.to(torch.uint8), scale, zp)
+
+
+def _stored_scale(scale: Tensor, scheme: QuantScheme) -> Tensor:
+    """The scale as the scheme stores it, as float32: an all-zero group gets 1 (any scale codes
+    zeros exactly), then rounding to the scheme's dtype, before any code is chosen against it."""
+    return scheme.round_scales(torch.where(scale > 0, scale, torch.ones_like(scale)))
 
 
 def encode(w: Tensor, scale: Tensor, zero: Tensor | float, scheme: QuantScheme) -> Tensor:
