@@ -1,8 +1,10 @@
 """Open a model SPEC as something that transcribes: ours (torch or onnxruntime) or a peer.
 
 SPEC forms:
-    whisper-base | PATH                  ours, torch reference (HF, CTranslate2 or asrquant dir)
-    PATH[@VARIANT] (an asrquant ONNX export)  ours, onnxruntime, no torch
+    whisper-base | PATH                  ours, torch reference (HF, CTranslate2 or asrquant dir;
+                                         a Qwen3-ASR / Mega-ASR directory too)
+    PATH@RECIPE                          ours, torch, quantized now by RECIPE
+    PATH[@VARIANT] (an asrquant ONNX export)  ours, onnxruntime, no torch (Whisper or Qwen3-ASR)
     faster-whisper:NAME_OR_DIR:COMPUTE   CTranslate2 through the faster-whisper package
     transformers:NAME_OR_DIR             Hugging Face WhisperForConditionalGeneration
 
@@ -141,12 +143,22 @@ def open_engine(spec: str, threads: int = 2, calib: str | None = None) -> Engine
         return FasterWhisperPeer(spec, registry.resolve(name), compute, threads)
     if kind == "transformers":
         return TransformersPeer(spec, name, threads)
-    from .export.onnx_layout import is_onnx_artifact
+    from .export.onnx_layout import is_onnx_artifact, onnx_family
 
     if is_onnx_artifact(spec):  # DIR or DIR@VARIANT of `asrquant export`: onnxruntime, no torch
+        if onnx_family(spec) == "qwen3-asr":
+            from .runtime.onnx_qwen3_asr import open_onnx_engine as open_qwen3_asr_onnx
+
+            return open_qwen3_asr_onnx(spec, threads)
         from .runtime.onnx_whisper import open_onnx_engine
 
         return open_onnx_engine(spec, threads)
+    from .models.qwen3_asr_saved import is_qwen3_asr_spec
+
+    if is_qwen3_asr_spec(spec):  # by the directory's config: a checkpoint, saved quantized, or @RECIPE
+        from .runtime.torch_qwen3_asr import open_torch_engine
+
+        return open_torch_engine(spec, threads, calib)
     return open_ours(spec, threads, calib)
 
 

@@ -107,6 +107,15 @@ def _progress(items, progress: bool, what: str):
     return track(items, description=what, transient=True)
 
 
+def quantize_checkpoint(spec: str, recipe: str | Recipe, calib: str | Path | None = None, progress: bool = True):
+    """By the family of ``spec`` (its config, not its name): Qwen3-ASR or Whisper."""
+    from .models.qwen3_asr_saved import is_qwen3_asr_spec, quantize_qwen3_asr
+
+    if is_qwen3_asr_spec(spec):
+        return quantize_qwen3_asr(spec, recipe, calib, progress)
+    return quantize_whisper(spec, recipe, calib, progress)
+
+
 def quantize_whisper(spec: str, recipe: str | Recipe, calib: str | Path | None = None,
                      progress: bool = True) -> QuantizedWhisper:
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
@@ -136,6 +145,10 @@ def _compact(t: torch.Tensor) -> torch.Tensor:
 
 
 def save_quantized(qm: QuantizedWhisper, out: str | Path) -> Path:
+    if getattr(qm.ckpt, "family", "whisper") == "qwen3-asr":
+        from .models.qwen3_asr_saved import save_quantized_qwen3_asr
+
+        return save_quantized_qwen3_asr(qm, out)
     ckpt, model = qm.ckpt, qm.ckpt.model
     qweights = quantized_weights(model)
     tensors: dict[str, torch.Tensor] = {}
@@ -178,7 +191,11 @@ def is_quantized_dir(path: str | Path) -> bool:
 
 
 def load_quantized(path: str | Path) -> QuantizedWhisper:
+    from .models.qwen3_asr_saved import load_quantized_qwen3_asr, saved_family
+
     path = Path(path)
+    if saved_family(path) == "qwen3-asr":
+        return load_quantized_qwen3_asr(path)
     verify(path)
     config = json.loads((path / "config.json").read_text())
     quantization = json.loads((path / "quantization.json").read_text())
@@ -223,7 +240,7 @@ def cmd_quantize(args) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    qm = quantize_whisper(args.model, args.recipe, args.calib, progress=not args.quiet)
+    qm = quantize_checkpoint(args.model, args.recipe, args.calib, progress=not args.quiet)
     save_quantized(qm, args.out)
     report = qm.report
     size = (Path(args.out) / "model.safetensors").stat().st_size

@@ -198,3 +198,16 @@ def tone(seconds: float, seed: int = 0, sr: int = 16000) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     x = sum(0.2 * np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in rng.uniform(100, 3000, 4))
     return (x + 0.05 * rng.standard_normal(t.shape)).astype(np.float32)
+
+
+def write_clips(directory: Path, name: str, clips: list[tuple[str, float, str, str | None]], seed: int = 0) -> Path:
+    """WAV files of :func:`tone` and a manifest.jsonl naming them: clips are (id, seconds, text, lang)."""
+    import soundfile as sf
+
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = directory / f"{name}.jsonl"
+    with open(manifest, "w", encoding="utf-8") as f:
+        for i, (cid, seconds, text, lang) in enumerate(clips):
+            sf.write(directory / f"{cid}.wav", tone(seconds, seed=seed + i), 16000)
+            f.write(json.dumps({"id": cid, "audio": f"{cid}.wav", "text": text, "lang": lang}) + "\n")
+    return manifest

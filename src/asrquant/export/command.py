@@ -4,6 +4,7 @@
     asrquant export whisper-base --recipe gptq-int4-g64 --calib CALIB/manifest.jsonl \\
         --out runs/base-onnx --variant int4
     asrquant export runs/base-gptq --out runs/base-onnx --variant gptq   (saved by asrquant quantize)
+    asrquant export QWEN3_ASR_DIR --recipe gptq-int4-g64 --calib CALIB/manifest.jsonl --out runs/qwen-onnx
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ def run(args) -> int:
     from .onnx_whisper import export_onnx
 
     ckpt, recipe = load(args.model, args.recipe, args.calib, progress=not args.quiet)
-    out = export_onnx(ckpt.model, args.out, checkpoint=ckpt, recipe=recipe, variant=args.variant,
-                      accuracy_level=args.accuracy_level, fp16=args.fp16)
+    if getattr(ckpt, "family", "whisper") == "qwen3-asr":
+        from .onnx_qwen3_asr import export_onnx_qwen3_asr
+
+        out = export_onnx_qwen3_asr(ckpt, args.out, recipe=recipe, variant=args.variant,
+                                    accuracy_level=args.accuracy_level, fp16=args.fp16)
+    else:
+        out = export_onnx(ckpt.model, args.out, checkpoint=ckpt, recipe=recipe, variant=args.variant,
+                          accuracy_level=args.accuracy_level, fp16=args.fp16)
     print(f"wrote {out}" + (f" (variant {args.variant})" if args.variant else ""), file=sys.stderr)
     return 0
 
@@ -47,8 +54,9 @@ def load(model: str, recipe: str | None = None, calib: str | None = None, progre
     """(checkpoint, recipe or None): a model as it is, quantized now by ``recipe``, or a model
     saved by ``asrquant quantize`` (its own recipe)."""
     from ..errors import AsrQuantError
+    from ..models.qwen3_asr_saved import is_qwen3_asr_spec
     from ..models.whisper_load import load_whisper
-    from ..quantize import is_quantized_dir, load_quantized, quantize_whisper
+    from ..quantize import is_quantized_dir, load_quantized, quantize_checkpoint
 
     if is_quantized_dir(model):
         if recipe:
@@ -56,6 +64,10 @@ def load(model: str, recipe: str | None = None, calib: str | None = None, progre
         saved = load_quantized(model)
         return saved.ckpt, saved.recipe
     if recipe:
-        quantized = quantize_whisper(model, recipe, calib, progress=progress)
+        quantized = quantize_checkpoint(model, recipe, calib, progress=progress)
         return quantized.ckpt, quantized.recipe
+    if is_qwen3_asr_spec(model):
+        from ..models.qwen3_asr_load import load_qwen3_asr
+
+        return load_qwen3_asr(model), None
     return load_whisper(model), None

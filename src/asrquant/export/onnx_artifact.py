@@ -136,7 +136,8 @@ def _unchanged(hashes: dict[str, str], default: dict) -> set[str]:
 
 
 def write_onnx_artifact(out: str | Path, protos: dict[str, onnx.ModelProto], *, config: dict, tokenizer_json: Path,
-                        source: dict, variant: str | None = None, variant_info: dict | None = None) -> Path:
+                        source: dict, variant: str | None = None, variant_info: dict | None = None,
+                        family: str = "whisper") -> Path:
     """Write (or, with ``variant``, add to) the artifact at ``out`` atomically.
 
     The default variant makes a fresh directory. A named variant keeps what ``out`` holds (if it
@@ -144,7 +145,7 @@ def write_onnx_artifact(out: str | Path, protos: dict[str, onnx.ModelProto], *, 
     variant's are not written again, the runner falls back to them."""
     out = Path(out)
     name = check_variant_name(variant) if variant not in (None, DEFAULT_VARIANT) else DEFAULT_VARIANT
-    old = _existing(out, source) if name != DEFAULT_VARIANT else None
+    old = _existing(out, source, family) if name != DEFAULT_VARIANT else None
     hashes = {g: content_sha256(p) for g, p in protos.items()}
     with atomic_dir(out) as tmp:
         variants = {}
@@ -163,7 +164,7 @@ def write_onnx_artifact(out: str | Path, protos: dict[str, onnx.ModelProto], *, 
         (tmp / "config.json").write_text(json.dumps(config, indent=1) + "\n")
         shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
         variants[name] = {**(variant_info or {}), "graphs": files, "content_sha256": hashes}
-        write_manifest(tmp, kind=KIND, layout=LAYOUT_VERSION, family="whisper", source=source,
+        write_manifest(tmp, kind=KIND, layout=LAYOUT_VERSION, family=family, source=source,
                        default_variant=DEFAULT_VARIANT, variants=variants)
     return out
 
@@ -173,11 +174,11 @@ def _belongs_to(rel: str, variant: str) -> bool:
     return any(rel in (graph_file(g, variant), weights_file(g, variant)) for g in GRAPHS)
 
 
-def _existing(out: Path, source: dict) -> dict | None:
+def _existing(out: Path, source: dict, family: str) -> dict | None:
     if not out.exists():
         return None
     manifest = read_manifest(out)
-    check_onnx_manifest(manifest, out / MANIFEST, "export the default variant again before adding one")
+    check_onnx_manifest(manifest, out / MANIFEST, "export the default variant again before adding one", family)
     if manifest.get("source", {}).get("sha256") != source.get("sha256"):
         raise ArtifactError(f"{out / MANIFEST}: exported from another model ({manifest.get('source', {}).get('model')}); "
                             "a variant must come from the same source")

@@ -28,10 +28,13 @@ KIND = "onnx"
 LAYOUT_VERSION = 1
 
 
-def check_onnx_manifest(manifest: dict, path: Path, remedy: str) -> None:
-    """Refuse a manifest that is not an ONNX export of this layout; ``remedy`` says what to do."""
+def check_onnx_manifest(manifest: dict, path: Path, remedy: str, family: str | None = None) -> None:
+    """Refuse a manifest that is not an ONNX export of this layout (and, given ``family``, of
+    that model family); ``remedy`` says what to do."""
     if manifest.get("kind") != KIND:
         raise ArtifactError(f"{path}: kind {manifest.get('kind')!r}, not an ONNX export")
+    if family is not None and manifest.get("family") != family:
+        raise ArtifactError(f"{path}: an ONNX export of a {manifest.get('family')!r} model; this reads {family!r} exports")
     if manifest.get("layout") != LAYOUT_VERSION:
         raise ArtifactError(f"{path}: ONNX layout {manifest.get('layout')!r}, this version reads and writes layout "
                             f"{LAYOUT_VERSION}; {remedy}")
@@ -75,6 +78,17 @@ def split_spec(spec: str) -> tuple[Path, str | None]:
     if sep and variant and Path(path).is_dir():
         return Path(path), variant
     return Path(spec), None
+
+
+def onnx_family(spec: str) -> str | None:
+    """The model family an ONNX artifact (``DIR`` or ``DIR@VARIANT``) records in its manifest."""
+    import json
+
+    directory, _ = split_spec(spec)
+    try:
+        return json.loads((directory / "manifest.json").read_text()).get("family")
+    except (OSError, ValueError):
+        return None
 
 
 def is_onnx_artifact(spec: str) -> bool:

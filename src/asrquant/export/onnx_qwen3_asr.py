@@ -8,6 +8,11 @@ Graph signatures (float32 unless said):
     decoder_prefill:  input_ids int64 [b, t], audio [n_audio, hidden] -> logits [b, t, V], k, v
     decoder_step:     tokens int64 [b, 1], past_k, past_v [n_layers, b, kv, n_past, hd], offset int64 []
                       -> logits [b, 1, V], k, v (the new position's keys/values; append on axis 3)
+
+:func:`export_onnx_qwen3_asr` writes them as an artifact directory of the same layout as a
+Whisper export (:mod:`.onnx_layout`, manifest family "qwen3-asr"): encoder.onnx + encoder.onnx.data,
+decoder_prefill.onnx + decoder_step.onnx sharing decoder.onnx.data (the decoder weights stored
+once), config.json, tokenizer.json.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ import onnx
 import torch
 
 from ..models.qwen3_asr import Qwen3ASR, chunk_mel
-from .onnx_whisper import _trace, export_copy, pack_linears, quantize_graphs
+from .onnx_artifact import float16_storage, write_onnx_artifact
+from .onnx_whisper import OPSET, _trace, export_copy, linear_names, pack_linears, quantize_graphs
+
+FAMILY = "qwen3-asr"
 
 GRAPHS = ("encoder", "decoder_prefill", "decoder_step")
 
@@ -71,11 +79,68 @@ def trace_graphs(model: Qwen3ASR) -> dict[str, onnx.ModelProto]:
     return {"encoder": enc, "decoder_prefill": pre, "decoder_step": step}
 
 
-def export_graphs(model: Qwen3ASR, accuracy_level: int = 0) -> dict[str, onnx.ModelProto]:
+def export_graphs(model: Qwen3ASR, accuracy_level: int = 0, packed: dict | None = None) -> dict[str, onnx.ModelProto]:
     """The three graphs with every QuantLinear as a MatMulNBits (float Linears stay MatMul)."""
     protos = trace_graphs(model)
-    quantize_graphs(protos, pack_linears(model), accuracy_level)
+    quantize_graphs(protos, pack_linears(model) if packed is None else packed, accuracy_level)
     return protos
+
+
+def tensor_schemes(model: Qwen3ASR, packed: dict, recipe=None, accuracy_level: int = 0,
+                   float_dtype: str = "float32") -> dict:
+    """How every Linear is stored, and under "*" every other weight (convolutions, norms, embedding)."""
+    table = {"*": {"scheme": float_dtype}}
+    for name in linear_names(model):
+        if name not in packed:
+            table[name] = {"scheme": float_dtype, "op": "MatMul"}
+            continue
+        qw = model.get_submodule(name).qweight
+        rule = recipe.rule_for(name) if recipe is not None else None
+        table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), "op": "MatMulNBits",
+                       "block_size": packed[name].block_size, "accuracy_level": accuracy_level,
+                       "input_scale": qw.input_scale is not None, "algorithm": rule.algorithm if rule else None}
+    return table
+
+
+def qwen3_asr_config(ckpt) -> dict:
+    """What the torch-free runner needs besides the graphs and the tokenizer."""
+    d = ckpt.dims
+    return {
+        "family": FAMILY,
+        "variant": ckpt.variant,
+        "dims": d.to_dict(),
+        "n_mels": d.n_mels,
+        "n_window": d.n_window,
+        "n_window_infer": d.n_window_infer,
+        "eos_ids": [int(i) for i in ckpt.eos_ids],
+        "max_positions": d.max_position_embeddings,
+        "opset": OPSET,
+        "cache_layout": {"past_k": "[layer, batch, kv_head, n_past, head_dim]",
+                         "past_v": "[layer, batch, kv_head, n_past, head_dim]"},
+    }
+
+
+def export_onnx_qwen3_asr(ckpt, out_dir, *, recipe=None, variant: str | None = None, accuracy_level: int = 0,
+                          fp16: bool = False) -> Path:
+    """Trace ``ckpt.model`` (a Qwen3ASRCheckpoint's, possibly quantized in place by ``recipe``),
+    pack its QuantLinears as MatMulNBits and write the artifact (or the variant) at ``out_dir``."""
+    packed = pack_linears(ckpt.model)
+    protos = export_graphs(ckpt.model, accuracy_level, packed)
+    float_dtype = "float16" if fp16 else "float32"
+    if fp16:
+        for proto in protos.values():
+            float16_storage(proto)
+    info = {
+        "recipe": recipe.to_dict() if recipe is not None else None,
+        "accuracy_level": accuracy_level,
+        "float_storage": float_dtype,
+        "tensors": tensor_schemes(ckpt.model, packed, recipe, accuracy_level, float_dtype),
+        "exporter": {"method": "torch.onnx.export(dynamo=False)", "torch": torch.__version__,
+                     "onnx": onnx.__version__, "opset": OPSET},
+    }
+    source = {"model": ckpt.source, "sha256": ckpt.source_sha256, "format": ckpt.format}
+    return write_onnx_artifact(out_dir, protos, config=qwen3_asr_config(ckpt), tokenizer_json=ckpt.tokenizer_json,
+                               source=source, variant=variant, variant_info=info, family=FAMILY)
 
 
 def save_graphs(protos: dict[str, onnx.ModelProto], out_dir: str | Path) -> dict[str, Path]:

@@ -85,6 +85,18 @@ def is_qwen3_asr_dir(path: Path) -> bool:
     return data.get("model_type") == "qwen3_asr" and "forced_aligner" not in str(thinker.get("model_type", ""))
 
 
+def is_qwen3_asr_source(path: Path) -> bool:
+    """A Qwen3-ASR checkpoint directory, or a directory holding one in a subfolder (Mega-ASR)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if is_qwen3_asr_dir(path):
+        return True
+    if (path / "config.json").is_file():
+        return False  # another model's directory: its subfolders are not ours to guess from
+    return any(is_qwen3_asr_dir(p) for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def _looks_like_repo_id(spec: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*", spec))
 

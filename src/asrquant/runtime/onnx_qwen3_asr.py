@@ -1,26 +1,43 @@
 """The torch-free Qwen3-ASR session: numpy + onnxruntime over the three exported graphs
 (see :mod:`asrquant.export.onnx_qwen3_asr`). Same protocol as the torch session, so the same
-:class:`~asrquant.runtime.torch_qwen3_asr.Qwen3ASRTranscriber` logic and decoding loop apply."""
+:class:`~asrquant.runtime.qwen3_asr_transcribe.Qwen3ASRTranscriber` and decoding loop apply.
+
+:func:`open_onnx_engine` opens an artifact written by ``asrquant export`` (``DIR`` or
+``DIR@VARIANT``) after checking every file against its manifest and that the manifest says
+family "qwen3-asr".
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from ..artifact import MANIFEST, verify
+from ..errors import ArtifactError
+from ..export.onnx_layout import check_onnx_manifest, resolve_graph_files, split_spec
 from ..models.qwen3_asr_features import chunk_mel
+from ..models.qwen3_asr_prompt import Qwen3ASRTokenizer
+from .qwen3_asr_transcribe import Qwen3ASREngine, Qwen3ASRTranscriber
 
 GRAPHS = ("encoder", "decoder_prefill", "decoder_step")
+FAMILY = "qwen3-asr"
 
 
 class Qwen3ASROnnxSession:
     def __init__(self, graph_dir: str | Path, *, n_window: int = 50, n_window_infer: int = 800,
-                 max_positions: int = 65536, providers: list[str] | None = None):  # fmt: skip
+                 max_positions: int = 65536, providers: list[str] | None = None,
+                 files: dict[str, str] | None = None, threads: int | None = None):  # fmt: skip
+        """``files`` maps a graph to its file in ``graph_dir`` (default ``{graph}.onnx``)."""
         d = Path(graph_dir)
         opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         prov = providers or ["CPUExecutionProvider"]
-        self.graphs = {g: ort.InferenceSession(str(d / f"{g}.onnx"), opts, providers=prov) for g in GRAPHS}
+        files = files or {g: f"{g}.onnx" for g in GRAPHS}
+        self.graphs = {g: ort.InferenceSession(str(d / files[g]), opts, providers=prov) for g in GRAPHS}
         self.n_window, self.n_window_infer = n_window, n_window_infer
         self.max_positions = max_positions
 
@@ -43,3 +60,53 @@ class Qwen3ASROnnxSession:
 
     def reorder(self, cache, rows: np.ndarray):
         return tuple(np.take(t, rows, axis=1) for t in cache)
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: cannot read ({e})") from None
+    missing = [k for k in ("n_mels", "n_window", "n_window_infer", "max_positions") if k not in config]
+    if missing:
+        raise ArtifactError(f"{path}: no {', '.join(missing)}; not the config of a Qwen3-ASR export")
+    return config
+
+
+def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | None = None):
+    """(Qwen3ASRTranscriber, bytes of the files it runs) for an export of ``asrquant export``."""
+    directory = Path(directory)
+    manifest = verify(directory)
+    check_onnx_manifest(manifest, directory / MANIFEST, "export the model again", family=FAMILY)
+    name = variant or manifest.get("default_variant", "default")
+    if name not in manifest.get("variants", {}):
+        raise ArtifactError(f"{directory / MANIFEST}: no variant {name!r} (has: {', '.join(sorted(manifest['variants']))})")
+    files = resolve_graph_files(directory, name)
+    listed = manifest["files"]
+    for g, f in files.items():
+        if f not in listed:
+            raise ArtifactError(f"{directory / f}: graph {g} of variant {name!r} is not listed in {MANIFEST}")
+    config = _read_config(directory / "config.json")
+    session = Qwen3ASROnnxSession(directory, n_window=config["n_window"], n_window_infer=config["n_window_infer"],
+                                  max_positions=config["max_positions"], files=files, threads=threads)
+    transcriber = Qwen3ASRTranscriber(session, Qwen3ASRTokenizer(directory / "tokenizer.json"), config["n_window"],
+                                      config["n_mels"])
+    return transcriber, _runtime_bytes(directory, files, listed)
+
+
+def _runtime_bytes(directory: Path, files: dict[str, str], listed: dict) -> int:
+    """Bytes of the graphs and of the external weights files they read."""
+    import onnx
+
+    used = set(files.values())
+    for f in files.values():
+        proto = onnx.load(str(directory / f), load_external_data=False)
+        for t in proto.graph.initializer:
+            used.update(e.value for e in t.external_data if e.key == "location")
+    return sum(listed[f]["bytes"] for f in used if f in listed)
+
+
+def open_onnx_engine(spec: str, threads: int = 2) -> Qwen3ASREngine:
+    directory, variant = split_spec(spec)
+    transcriber, size = open_onnx_artifact(directory, threads, variant)
+    return Qwen3ASREngine(spec, transcriber, size, "asrquant-onnx")

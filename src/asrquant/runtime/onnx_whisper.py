@@ -195,7 +195,7 @@ def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | N
     every file against the manifest; ``variant`` picks suffixed graphs, falling back to the default."""
     directory = Path(directory)
     manifest = verify(directory)
-    check_onnx_manifest(manifest, directory / MANIFEST, "export the model again")
+    check_onnx_manifest(manifest, directory / MANIFEST, "export the model again", family="whisper")
     variants = manifest.get("variants", {})
     name = variant or manifest.get("default_variant", "default")
     if name not in variants:

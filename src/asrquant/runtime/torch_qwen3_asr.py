@@ -1,39 +1,21 @@
 """The torch reference session for Qwen3-ASR (float, or fake-quant when Linears are QuantLinear),
-and the transcriber that turns audio into text with it through :func:`asrquant.decoding.decode`.
+and the engine opener for every torch form of a Qwen3-ASR spec: a checkpoint directory, a
+directory saved by ``asrquant quantize``, or ``DIR@RECIPE`` quantized now.
 
-Qwen3-ASR ends generation at either <|im_end|> or <|endoftext|>; the shared decoding loop knows
-one end token, so :class:`Qwen3ASRLogitRules` folds the second into the first (the end logit is
-the larger of the two): greedy and beam search then stop exactly where the reference stops.
+The transcriber and the logit rules live in :mod:`.qwen3_asr_transcribe` (torch-free, shared
+with the onnxruntime runner); they are imported here too for the callers that know them here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..decoding import DecodeOptions, DecodeResult, LogitRules, decode
 from ..models.qwen3_asr import Qwen3ASR
-from ..models.qwen3_asr_features import n_audio_tokens, qwen3_asr_log_mel
-from ..models.qwen3_asr_prompt import Qwen3ASRTokenizer
-
-
-@dataclass(frozen=True)
-class Qwen3ASRLogitRules(LogitRules):
-    also_eot: tuple[int, ...] = ()  # further end tokens, folded into ``eot``
-
-    def apply(self, logits: np.ndarray, first: bool) -> np.ndarray:
-        logits = super().apply(logits, first)
-        if self.also_eot:
-            other = list(self.also_eot)
-            logits[:, self.eot] = np.maximum(logits[:, self.eot], logits[:, other].max(axis=1))
-            logits[:, other] = -np.inf
-        return logits
-
-
-def qwen3_asr_rules(eos_ids: tuple[int, ...]) -> Qwen3ASRLogitRules:
-    return Qwen3ASRLogitRules(eot=int(eos_ids[0]), also_eot=tuple(int(i) for i in eos_ids[1:]))
+from .qwen3_asr_transcribe import (Qwen3ASREngine, Qwen3ASRLogitRules, Qwen3ASRTranscriber,  # noqa: F401
+                                   Qwen3ASRTranscript, qwen3_asr_rules)
 
 
 class Qwen3ASRTorchSession:
@@ -65,25 +47,23 @@ class Qwen3ASRTorchSession:
         return tuple(t.index_select(1, idx) for t in cache)
 
 
-@dataclass
-class Qwen3ASRTranscript:
-    text: str
-    language: str
-    result: DecodeResult
+def load_for_torch(spec: str, calib: str | None = None):
+    """The checkpoint of a torch spec: saved by ``asrquant quantize``, ``DIR@RECIPE`` quantized
+    now (calibrated on ``calib``), or a checkpoint directory as it is."""
+    from ..models.qwen3_asr_load import load_qwen3_asr
+    from ..models.qwen3_asr_saved import FAMILY, load_quantized_qwen3_asr, quantize_qwen3_asr, saved_family
+
+    if saved_family(Path(spec)) == FAMILY:
+        return load_quantized_qwen3_asr(spec).ckpt
+    model, sep, recipe = spec.rpartition("@")
+    if sep and model and recipe and not Path(spec).exists():
+        return quantize_qwen3_asr(model, recipe, calib, progress=False).ckpt
+    return load_qwen3_asr(spec)
 
 
-class Qwen3ASRTranscriber:
-    """Audio -> (language, text) with any Qwen3-ASR session (torch here; onnxruntime alike)."""
-
-    def __init__(self, session, tokenizer: Qwen3ASRTokenizer, n_window: int = 50, n_mels: int = 128):
-        self.session, self.tokenizer = session, tokenizer
-        self.rules = qwen3_asr_rules(tokenizer.specials.eos_ids)
-        self.n_window, self.n_mels = n_window, n_mels
-
-    def transcribe(self, audio: np.ndarray, language: str | None = None, context: str = "",
-                   options: DecodeOptions = DecodeOptions()) -> Qwen3ASRTranscript:  # fmt: skip
-        mel = qwen3_asr_log_mel(audio, self.n_mels)
-        prompt = self.tokenizer.prompt_ids(n_audio_tokens(mel.shape[1], self.n_window), context, language)
-        result = decode(self.session, self.session.encode(mel), prompt, self.rules, options)
-        lang, text = self.tokenizer.transcript(result.tokens, language)
-        return Qwen3ASRTranscript(text, lang, result)
+def open_torch_engine(spec: str, threads: int = 2, calib: str | None = None) -> Qwen3ASREngine:
+    torch.set_num_threads(threads)
+    ckpt = load_for_torch(spec, calib)
+    transcriber = Qwen3ASRTranscriber(Qwen3ASRTorchSession(ckpt.model), ckpt.tokenizer(), ckpt.dims.n_window,
+                                      ckpt.dims.n_mels)
+    return Qwen3ASREngine(spec, transcriber, ckpt.size_bytes, "asrquant-torch")

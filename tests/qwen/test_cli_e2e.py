@@ -1,0 +1,164 @@
+"""Qwen3-ASR through the command line, as Whisper goes: ``asrquant quantize`` (calibrated on a
+manifest) -> load_quantized, ``asrquant export`` -> the torch-free ONNX engine, ``asrquant bench``
+with the checkpoint and the ONNX export side by side. On the small random checkpoint (its output
+is gibberish): tokens are compared, not words."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from asrquant.artifact import sha256_file
+from asrquant.audio import load_audio
+from asrquant.cli import main
+from asrquant.engines import open_engine
+from asrquant.errors import ArtifactError
+from asrquant.models.qwen3_asr_calib_data import calibration_samples
+from asrquant.models.qwen3_asr_load import load_qwen3_asr
+from asrquant.models.qwen3_asr_saved import is_qwen3_asr_spec, quantize_qwen3_asr
+from asrquant.quantize import load_quantized
+from asrquant.runtime.qwen3_asr_transcribe import Qwen3ASREngine, Qwen3ASRTranscriber
+from asrquant.runtime.torch_qwen3_asr import Qwen3ASRTorchSession
+
+from .qwen3_asr_fixture import write_clips, write_random_checkpoint
+
+RECIPE = "gptq-int4-g64"
+CALIB = [("cal-a", 1.3, "the cat sat on the mat", "en"), ("cal-b", 2.1, "hello world", "en"),
+         ("cal-c", 1.7, "", None)]  # no reference: the model's own greedy output is used
+EVAL = [("ev-a", 1.9, "the quick brown fox", "en"), ("ev-b", 2.6, "the dog barked", "en")]
+MAX_NEW = 10
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    torch.set_num_threads(2)  # as the CLI runs: the in-memory GPTQ then sums in the same order
+    root = tmp_path_factory.mktemp("qwen-cli")
+    ckpt_dir, _ = write_random_checkpoint(root / "Qwen3-ASR-random", shards=2)
+    calib = write_clips(root / "calib", "manifest", CALIB)
+    evals = write_clips(root / "eval", "manifest", EVAL, seed=7)
+    quantized = root / "quantized"
+    assert main(["quantize", str(ckpt_dir), "--recipe", RECIPE, "--calib", str(calib), "--out", str(quantized),
+                 "--quiet"]) == 0
+    onnx_dir = root / "onnx"
+    assert main(["export", str(quantized), "--out", str(onnx_dir), "--quiet"]) == 0
+    return dict(root=root, ckpt=ckpt_dir, calib=calib, eval=evals, quantized=quantized, onnx=onnx_dir)
+
+
+def _engine_of(ckpt) -> Qwen3ASREngine:
+    tr = Qwen3ASRTranscriber(Qwen3ASRTorchSession(ckpt.model), ckpt.tokenizer(), ckpt.dims.n_window, ckpt.dims.n_mels)
+    return Qwen3ASREngine("in-memory", tr, ckpt.size_bytes, "asrquant-torch")
+
+
+def _tokens(engine, work, language="en"):
+    return [engine.transcribe(load_audio(work["eval"].parent / f"{cid}.wav"), language, 1, MAX_NEW).tokens
+            for cid, *_ in EVAL]
+
+
+def test_calibration_samples_are_prompt_reference_and_end(work):
+    ckpt = load_qwen3_asr(work["ckpt"])
+    tok = ckpt.tokenizer()
+    samples, cal = calibration_samples(ckpt, work["calib"], 3, progress=False)
+    assert cal.ids == ["cal-a", "cal-b", "cal-c"]
+    assert cal.audio_sha256 == [sha256_file(work["calib"].parent / f"{c[0]}.wav") for c in CALIB]
+    first = samples[0]
+    n_audio = ckpt.dims.n_audio_tokens(first.mel.shape[1])
+    want = tok.prompt_ids(n_audio, "", "English") + tok.encode("the cat sat on the mat") + [tok.specials.im_end]
+    assert first.tokens.tolist() == want and first.mel.shape[0] == ckpt.dims.n_mels
+    # No reference and no language: the unforced prompt, then what the float model itself writes.
+    own = _engine_of(ckpt).transcriber.transcribe(load_audio(work["calib"].parent / "cal-c.wav")).result.tokens
+    n_audio = ckpt.dims.n_audio_tokens(samples[2].mel.shape[1])
+    assert samples[2].tokens.tolist() == tok.prompt_ids(n_audio) + own + [tok.specials.im_end]
+
+
+def test_cli_quantize_round_trips_to_the_in_memory_model(work):
+    saved = load_quantized(work["quantized"])
+    config = json.loads((work["quantized"] / "config.json").read_text())
+    assert config["family"] == "qwen3-asr" and config["kind"] == "asrquant-quantized"
+    assert config["hf_config"] == json.loads((work["ckpt"] / "config.json").read_text())
+    cal = json.loads((work["quantized"] / "quantization.json").read_text())["calibration"]
+    assert cal["ids"] == [c[0] for c in CALIB] and len(cal["audio_sha256"]) == 3
+    assert saved.recipe.name == RECIPE and len(saved.report["layers"]) == 29
+
+    memory = quantize_qwen3_asr(str(work["ckpt"]), RECIPE, work["calib"], progress=False)
+    a, b = memory.ckpt.model.state_dict(), saved.ckpt.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert saved.ckpt.model.lm_head.weight is saved.ckpt.model.model.embed_tokens.weight  # tied, stored once
+    want = _tokens(_engine_of(memory.ckpt), work)
+    assert _tokens(open_engine(str(work["quantized"])), work) == want and all(want)
+
+
+def test_tampered_quantized_dir_is_refused_naming_the_file(work, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(work["quantized"], copy)
+    with open(copy / "model.safetensors", "r+b") as f:
+        f.seek(-10, 2)
+        f.write(b"\x00" * 10)
+    with pytest.raises(ArtifactError, match="model.safetensors"):
+        load_quantized(copy)
+
+
+def test_cli_export_onnx_engine_tokens_equal_torch_fake_quant(work):
+    manifest = json.loads((work["onnx"] / "manifest.json").read_text())
+    assert manifest["family"] == "qwen3-asr"
+    graphs = manifest["variants"]["default"]["graphs"]
+    assert set(graphs) == {"encoder", "decoder_prefill", "decoder_step"}
+    assert "decoder.onnx.data" in manifest["files"]  # one weights file for both decoder graphs
+    onnx_engine, torch_engine = open_engine(str(work["onnx"])), open_engine(str(work["quantized"]))
+    assert onnx_engine.engine == "asrquant-onnx" and torch_engine.engine == "asrquant-torch"
+    for language in ("en", None):  # forced language, and the model's own language line
+        want = _tokens(torch_engine, work, language)
+        assert _tokens(onnx_engine, work, language) == want and all(want)
+
+
+def test_whisper_runner_refuses_a_qwen_export_by_name(work):
+    from asrquant.runtime.onnx_whisper import open_onnx_artifact
+
+    with pytest.raises(ArtifactError, match="qwen3-asr"):
+        open_onnx_artifact(work["onnx"])
+
+
+def test_onnx_engine_runs_without_torch(work):
+    code = ("import sys; from asrquant.engines import open_engine; import numpy as np; "
+            f"e = open_engine({str(work['onnx'])!r}); out = e.transcribe(np.zeros(16000, np.float32) + 0.01, 'en', 1, 3); "
+            "assert 'torch' not in sys.modules, 'torch imported'; print(len(out.tokens))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.strip()) > 0
+
+
+def test_family_is_read_from_the_config_not_the_name(work, tmp_path):
+    assert is_qwen3_asr_spec(work["ckpt"]) and is_qwen3_asr_spec(work["quantized"])
+    assert is_qwen3_asr_spec(f"{work['ckpt']}@rtn-int4-g64")
+    mega = tmp_path / "mega-root"  # Mega-ASR's layout: the checkpoint in a subfolder
+    mega.mkdir()
+    (mega / "Qwen3-ASR-1.7B").symlink_to(work["ckpt"], target_is_directory=True)
+    assert is_qwen3_asr_spec(mega)
+    named = tmp_path / "Qwen3-ASR-1.7B"  # a name that says Qwen, a config that does not
+    named.mkdir()
+    (named / "config.json").write_text(json.dumps({"model_type": "whisper"}))
+    assert not is_qwen3_asr_spec(named)
+
+
+def test_bench_runs_the_checkpoint_and_the_onnx_export(work, tmp_path, monkeypatch):
+    monkeypatch.setenv("ASRQUANT_CACHE", str(tmp_path / "cache"))
+    report_path = tmp_path / "bench.json"
+    argv = ["bench", "--model", str(work["ckpt"]), "--model", str(work["onnx"]), "--model",
+            f"{work['ckpt']}@rtn-int4-g64", "--data", str(work["eval"]), "--calib", str(work["eval"]),
+            "--max-new-tokens", "6", "--json", str(report_path)]
+    assert main(argv) == 0
+    report = json.loads(report_path.read_text())
+    engines = [r["engine"] for r in report["runs"]]
+    assert engines == ["asrquant-torch", "asrquant-onnx", "asrquant-torch"]
+    for run in report["runs"]:
+        assert run["n"] == 2 and run["size_bytes"] > 0 and np.isfinite(run["rtf"])
+        assert all(c["hyp"] is not None and c["stops"] for c in run["clips"])
+    # Calibrated on the evaluation clips: the bench says so, as it does for Whisper.
+    assert len(report["warnings"]) == 1 and "rtn-int4-g64" in report["warnings"][0]
+    assert "2 evaluation clip(s)" in report["warnings"][0]
