@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from .errors import AsrQuantError
 from .quant.awq import apply_awq, search_awq
 from .quant.gptq import gptq
-from .quant.linear import QuantLinear
+from .quant.linear import QuantEmbedding, QuantLinear
 from .quant.qtensor import QuantizedWeight, dequantize, effective_weight
 from .quant.recipe import Recipe, Rule
 from .quant.rtn import rtn
@@ -100,6 +100,8 @@ def make_adapter(model: nn.Module, samples: list[CalibSample], device, batch_siz
 
 # --- the report ----------------------------------------------------------------------------------
 
+EMBEDDING_NOTE = "embedding table"
+
 
 @dataclass
 class LayerReport:
@@ -157,12 +159,16 @@ class QuantReport:
             "layers": [asdict(l) for l in self.layers],
         }
 
+    def what_quantized(self) -> str:
+        tables = sum(l.note == EMBEDDING_NOTE for l in self.layers)
+        return f"{len(self.layers) - tables} Linears" + (f" + {tables} embedding table" if tables else "")
+
     def to_markdown(self) -> str:
         fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
         lines = [
             f"### Quantization report: `{self.recipe}`",
             "",
-            f"{len(self.layers)} Linears quantized ({self.quantized_params:,} weights, "
+            f"{len(self.layers)} weights quantized ({self.what_quantized()}; {self.quantized_params:,} elements, "
             f"{self.mean_bits_per_weight:.3f} bits/weight on average), {len(self.kept)} kept in float; "
             f"{self.n_samples} calibration clips; {self.seconds:.1f} s on {self.device} "
             f"({self.forward_seconds:.1f} s running blocks).",
@@ -391,6 +397,8 @@ def quantize_model(
     model.eval()
     q = _Quantizer(model, recipe, report, dev, fold_awq)
     try:
+        # Before calibration, so the decoder blocks are calibrated on the rows they will be fed.
+        _quantize_embeddings(model, recipe, report)
         if samples:
             model.to(dev)
             report.n_samples = len(samples)
@@ -409,6 +417,23 @@ def quantize_model(
         model.train(was_training)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _quantize_embeddings(model: nn.Module, recipe: Recipe, report: QuantReport) -> None:
+    """Round the recipe's embedding tables to its ``[embedding]`` scheme (see quant.recipe)."""
+    for name, emb in [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]:
+        rule = recipe.embedding_rule_for(name)
+        if rule is None:
+            continue
+        t = time.perf_counter()
+        w = emb.weight.detach().float()
+        qw = rtn(w, rule.scheme)
+        _set_module(model, name, QuantEmbedding.from_embedding(emb, qw))
+        _, werr = _rel_errors(w, effective_weight(qw).to(w.device), None)
+        report.layers.append(LayerReport(
+            name, rule.scheme.name, "rtn", bits_per_weight(rule.scheme, qw.in_features), qw.codes.numel(), None, werr,
+            time.perf_counter() - t, EMBEDDING_NOTE,
+        ))
 
 
 def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, progress: bool, n_targeted: int) -> None:
@@ -469,5 +494,5 @@ def _progress_iter(items, progress: bool, what: str):
 
 
 def quantized_weights(model: nn.Module) -> dict[str, QuantizedWeight]:
-    """Every QuantLinear's :class:`QuantizedWeight`, by module name (for exporters)."""
-    return {n: m.qweight for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+    """Every QuantLinear's and QuantEmbedding's :class:`QuantizedWeight`, by module name."""
+    return {n: m.qweight for n, m in model.named_modules() if isinstance(m, (QuantLinear, QuantEmbedding))}

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-RECIPE = "gptq-int4-g64"
+RECIPE = "gptq-int4-g64-emb8"  # 4-bit Linears, 8-bit token embedding (see the recipe)
 
 
 def _export(model: str, out: Path, calib: Path, threads: int) -> None:
@@ -29,7 +29,9 @@ def _export(model: str, out: Path, calib: Path, threads: int) -> None:
     steps = [base, base + ["--recipe", RECIPE, "--calib", str(calib), "--variant", "int4"]]
     if (out / "manifest.json").is_file() and any(out.glob("*.int4.onnx")):
         try:
-            if verify(out).get("layout") == LAYOUT_VERSION:
+            manifest = verify(out)
+            recipe = (manifest.get("variants", {}).get("int4", {}).get("recipe") or {}).get("name")
+            if manifest.get("layout") == LAYOUT_VERSION and recipe == RECIPE:
                 return
         except AsrQuantError:
             pass  # incomplete or changed: export again

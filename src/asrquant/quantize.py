@@ -5,8 +5,8 @@ The saved directory (written atomically, verified on load):
 
     config.json          family, dims, decoding settings, source model and its sha256
     model.safetensors    float tensors kept as they are (LayerNorms carry folded AWQ scales) and,
-                         per quantized Linear N: N.qweight.{codes,scales,zero_points,
-                         global_scale,input_scale} (codes packed along the input axis)
+                         per quantized Linear or embedding table N: N.qweight.{codes,scales,
+                         zero_points,global_scale,input_scale} (codes packed along the input axis)
     quantization.json    recipe, the scheme of every quantized tensor, the report, and the
                          calibration clips (manifest, ids, audio sha256) so a bench can refuse
                          to evaluate on them
@@ -30,7 +30,7 @@ from .calibrate import CalibSample, QuantReport, quantize_model, quantized_weigh
 from .errors import ArtifactError, AsrQuantError
 from .models.whisper import Whisper, WhisperDims
 from .models.whisper_load import WhisperCheckpoint, load_whisper
-from .quant.linear import QuantLinear
+from .quant.linear import QuantEmbedding, QuantLinear
 from .quant.qtensor import QuantizedWeight, pack_int, unpack_int
 from .quant.recipe import Recipe, load_recipe, recipe_from_dict
 from .quant.scheme import QuantScheme
@@ -168,7 +168,8 @@ def save_quantized(qm: QuantizedWhisper, out: str | Path) -> Path:
     report = qm.report.to_dict() if isinstance(qm.report, QuantReport) else qm.report
     quantization = {
         "recipe": qm.recipe.to_dict(),
-        "tensors": {name: {**qw.scheme.to_dict(), "shape": list(qw.shape)} for name, qw in qweights.items()},
+        "tensors": {name: {**qw.scheme.to_dict(), "shape": list(qw.shape), "module": _module_kind(model, name)}
+                    for name, qw in qweights.items()},
         "report": report,
         "calibration": qm.calibration.to_dict() if qm.calibration else None,
     }
@@ -180,6 +181,10 @@ def save_quantized(qm: QuantizedWhisper, out: str | Path) -> Path:
         write_manifest(tmp, kind=KIND, family="whisper", source=ckpt.source, source_sha256=ckpt.source_sha256,
                        recipe=qm.recipe.name)
     return Path(out)
+
+
+def _module_kind(model: torch.nn.Module, name: str) -> str:
+    return "embedding" if isinstance(model.get_submodule(name), QuantEmbedding) else "linear"
 
 
 def is_quantized_dir(path: str | Path) -> bool:
@@ -206,6 +211,7 @@ def load_quantized(path: str | Path) -> QuantizedWhisper:
     for name, meta in quantization["tensors"].items():
         meta = dict(meta)
         shape = tuple(meta.pop("shape"))
+        module = meta.pop("module", "linear")
         scheme = QuantScheme.from_dict(meta)
         parts = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{name}.qweight.")}
         if "codes" not in parts:
@@ -213,9 +219,10 @@ def load_quantized(path: str | Path) -> QuantizedWhisper:
         parts["codes"] = unpack_int(parts["codes"], scheme.bits, shape[1])
         qw = QuantizedWeight.from_tensors(parts, scheme)
         parent, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent), attr, QuantLinear(qw, plain.pop(f"{name}.bias", None)))
+        quantized = QuantEmbedding(qw) if module == "embedding" else QuantLinear(qw, plain.pop(f"{name}.bias", None))
+        setattr(model.get_submodule(parent), attr, quantized)
     missing, unexpected = model.load_state_dict(plain, strict=False)
-    # QuantLinear buffers (weight, bias, inv_input_scale) were set from the codes above.
+    # QuantLinear / QuantEmbedding buffers (weight, bias, inv_input_scale) were set from the codes above.
     missing = [m for m in missing if not m.startswith(tuple(f"{n}." for n in quantization["tensors"]))]
     if missing or unexpected:
         raise ArtifactError(f"{path / 'model.safetensors'}: tensors missing {missing[:3]} / unexpected {unexpected[:3]}")
@@ -252,7 +259,7 @@ def cmd_quantize(args) -> int:
 
 def _summary(report: QuantReport) -> str:
     err = report.mean_rel_output_error
-    return (f"{report.recipe}: {len(report.layers)} Linears quantized, {report.mean_bits_per_weight:.3f} bits per "
+    return (f"{report.recipe}: {report.what_quantized()} quantized, {report.mean_bits_per_weight:.3f} bits per "
             f"quantized weight, {len(report.kept)} kept in float; {report.n_samples} calibration clips; "
             f"mean relative output error {'n/a' if err is None else f'{err:.4f}'}; {report.seconds:.1f} s "
             "quantizing (--verbose for the per-layer table)")

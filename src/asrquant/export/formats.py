@@ -192,7 +192,9 @@ def export_format(fmt: str, ckpt, out_dir: str | Path, recipe=None, **options) -
 
     family = family_info(ckpt)
     model = ckpt.model
-    qweights = quantized_weights(model)
+    # A quantized embedding table is written as its dequantized float table (float32, exact):
+    # these runtimes keep embeddings in float, and the numbers stay those the recipe chose.
+    qweights = {n: qw for n, qw in quantized_weights(model).items() if isinstance(model.get_submodule(n), QuantLinear)}
     if fmt == "compressed-tensors":
         from .compressed_tensors import write_compressed_tensors
 

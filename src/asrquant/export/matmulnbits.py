@@ -114,3 +114,112 @@ def replace_linears(proto: onnx.ModelProto, packed: dict[str, PackedNBits], accu
     if found and not any(o.domain == DOMAIN for o in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid(DOMAIN, 1))
     return found
+
+
+# --- a tied embedding: one packed table for the logits and the row lookups -------------------------
+
+
+def replace_tied_embedding(proto: onnx.ModelProto, table: str, p: PackedNBits, accuracy_level: int = 0) -> bool:
+    """Store the float embedding initializer ``table`` [V, D] once, packed as ``p``.
+
+    The logits ``Gemm(hidden, table, transB=1)`` become a MatMulNBits on the packed table, and
+    every ``Gather(table, tokens)`` a few standard ops that gather the packed rows and their
+    scales and dequantize them as MatMulNBits does, ``(code - zero_point) * scale`` in float32:
+    both read the same initializers, so the table is on disk and in memory once. (onnxruntime's
+    GatherBlockQuantized reads another layout of the codes, and a second copy of a whisper-base
+    table is 27 MB at 8 bits.) Returns whether ``table`` was in the graph.
+    """
+    g = proto.graph
+    if table not in {t.name for t in g.initializer}:
+        return False
+    prefix = table.rsplit(".", 1)[0]  # decoder.token_embedding.weight -> decoder.token_embedding
+    inits = [numpy_helper.from_array(p.b, f"{prefix}.qweight"), numpy_helper.from_array(p.scales, f"{prefix}.scales")]
+    if p.zero_points is not None:
+        inits.append(numpy_helper.from_array(p.zero_points, f"{prefix}.zero_points"))
+    nodes = []
+    for node in g.node:
+        if node.op_type == "Gemm" and node.input[1] == table:
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if attrs.get("transB") != 1 or attrs.get("transA", 0) or len(node.input) > 2:
+                raise ModelError(f"{table}: logits Gemm is not hidden @ table^T (attributes {attrs})")
+            new, _ = _make_node(prefix, node.input[0], node.output[0], p, accuracy_level)
+            new.input[1:] = [t.name for t in inits]
+            nodes.append(new)
+        elif node.op_type == "Gather" and node.input[0] == table:
+            nodes += _dequantized_rows(prefix, node.input[1], node.output[0], p, [t.name for t in inits])
+        elif table in node.input:
+            raise ModelError(f"{table} is read by a {node.op_type} node ({node.name}), not only by the logits and lookups")
+        else:
+            nodes.append(node)
+    del g.node[:]
+    g.node.extend(nodes)
+    keep = [t for t in g.initializer if t.name != table]
+    del g.initializer[:]
+    g.initializer.extend(keep + inits)
+    if not any(o.domain == DOMAIN for o in proto.opset_import):
+        proto.opset_import.append(helper.make_opsetid(DOMAIN, 1))
+    return True
+
+
+def _const(name: str, value, dtype) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], name=f"/{name}", value=numpy_helper.from_array(np.asarray(value, dtype), name))
+
+
+def _unpack_codes(prefix: str, packed: str, bits: int, out: str) -> list[onnx.NodeProto]:
+    """uint8 [..., bytes] -> uint8 [..., bytes * 8 / bits], low bits first (as :func:`pack_int`).
+
+    Opset-17 ops only (BitwiseAnd is opset 18): code j of a byte is ``(byte >> j*bits) mod 2^bits``."""
+    per_byte = 8 // bits
+    if per_byte == 1:
+        return [helper.make_node("Identity", [packed], [out], name=f"/{out}")]
+    nodes = [_const(f"{prefix}/mod", 1 << bits, np.uint8), _const(f"{prefix}/last_axis", [-1], np.int64)]
+    parts = []
+    for j in range(per_byte):
+        shifted, part = f"{prefix}/shift{j}", f"{prefix}/code{j}"
+        nodes += [_const(f"{shifted}/by", j * bits, np.uint8),
+                  helper.make_node("BitShift", [packed, f"{shifted}/by"], [shifted], name=f"/{shifted}", direction="RIGHT"),
+                  helper.make_node("Mod", [shifted, f"{prefix}/mod"], [f"{part}/flat"], name=f"/{part}/Mod"),
+                  helper.make_node("Unsqueeze", [f"{part}/flat", f"{prefix}/last_axis"], [part], name=f"/{part}/Unsqueeze")]
+        parts.append(part)
+    # [B, T, n, bytes, per_byte] -> [B, T, n, bytes * per_byte]: the codes in their original order.
+    nodes += [helper.make_node("Concat", parts, [f"{prefix}/interleaved"], name=f"/{prefix}/Concat", axis=-1),
+              _const(f"{prefix}/merge_shape", [0, 0, 0, -1], np.int64),
+              helper.make_node("Reshape", [f"{prefix}/interleaved", f"{prefix}/merge_shape"], [out], name=f"/{out}")]
+    return nodes
+
+
+def _dequantized_rows(prefix: str, indices: str, out: str, p: PackedNBits, inits: list[str]) -> list[onnx.NodeProto]:
+    """Nodes computing ``out`` [B, T, K] = dequantized rows ``indices`` [B, T] of the packed table."""
+    q = f"{out}/dequantize"  # unique per Gather
+    nodes = [helper.make_node("Gather", [inits[0], indices], [f"{q}/packed"], name=f"/{q}/GatherCodes", axis=0)]
+    nodes += _unpack_codes(f"{q}/codes", f"{q}/packed", p.bits, f"{q}/codes_u8")  # [B, T, n_blocks, block]
+    nodes.append(helper.make_node("Cast", [f"{q}/codes_u8"], [f"{q}/codes_f"], name=f"/{q}/CastCodes", to=onnx.TensorProto.FLOAT))
+    nodes += [_const(f"{q}/last_axis", [-1], np.int64),
+              helper.make_node("Gather", [inits[1], indices], [f"{q}/scales"], name=f"/{q}/GatherScales", axis=0),
+              helper.make_node("Unsqueeze", [f"{q}/scales", f"{q}/last_axis"], [f"{q}/scale"], name=f"/{q}/UnsqueezeScales")]
+    if p.zero_points is None:
+        nodes.append(_const(f"{q}/zero", float(1 << (p.bits - 1)), np.float32))
+    else:  # [B, T, bytes] -> [B, T, 1, bytes] -> codes [B, T, 1, n] -> [B, T, n_blocks, 1]
+        n_blocks = p.scales.shape[1]
+        nodes += [helper.make_node("Gather", [inits[2], indices], [f"{q}/zp_packed"], name=f"/{q}/GatherZeros", axis=0),
+                  _const(f"{q}/zp_in_shape", [0, 0, 1, -1], np.int64),
+                  helper.make_node("Reshape", [f"{q}/zp_packed", f"{q}/zp_in_shape"], [f"{q}/zp_packed4"], name=f"/{q}/ZpIn")]
+        nodes += _unpack_codes(f"{q}/zp", f"{q}/zp_packed4", p.bits, f"{q}/zp_codes")
+        nodes += [_const(f"{q}/zp_out_shape", [0, 0, -1], np.int64),
+                  helper.make_node("Reshape", [f"{q}/zp_codes", f"{q}/zp_out_shape"], [f"{q}/zp_all"], name=f"/{q}/ZpOut"),
+                  _const(f"{q}/zp_start", [0], np.int64), _const(f"{q}/zp_end", [n_blocks], np.int64),
+                  helper.make_node("Slice", [f"{q}/zp_all", f"{q}/zp_start", f"{q}/zp_end", f"{q}/last_axis"],
+                                   [f"{q}/zp_u8"], name=f"/{q}/ZpSlice"),
+                  helper.make_node("Cast", [f"{q}/zp_u8"], [f"{q}/zp_f"], name=f"/{q}/CastZeros", to=onnx.TensorProto.FLOAT),
+                  helper.make_node("Unsqueeze", [f"{q}/zp_f", f"{q}/last_axis"], [f"{q}/zero"], name=f"/{q}/UnsqueezeZeros")]
+    nodes += [helper.make_node("Sub", [f"{q}/codes_f", f"{q}/zero"], [f"{q}/centred"], name=f"/{q}/Sub"),
+              helper.make_node("Mul", [f"{q}/centred", f"{q}/scale"], [f"{q}/blocks"], name=f"/{q}/Mul"),
+              _const(f"{q}/row_shape", [0, 0, -1], np.int64),
+              helper.make_node("Reshape", [f"{q}/blocks", f"{q}/row_shape"], [f"{q}/padded"], name=f"/{q}/Reshape")]
+    if p.scales.shape[1] * p.block_size == p.k:
+        nodes[-1].output[0] = out
+    else:  # the last block was zero-padded: drop the padding
+        nodes += [_const(f"{q}/k_start", [0], np.int64), _const(f"{q}/k_end", [p.k], np.int64),
+                  helper.make_node("Slice", [f"{q}/padded", f"{q}/k_start", f"{q}/k_end", f"{q}/last_axis"], [out],
+                                   name=f"/{q}/Slice")]
+    return nodes

@@ -52,9 +52,9 @@ from torch import Tensor, nn
 
 from ..models.whisper import Whisper
 from ..models.whisper_load import WhisperCheckpoint
-from ..quant.linear import QuantLinear
+from ..quant.linear import QuantEmbedding, QuantLinear
 from ..quant.qtensor import QuantizedWeight
-from .matmulnbits import PackedNBits, pack, replace_linears
+from .matmulnbits import PackedNBits, pack, replace_linears, replace_tied_embedding
 from .onnx_artifact import float16_storage, write_onnx_artifact
 
 OPSET = 17  # LayerNormalization is one op from 17
@@ -329,11 +329,30 @@ def quantize_graphs(protos: dict[str, onnx.ModelProto], packed: dict[str, Packed
         raise RuntimeError(f"quantized Linears not found in the traced graphs: {', '.join(missing)}")
 
 
+def pack_embedding(model: Whisper) -> PackedNBits | None:
+    """The token embedding packed for MatMulNBits when the recipe quantized it, else None."""
+    emb = model.decoder.token_embedding
+    return pack(emb.qweight, EMBEDDING) if isinstance(emb, QuantEmbedding) else None
+
+
+def quantize_embedding(protos: dict[str, onnx.ModelProto], p: PackedNBits, accuracy_level: int) -> None:
+    """The decoder graphs' logits and lookups read the one packed table (see replace_tied_embedding)."""
+    for name in ("decoder_prefill", "decoder_step"):
+        if not replace_tied_embedding(protos[name], EMBEDDING, p, accuracy_level):
+            raise RuntimeError(f"{name}: traced decoder has no initializer {EMBEDDING}")
+
+
 def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, accuracy_level: int = 0,
                    float_dtype: str = "float32") -> dict:
     """How every Linear is stored, and under "*" every other weight (convolutions, norms, embeddings)."""
     qweights = quantized_linears(model)
     table = {"*": {"scheme": float_dtype}}
+    emb = model.decoder.token_embedding
+    if isinstance(emb, QuantEmbedding):
+        p = pack(emb.qweight, EMBEDDING)
+        table["decoder.token_embedding"] = {
+            "scheme": emb.qweight.scheme.name, **emb.qweight.scheme.to_dict(), "algorithm": "rtn", "block_size": p.block_size,
+            "op": "MatMulNBits (logits) + Gather of the packed rows (lookups)", "accuracy_level": accuracy_level}
     for name in linear_names(model):
         if name not in packed:
             table[name] = {"scheme": float_dtype, "op": "MatMul"}
@@ -376,6 +395,9 @@ def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recip
     protos = trace_graphs(model)
     packed = pack_linears(model)
     quantize_graphs(protos, packed, accuracy_level)
+    embedding = pack_embedding(model)
+    if embedding is not None:
+        quantize_embedding(protos, embedding, accuracy_level)
     if fp16:
         for proto in protos.values():
             float16_storage(proto)

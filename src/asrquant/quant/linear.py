@@ -46,3 +46,32 @@ class QuantLinear(nn.Module):
     def extra_repr(self) -> str:
         s = f"in_features={self.in_features}, out_features={self.out_features}, scheme={self.qweight.scheme.name}"
         return s + (", input_scale" if self.inv_input_scale is not None else "")
+
+
+class QuantEmbedding(nn.Module):
+    """A token embedding whose table is a :class:`QuantizedWeight` [vocab, dim].
+
+    Rows are looked up in the dequantized table, cached as the buffer ``weight``; a model that
+    ties its output projection to the embedding (Whisper: ``logits = x @ weight.T``) therefore
+    computes its logits with the same dequantized numbers, as an exporter's MatMulNBits does.
+    """
+
+    def __init__(self, qweight: QuantizedWeight):
+        super().__init__()
+        if qweight.input_scale is not None:
+            raise ValueError("an embedding table has no input scale")
+        self.qweight = qweight
+        self.num_embeddings, self.embedding_dim = qweight.shape
+        self.register_buffer("weight", dequantize(qweight).contiguous())
+
+    @classmethod
+    def from_embedding(cls, emb: nn.Embedding, qweight: QuantizedWeight) -> "QuantEmbedding":
+        if tuple(emb.weight.shape) != tuple(qweight.shape):
+            raise ValueError(f"table shape {list(emb.weight.shape)} != quantized {list(qweight.shape)}")
+        return cls(qweight).to(emb.weight.device)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return F.embedding(tokens, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, scheme={self.qweight.scheme.name}"

