@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("transcribe", help="transcribe audio files with a model or an exported artifact")
-    p.add_argument("model", help="registry name (whisper-base, whisper-tiny.en), model directory or artifact")
+    p.add_argument("model", help="registry name (whisper-base, whisper-tiny.en), Whisper or Qwen3-ASR directory, "
+                                 "a directory saved by quantize, DIR@RECIPE, or an ONNX export")
     p.add_argument("audio", nargs="+")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     _decode_flags(p)
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("quantize", help="calibrate on real audio and quantize a model by a recipe")
-    p.add_argument("model", help="registry name, HF or CTranslate2 Whisper directory")
+    p.add_argument("model", help="registry name, HF or CTranslate2 Whisper directory, or a Qwen3-ASR / Mega-ASR directory")
     p.add_argument("--recipe", required=True, help="built-in recipe name or a recipe .toml")
     p.add_argument("--calib", help="calibration manifest.jsonl (real or synthetic audio, not the eval set)")
     p.add_argument("--out", required=True, help="output directory (written atomically)")

@@ -162,3 +162,32 @@ def test_bench_runs_the_checkpoint_and_the_onnx_export(work, tmp_path, monkeypat
     # Calibrated on the evaluation clips: the bench says so, as it does for Whisper.
     assert len(report["warnings"]) == 1 and "rtn-int4-g64" in report["warnings"][0]
     assert "2 evaluation clip(s)" in report["warnings"][0]
+
+
+def test_cli_transcribe_a_qwen_checkpoint(work, capsys):
+    wav = work["eval"].parent / "ev-a.wav"
+    assert main(["transcribe", str(work["ckpt"]), str(wav), "--json", "--language", "en", "--max-new-tokens", "4"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    want = open_engine(str(work["ckpt"])).transcribe(load_audio(wav), "en", 1, 4)
+    assert out["text"] == want.text and out["language"] == "en" and out["stops"] == want.stops
+
+
+def test_float_export_added_as_a_variant_runs_as_the_float_model(work, tmp_path):
+    import shutil
+
+    onnx_dir = tmp_path / "onnx"
+    shutil.copytree(work["onnx"], onnx_dir)
+    assert main(["export", str(work["ckpt"]), "--out", str(onnx_dir), "--variant", "float", "--quiet"]) == 0
+    variants = json.loads((onnx_dir / "manifest.json").read_text())["variants"]
+    assert set(variants) == {"default", "float"} and variants["float"]["recipe"] is None
+    want = _tokens(open_engine(str(work["ckpt"])), work)
+    assert _tokens(open_engine(f"{onnx_dir}@float"), work) == want
+    assert _tokens(open_engine(str(onnx_dir)), work) == _tokens(open_engine(str(work["quantized"])), work)
+
+
+def test_saved_quantized_dir_exports_to_compressed_tensors_with_the_hf_config(work, tmp_path):
+    out = tmp_path / "ct"
+    assert main(["export", str(work["quantized"]), "--format", "compressed-tensors", "--out", str(out), "--quiet"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "qwen3_asr" and "quantization_config" in config
+    assert json.loads((out / "manifest.json").read_text())["family"] == "qwen3-asr"

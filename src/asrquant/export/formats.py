@@ -82,7 +82,9 @@ def family_info(ckpt) -> FamilyInfo:
         return FamilyInfo("whisper", _hf_config(ckpt), files, ckpt.source, ckpt.source_sha256,
                           extra_float_linears=("proj_out",))
     if isinstance(ckpt, Qwen3ASRCheckpoint):
-        config = json.loads((ckpt.model_dir / "config.json").read_text(encoding="utf-8"))
+        from ..models.qwen3_asr_saved import hf_config
+
+        config = hf_config(ckpt)  # a quantized model saved by us keeps it inside its own config.json
         files = {n: (ckpt.model_dir / n).read_bytes() for n in QWEN_SUPPORT_FILES if (ckpt.model_dir / n).is_file()}
         tied = "lm_head" if ckpt.dims.tie_word_embeddings else None
         return FamilyInfo("qwen3-asr", config, files, ckpt.source, ckpt.source_sha256, tied)
@@ -223,30 +225,9 @@ def run_format(args) -> int:
 
 
 def load_for_export(model: str, recipe: str | None, calib: str | None, progress: bool = True):
-    """(checkpoint, recipe): a Qwen3-ASR / Mega-ASR directory quantized now by an RTN recipe, or
-    whatever the ONNX export loads (Whisper names and directories, models saved by ``quantize``)."""
-    if not _is_qwen3_asr(Path(model)):
-        from .command import load
+    """(checkpoint, recipe): what the ONNX export loads, for either family (Whisper names and
+    directories, Qwen3-ASR / Mega-ASR directories, models saved by ``quantize``), quantized now
+    by ``recipe`` (calibrated on ``calib``) when one is given."""
+    from .command import load
 
-        return load(model, recipe, calib, progress=progress)
-    from ..calibrate import quantize_model
-    from ..models.qwen3_asr_load import load_qwen3_asr
-    from ..quant.recipe import load_recipe
-
-    ckpt = load_qwen3_asr(model)
-    if not recipe:
-        return ckpt, None
-    r = load_recipe(recipe)
-    if r.needs_calibration:
-        raise AsrQuantError(f"recipe {r.name!r} calibrates on audio, which is not wired up for Qwen3-ASR yet: "
-                            "use an RTN recipe (rtn-int4-g64, int8, mixed-8attn-4mlp, mxfp4)")
-    quantize_model(ckpt.model, r, None, progress=progress)
-    return ckpt, r
-
-
-def _is_qwen3_asr(path: Path) -> bool:
-    from ..models.qwen3_asr_load import is_qwen3_asr_dir
-
-    if not path.is_dir():
-        return False
-    return is_qwen3_asr_dir(path) or any(is_qwen3_asr_dir(c) for c in path.iterdir() if c.is_dir())
+    return load(model, recipe, calib, progress=progress)

@@ -24,7 +24,14 @@ import torch
 
 from ..models.qwen3_asr import Qwen3ASR, chunk_mel
 from .onnx_artifact import float16_storage, write_onnx_artifact
-from .onnx_whisper import OPSET, _trace, export_copy, linear_names, pack_linears, quantize_graphs
+from .onnx_whisper import (
+    OPSET,
+    _trace,
+    export_copy,
+    linear_names,
+    pack_linears,
+    quantize_graphs,
+)
 
 FAMILY = "qwen3-asr"
 

@@ -18,7 +18,11 @@ import numpy as np
 from ..decoding import DecodeOptions, DecodeResult, LogitRules, decode
 from ..errors import AsrQuantError
 from ..models.qwen3_asr_features import n_audio_tokens, qwen3_asr_log_mel
-from ..models.qwen3_asr_prompt import SUPPORTED_LANGUAGES, Qwen3ASRTokenizer, normalize_language
+from ..models.qwen3_asr_prompt import (
+    SUPPORTED_LANGUAGES,
+    Qwen3ASRTokenizer,
+    normalize_language,
+)
 from ..transcribe import Transcript
 
 LANGUAGE_CODES = {name: code for code, name in SUPPORTED_LANGUAGES.items()}

@@ -14,8 +14,13 @@ import numpy as np
 import torch
 
 from ..models.qwen3_asr import Qwen3ASR
-from .qwen3_asr_transcribe import (Qwen3ASREngine, Qwen3ASRLogitRules, Qwen3ASRTranscriber,  # noqa: F401
-                                   Qwen3ASRTranscript, qwen3_asr_rules)
+from .qwen3_asr_transcribe import (  # noqa: F401
+    Qwen3ASREngine,
+    Qwen3ASRLogitRules,
+    Qwen3ASRTranscriber,
+    Qwen3ASRTranscript,
+    qwen3_asr_rules,
+)
 
 
 class Qwen3ASRTorchSession:
@@ -51,7 +56,12 @@ def load_for_torch(spec: str, calib: str | None = None):
     """The checkpoint of a torch spec: saved by ``asrquant quantize``, ``DIR@RECIPE`` quantized
     now (calibrated on ``calib``), or a checkpoint directory as it is."""
     from ..models.qwen3_asr_load import load_qwen3_asr
-    from ..models.qwen3_asr_saved import FAMILY, load_quantized_qwen3_asr, quantize_qwen3_asr, saved_family
+    from ..models.qwen3_asr_saved import (
+        FAMILY,
+        load_quantized_qwen3_asr,
+        quantize_qwen3_asr,
+        saved_family,
+    )
 
     if saved_family(Path(spec)) == FAMILY:
         return load_quantized_qwen3_asr(spec).ckpt
