@@ -188,7 +188,9 @@ def calibration_overlap(run_dir: str, clips: list[Clip]) -> list[str]:
 
 def bench(specs: list[str], data: list[str], language: str | None = None, beam: int = 1, threads: int = 2,
           limit: int | None = None, max_new_tokens: int = 224, repeat: int = 1, progress: bool = True,
-          calib: str | None = None) -> dict:
+          calib: str | None = None, jobs: int = 1) -> dict:
+    """Every spec on the same clips, each in its own process; ``jobs`` > 1 runs that many at once
+    (for accuracy tables: the timings of concurrent runs share the CPU and are not comparable)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -196,7 +198,8 @@ def bench(specs: list[str], data: list[str], language: str | None = None, beam: 
         raise AsrQuantError("the same --model is given twice")
     clips = read_manifests(data)[:limit] if limit else read_manifests(data)
     job_clips = [{"id": c.id, "audio": str(c.audio), "lang": c.lang} for c in clips]
-    opened = {s: _quantize_once(s, calib, threads) or s for s in specs}
+    # Quantize (MODEL@RECIPE) and run the specs ``jobs`` at a time: each in its own process.
+    opened = dict(zip(specs, _parallel(lambda s: _quantize_once(s, calib, threads) or s, specs, jobs)))
     warnings = []
     for spec, path in opened.items():
         overlap = calibration_overlap(path, clips) if Path(path).is_dir() else []
@@ -208,19 +211,40 @@ def bench(specs: list[str], data: list[str], language: str | None = None, beam: 
     raw: dict[str, list[dict]] = {s: [] for s in specs}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not progress, transient=False) as bar:
+        def run(spec: str, rep: int) -> dict:
+            task = bar.add_task(f"{spec} [{rep + 1}/{repeat}]", total=len(clips))
+            job = dict(spec=spec, open=opened[spec], clips=job_clips, language=language, beam=beam, threads=threads,
+                       max_new_tokens=max_new_tokens)
+            return _run_spec(job, lambda: bar.advance(task))
+
         for rep in range(repeat):
-            for spec in specs:
-                task = bar.add_task(f"{spec} [{rep + 1}/{repeat}]", total=len(clips))
-                job = dict(spec=spec, open=opened[spec], clips=job_clips, language=language, beam=beam, threads=threads,
-                           max_new_tokens=max_new_tokens)
-                raw[spec].append(_run_spec(job, lambda: bar.advance(task)))
+            for spec, result in zip(specs, _parallel(lambda s: run(s, rep), specs, jobs)):
+                raw[spec].append(result)
     return {
         "settings": {"data": [str(d) for d in data], "language": language, "beam": beam, "threads": threads,
-                     "max_new_tokens": max_new_tokens, "repeat": repeat, "clips": len(clips),
+                     "jobs": jobs, "max_new_tokens": max_new_tokens, "repeat": repeat, "clips": len(clips),
                      "cpu_count": os.cpu_count(), "calib": calib},
         "warnings": warnings,
-        "runs": [_score_run(s, raw[s], clips) for s in specs],
+        "runs": [{**_score_run(s, raw[s], clips), "bits_per_weight": quantized_bits(opened[s])} for s in specs],
     }
+
+
+def _parallel(fn, items: list, jobs: int) -> list:
+    """``[fn(x) for x in items]``, up to ``jobs`` at a time (each call waits on a subprocess)."""
+    if jobs <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(fn, items))
+
+
+def quantized_bits(path: str) -> float | None:
+    """Mean bits per quantized weight of a model saved by ``quantize`` (None for anything else)."""
+    qfile = Path(path) / "quantization.json"
+    if not qfile.is_file():
+        return None
+    return json.loads(qfile.read_text()).get("report", {}).get("mean_bits_per_weight")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,8 @@ def cmd_bench(args) -> int:
     from .bench import bench
 
     report = bench(args.model, args.data, language=args.language, beam=args.beam, threads=args.threads,
-                   limit=args.limit, max_new_tokens=args.max_new_tokens, repeat=args.repeat, calib=args.calib)
+                   limit=args.limit, max_new_tokens=args.max_new_tokens, repeat=args.repeat, calib=args.calib,
+                   jobs=args.jobs)
     command = "asrquant " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     print(write_reports(report, command, args.json, args.markdown, args.plot))
     return 0
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N clips")
     p.add_argument("--repeat", type=int, default=1, help="interleaved repetitions for timing (median RTF)")
     p.add_argument("--calib", help="calibration manifest for MODEL@RECIPE specs (quantized once, cached)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="models quantized and run at once (accuracy tables; timings then share the CPU)")
     p.add_argument("--json", help="write the JSON report here")
     p.add_argument("--markdown", help="write the markdown report here")
     p.add_argument("--plot", help="write a PNG of WER per category here")

@@ -49,17 +49,22 @@ def to_markdown(report: dict, command: str | None = None, max_clip_rows: int = 4
         lines += ["```", command, "```", ""]
     for w in report.get("warnings", []):
         lines += [f"> **WARNING**: {w}; its figures are not a fair evaluation.", ""]
+    jobs = s.get("jobs", 1)
+    timing = (f"{jobs} models ran at once: RTF and memory shared the CPU, compare them only within this table"
+              if jobs > 1 else f"repeat {s['repeat']} (median RTF of interleaved runs)")
     lines += [f"{s['clips']} clips, beam {s['beam']}, {s['threads']} threads, max {s['max_new_tokens']} new tokens, "
-              f"repeat {s['repeat']} (median RTF of interleaved runs). WER in %; delta vs the first row with a "
-              "95% paired bootstrap interval over clips and the difference in words.", ""]
-    lines += ["| model | engine | size MB | WER | Δ WER vs first [95% CI] (words) | mean agreement | same text as first "
-              "| RTF | peak RSS MB | load s | empty / loop / max-len / bad input |",
-              "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+              f"{timing}. WER in %; delta vs the first row with a "
+              "95% paired bootstrap interval over clips and the difference in words. bits/w: mean bits per "
+              "quantized weight, scales and zero points included.", ""]
+    lines += ["| model | engine | size MB | bits/w | WER | Δ WER vs first [95% CI] (words) | mean agreement "
+              "| same text as first | RTF | peak RSS MB | load s | empty / loop / max-len / bad input |",
+              "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in runs:
         f = r["failures"]
         same, n = identical_transcripts(base, r)
         lines.append(
-            f"| `{r['spec']}` | {r['engine']} | {r['size_bytes'] / 1e6:.1f} | {_pct(r['wer'])} | {delta_cell(base, r)} "
+            f"| `{r['spec']}` | {r['engine']} | {r['size_bytes'] / 1e6:.1f} | {_bits(r.get('bits_per_weight'))} "
+            f"| {_pct(r['wer'])} | {delta_cell(base, r)} "
             f"| {_pct(r['agreement'])} | {same}/{n} | {r['rtf']:.3f} | {r['peak_rss_mb']:.0f} | {r['load_s']:.1f} "
             f"| {f['empty']} / {f['loop']} / {f['max_length']} / {f['bad_input']} |")
     cats = sorted({c for r in runs for c in r["per_category"]})
@@ -79,6 +84,10 @@ def to_markdown(report: dict, command: str | None = None, max_clip_rows: int = 4
             cells = [_clip_cell(r["clips"][i], base["clips"][i] if r is not base else None) for r in runs]
             lines.append(f"| {c['id']} | {c['ref']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _bits(b: float | None) -> str:
+    return "—" if b is None else f"{b:.2f}"
 
 
 def _clip_cell(clip: dict, base_clip: dict | None) -> str:
