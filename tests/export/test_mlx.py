@@ -1,8 +1,9 @@
 """MLX export: the files hold our codes, scales and zero points exactly; MLX itself
 (``mx.dequantize``) and a reader written from MLX's definition give back the same weights, which
-are ours bit for bit where MLX's ``scale * q + bias`` can be (scales of at most 24 - bits
-significant bits, MXFP4) and within the rounding of ``scale * q`` otherwise; the mixed recipe's per-layer
-block; refusals; transcripts through our torch runner."""
+are ours bit for bit where MLX's ``scale * q + bias`` can be (float16/bfloat16-scale schemes
+written with float32 storage, as the built-in mixed recipe is, and MXFP4) and within the rounding
+of ``scale * q`` otherwise; the mixed recipe's per-layer block; refusals; transcripts through our
+torch runner."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from format_fixtures import (greedy_tokens, needs_tiny, needs_vitw8, quantized_q
 from asrquant.calibrate import quantized_weights
 from asrquant.errors import AsrQuantError
 from asrquant.export.formats import export_format, family_info
-from asrquant.export.mlx import layer_arrays, layer_params, mlx_module
+from asrquant.export.mlx import exact_through_mlx, layer_arrays, layer_params, mlx_module
 from asrquant.export.readers import read_mlx, read_mlx_with_mlx, unpack_mlx
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.rtn import rtn
@@ -61,27 +62,45 @@ def test_files_hold_our_codes_scales_and_zero_points(mixed):
 
 
 @needs_tiny
-def test_mlx_and_the_definition_agree_and_are_ours_to_the_last_bit(mixed):
-    ckpt, _, by_definition, by_mlx = mixed
+def test_mixed_recipe_through_mlx_itself_is_ours_bit_for_bit(mixed):
+    """The built-in recipe's float16 scales, written as float32: every Linear that ``mx.dequantize``
+    gives back equals our dequantized weight exactly, no tolerance."""
+    ckpt, out, by_definition, by_mlx = mixed
     fam = family_info(ckpt)
     assert by_definition.weights.keys() == by_mlx.weights.keys()
     for k in by_mlx.weights:
         assert torch.equal(by_definition.weights[k], by_mlx.weights[k]), k
-    for name, qw in quantized_weights(ckpt.model).items():
-        assert close_to_ours(by_mlx.weights[mlx_module(fam, name)], qw), name
+    qws = quantized_weights(ckpt.model)
+    assert len(qws) == len(by_mlx.weights) == 64  # encoder 4 blocks x 6 Linears, decoder 4 x 10
+    for name, qw in qws.items():
+        assert qw.scheme.scale_dtype == "float16", name
+        assert torch.equal(by_mlx.weights[mlx_module(fam, name)], dequantize(qw)), name
+    assert json.loads((out / "manifest.json").read_text())["exact_through_mlx"] is True
 
 
 @pytest.mark.parametrize("bits,group", [(2, 32), (3, 64), (4, 128), (5, 32), (6, 64), (8, 128), (8, -1)])
 @pytest.mark.parametrize("symmetric", [False, True])
-def test_half_precision_scales_are_ours_bit_for_bit_through_mlx(bits, group, symmetric):
+@pytest.mark.parametrize("scale_dtype", ["float16", "bfloat16"])
+def test_half_precision_scale_schemes_are_ours_bit_for_bit_through_mlx(bits, group, symmetric, scale_dtype):
     g = torch.Generator().manual_seed(bits)
-    qw = rtn(torch.randn(48, 384, generator=g) * 0.05, QuantScheme.int(bits, group, symmetric))
-    qw.scales = qw.scales.half().float()  # a valid quantization too: its codes against these scales
+    qw = rtn(torch.randn(48, 384, generator=g) * 0.05, QuantScheme.int(bits, group, symmetric, scale_dtype))
     params = layer_params("w", qw)
     a = layer_arrays(qw, params, "float32")
+    assert exact_through_mlx(qw, "float32")
     w = mx.dequantize(mx.array(a["weight"]), mx.array(a["scales"]), mx.array(a["biases"]),
                       group_size=params["group_size"], bits=bits)
     assert torch.equal(torch.from_numpy(np.array(w)), dequantize(qw))
+
+
+def test_float16_storage_keeps_a_float16_schemes_scales_but_mlx_then_computes_in_float16():
+    w = torch.randn(48, 384, generator=torch.Generator().manual_seed(0)) * 0.05
+    qw = rtn(w, QuantScheme.int(4, 64, scale_dtype="float16"))
+    params = layer_params("w", qw)
+    a = layer_arrays(qw, params, "float16")
+    assert a["scales"].dtype == np.float16 and np.array_equal(a["scales"].astype(np.float32), qw.scales.numpy())
+    assert not exact_through_mlx(qw, "float16") and not exact_through_mlx(rtn(w, QuantScheme.int(4, 64)), "float32")
+    w = mx.dequantize(mx.array(a["weight"]), mx.array(a["scales"]), mx.array(a["biases"]), group_size=64, bits=4)
+    assert w.dtype == mx.float16  # MLX dequantizes in the scales' dtype: every weight rounded to float16
 
 
 @needs_tiny
@@ -137,14 +156,28 @@ def test_qwen3_asr_text_model_quantized_audio_tower_kept_as_its_dequantized_weig
     for name, qw in qws.items():
         if name.startswith("audio_tower."):  # mlx-audio never quantizes the audio tower
             assert torch.equal(rb.tensors[f"thinker.{name}.weight"], dequantize(qw)), name
-        else:
-            assert close_to_ours(rb.weights[f"thinker.{name}"], qw), name
+        else:  # float16 scales (the built-in recipe): bit for bit through MLX
+            assert torch.equal(rb.weights[f"thinker.{name}"], dequantize(qw)), name
     manifest = json.loads((out / "manifest.json").read_text())
     assert "audio_tower.layers.0.fc1" in manifest["float_dequantized"]
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "qwen3_asr" and config["quantization"]["bits"] == 8  # 8 attention, 6 MLP
     assert config["quantization"]["model.layers.1.mlp.up_proj"]["bits"] == 4
     assert "thinker.lm_head.weight" not in rb.tensors
+
+
+def test_qwen3_asr_int4_float16_scales_through_mlx_itself_are_ours_bit_for_bit(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASRQUANT_CACHE", str(tmp_path / "cache"))
+    spec = '[[rules]]\nbits = 4\ngroup_size = 32\nsymmetric = true\nscale_dtype = "float16"\n'
+    ckpt, _ = quantized_qwen(tmp_path / "qwen", spec)
+    out = export_format("mlx", ckpt, tmp_path / "mlx")
+    rb, qws = read_mlx_with_mlx(out), quantized_weights(ckpt.model)
+    text = {n: qw for n, qw in qws.items() if not n.startswith("audio_tower.")}
+    assert text and len(rb.weights) == len(text)
+    for name, qw in text.items():
+        assert qw.scheme.name == "int4-g32-sym-fp16", name
+        assert torch.equal(rb.weights[f"thinker.{name}"], dequantize(qw)), name
+    assert json.loads((out / "manifest.json").read_text())["exact_through_mlx"] is True
 
 
 @needs_tiny

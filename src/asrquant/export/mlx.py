@@ -16,12 +16,21 @@ Groups: MLX takes 32, 64 or 128. A larger group (or one scale per channel) that 
 one of them is written as that many repeated scales, which changes no number; anything else is
 refused, naming the layer. Bits: MLX's affine mode has 2, 3, 4, 5, 6 and 8.
 
-Where MLX stops being ours bit for bit: MLX computes ``scale * q + bias``, rounding ``scale * q``
-and the bias before adding them, where we round ``(q - zero) * scale`` once. With float32 scales
-the two differ by at most the rounding of ``scale * 2^bits`` (a few units in the last place of
-the group's largest weight); they agree exactly when the scales have at most ``24 - bits``
-significant bits (float16 or bfloat16 values), and always in MXFP4 (powers of two). The codes,
-scales and zero points written are ours exactly.
+When ``mx.dequantize`` gives back our weights bit for bit: MLX computes ``scale * q + bias`` in
+the dtype of the stored scales, rounding ``scale * q`` and the bias before adding them, where we
+round ``(q - zero) * scale`` once in float32. Scales are written as float32 arrays by default.
+- A scheme with ``scale_dtype`` float16 or bfloat16 (scales of at most 11 or 8 significant bits,
+  codes and zero points of at most 8) makes both products and their sum exact in float32:
+  bit for bit. So does MXFP4 (power-of-two scales). The built-in ``mixed-8attn-4mlp`` recipe
+  has float16 scales for this; the manifest's ``exact_through_mlx`` says whether it holds.
+- A float32-scale scheme differs by at most the rounding of ``scale * 2^bits`` (a few units in
+  the last place of the group's largest weight).
+- ``scale_dtype="float16"`` storage (MLX's usual form, half the scale bytes) makes MLX
+  dequantize in float16, rounding every weight to float16: ours for no scheme, though a float16
+  scheme's scales are stored exactly. (Measured on random int4/int8 groups of 64 with float16
+  scales: float32 storage equal, float16 storage off by up to 1.8e-4.)
+The codes, scales and zero points written are ours exactly (scales rounded only by float16 storage
+of a float32 or bfloat16 scheme).
 
 Layout per family:
 - Whisper: mlx_whisper's names (``blocks.N.mlp1``, conv weights as [out, kernel, in]), its
@@ -90,6 +99,13 @@ def layer_params(name: str, qw: QuantizedWeight) -> dict:
     return {"group_size": mlx_group(name, qw), "bits": s.bits, "mode": "affine"}
 
 
+def exact_through_mlx(qw: QuantizedWeight, scale_dtype: str) -> bool:
+    """Whether ``mx.dequantize`` of this layer as written is ``dequantize(qw)`` bit for bit (see above)."""
+    if qw.scheme.format == "mxfp4":
+        return True
+    return scale_dtype == "float32" and qw.scheme.scale_dtype in ("float16", "bfloat16")
+
+
 def _cast(a: np.ndarray, scale_dtype: str) -> np.ndarray:
     return a.astype(SCALE_DTYPES[scale_dtype])
 
@@ -149,8 +165,9 @@ def write_mlx(model: nn.Module, family: FamilyInfo, qweights: dict[str, Quantize
               recipe=None, scale_dtype: str = "float32") -> Path:
     """Write the MLX checkpoint of ``model`` to ``out_dir`` (atomically).
 
-    ``scale_dtype``: float32 keeps our scales as they are; float16 is what MLX models usually
-    ship (rounds the scales and biases: no longer our numbers bit for bit).
+    ``scale_dtype``: the storage of scales and biases. float32 keeps our scales as they are and,
+    for a float16/bfloat16-scale scheme, our weights through MLX bit for bit; float16 is what MLX
+    models usually ship (MLX then dequantizes in float16: no longer our weights bit for bit).
     """
     from safetensors.numpy import save_file
 
@@ -158,7 +175,7 @@ def write_mlx(model: nn.Module, family: FamilyInfo, qweights: dict[str, Quantize
     if scale_dtype not in SCALE_DTYPES:
         raise AsrQuantError(f"scale dtype {scale_dtype!r}: expected one of {', '.join(SCALE_DTYPES)}")
     arrays = float_arrays(model, family, qweights)
-    per_layer, kept_float = {}, []
+    per_layer, kept_float, exact = {}, [], True
     for name, qw in qweights.items():
         if family.family == "qwen3-asr" and name.startswith("audio_tower."):
             refuse_input_scale(name, qw, FORMAT)
@@ -167,13 +184,14 @@ def write_mlx(model: nn.Module, family: FamilyInfo, qweights: dict[str, Quantize
             continue
         params = layer_params(name, qw)
         per_layer[mlx_module(family, name)] = params
+        exact = exact and exact_through_mlx(qw, scale_dtype)
         for k, v in layer_arrays(qw, params, scale_dtype).items():
             arrays[f"{_tensor_name(family, name)}.{k}"] = v
     if not per_layer:
         raise AsrQuantError("no quantized Linear is left for MLX (mlx-audio's Qwen3-ASR quantizes the text model only)")
     names = {n: mlx_module(family, n) for n in linear_names(model)}
     fields = manifest_fields(FORMAT, family, qweights, recipe, names)
-    fields.update(scale_dtype=scale_dtype, float_dequantized=kept_float)
+    fields.update(scale_dtype=scale_dtype, exact_through_mlx=exact, float_dequantized=kept_float)
     weights_file = "weights.safetensors" if family.family == "whisper" else "model.safetensors"
     with atomic_dir(out_dir) as tmp:
         save_file(arrays, str(tmp / weights_file), metadata={"format": "mlx"})
