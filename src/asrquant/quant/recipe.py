@@ -257,7 +257,7 @@ class _Parser:
     def embedding(self, e) -> Rule:
         if not isinstance(e, dict):
             self.fail("embedding", "must be a table")
-        self.known(e, {"match", "format", "bits", "group_size", "symmetric"}, "embedding")
+        self.known(e, {"match", "format", "bits", "group_size", "symmetric", "scale_dtype"}, "embedding")
         return self.rule(e, "embedding")
 
     def rule(self, r, where: str) -> Rule:
