@@ -56,6 +56,37 @@ def test_mixed_int_recipe_reads_back_bit_for_bit(mixed):
 
 
 @needs_tiny
+def test_float16_scales_are_stored_as_float16_and_named_in_the_config(mixed):
+    """The built-in mixed recipe has float16 scales: the file holds them in float16 exactly, the
+    config carries the library's own ``scale_dtype``; the library's decompression as stored is in
+    float16, and is our weight rounded once to float16."""
+    from compressed_tensors.compressors import BaseCompressor
+    from compressed_tensors.quantization import QuantizationScheme
+
+    _, out, _, fam, qws = mixed
+    qc = json.loads((out / "config.json").read_text())["quantization_config"]
+    assert {g["weights"]["scale_dtype"] for g in qc["config_groups"].values()} == {"torch.float16"}
+    scheme = QuantizationScheme.model_validate(next(g for g in qc["config_groups"].values()
+                                                    if g["weights"]["num_bits"] == 4))
+    compressor = BaseCompressor.get_value_from_registry(scheme.format)
+    for name, qw in qws.items():
+        h = fam.hf_module(name)
+        stored = _stored(out, f"{h}.weight_scale")
+        assert stored.dtype == torch.float16 and torch.equal(stored.float(), qw.scales), name
+        if qw.scheme.bits == 4:
+            local = {k: _stored(out, f"{h}.{k}") for k in compressor.compression_param_names(scheme)}
+            as_stored = compressor.decompress(local, scheme)["weight"]
+            assert as_stored.dtype == torch.float16 and torch.equal(as_stored, dequantize(qw).half()), name
+
+
+def _stored(out, key: str) -> torch.Tensor:
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        return f.get_tensor(key)
+
+
+@needs_tiny
 @pytest.mark.filterwarnings("ignore:You passed `quantization_config`")
 @pytest.mark.parametrize("spec", ["int8", INT4_SYM_G128], ids=["int8-channel-sym", "int4-g128-sym"])
 def test_symmetric_and_per_channel_read_back_bit_for_bit(spec, tmp_path):
@@ -67,7 +98,8 @@ def test_symmetric_and_per_channel_read_back_bit_for_bit(spec, tmp_path):
                   ["config_groups"].values()))["weights"]
     assert w["symmetric"] is True and w["strategy"] == ("channel" if spec == "int8" else "group")
     # transformers' own compressed-tensors loading finds every tensor by its name in the HF class
-    # (it decompresses every dense layer with the first config group, so a mixed recipe is vLLM's)
+    # (it decompresses every dense layer with the first config group, so a mixed recipe is vLLM's),
+    # in the scales' dtype: the built-in int8's float16 scales give ours rounded once to float16
     transformers = pytest.importorskip("transformers")
     from transformers.utils.quantization_config import CompressedTensorsConfig
 
@@ -75,7 +107,8 @@ def test_symmetric_and_per_channel_read_back_bit_for_bit(spec, tmp_path):
         tmp_path / "ct", quantization_config=CompressedTensorsConfig(dequantize=True), dtype=torch.float32)
     sd = hf.state_dict()
     for name, qw in qws.items():
-        assert torch.equal(sd[f"{fam.hf_module(name)}.weight"], dequantize(qw)), name
+        in_scale_dtype = dequantize(qw).to(qw.scheme.scale_torch_dtype).float()
+        assert torch.equal(sd[f"{fam.hf_module(name)}.weight"], in_scale_dtype), name
 
 
 @needs_tiny
@@ -126,7 +159,7 @@ def test_qwen3_asr_int4_and_mxfp4_read_back_bit_for_bit(tmp_path, monkeypatch):
 def test_unfolded_awq_scale_and_short_group_are_refused_naming_the_layer(tmp_path):
     ckpt, _ = quantized_tiny("rtn-int4-g64")
     set_input_scale(ckpt.model, "decoder.blocks.1.mlp.fc2")
-    with pytest.raises(AsrQuantError, match=r"decoder\.blocks\.1\.mlp\.fc2: int4-g64-asym with an AWQ input scale"):
+    with pytest.raises(AsrQuantError, match=r"decoder\.blocks\.1\.mlp\.fc2: int4-g64-asym-fp16 with an AWQ input scale"):
         export_format("compressed-tensors", ckpt, tmp_path / "ct")
     assert not (tmp_path / "ct").exists()  # nothing half written
     ckpt, _ = quantized_tiny('[[rules]]\nmatch = "encoder.blocks.0.attn.query"\nbits = 4\ngroup_size = 100\n')

@@ -14,8 +14,12 @@ that come out are checked against ours.
 
 Numbers, and where they stop being ours bit for bit:
 - int: our unsigned code c and zero point z become the library's signed ``c - 2^(b-1)`` and
-  ``z - 2^(b-1)``; scales stay float32, so its decompression ``(q - zp) * scale`` is ours exactly.
-  vLLM casts the scales to the model dtype (float16/bfloat16) when it loads them.
+  ``z - 2^(b-1)``. Scales are stored in the scheme's ``scale_dtype`` (the library's own
+  ``QuantizationArgs.scale_dtype``, written in the config): float32, or float16/bfloat16 values
+  that our scheme already rounded to, so they are ours exactly either way. The library
+  decompresses ``(q - zp) * scale`` in the scales' dtype: with float32 scales (float32 copies of
+  half-precision ones included) that is ours bit for bit; with half-precision tensors as given, it
+  rounds each weight to that dtype. vLLM casts the scales to the model dtype when it loads them.
 - nvfp4: codes and E4M3 scales are ours exactly. The per-tensor scale is a divisor here
   (``weight_global_scale``), a multiplier in ours; the stored divisor is chosen so that its
   reciprocal, which vLLM computes, is our multiplier exactly. The library's own decompression
@@ -84,7 +88,7 @@ def uncompressed_state(qw: QuantizedWeight) -> dict[str, Tensor]:
     s = qw.scheme
     sd = {"weight": dequantize(qw)}
     if s.format == "int":
-        sd["weight_scale"] = qw.scales.float().clone()
+        sd["weight_scale"] = qw.scales.to(s.scale_torch_dtype)  # exact: the scheme rounded them already
         if not s.symmetric:
             sd["weight_zero_point"] = (qw.zero_points.to(torch.int16) - 2 ** (s.bits - 1)).to(torch.int8)
     elif s.format == "nvfp4":

@@ -1,7 +1,8 @@
 """Readers of the exported formats, for round trips: what a runtime would compute from the files.
 
     read_compressed_tensors  through compressed-tensors' own decompressors (as the library's
-                             ``decompress_model`` reads them; FP4 optionally in float32)
+                             ``decompress_model`` reads them; FP4 optionally in float32; int
+                             always in float32, from float32 copies of the stored scales)
     read_nvfp4               from the published definition of Model Optimizer's NVFP4 checkpoint:
                              ``e2m1(nibble) * (float32(weight_scale e4m3) * weight_scale_2)``,
                              the low nibble holding the even element; input multiplied by
@@ -90,6 +91,10 @@ def read_compressed_tensors(directory: str | Path, fp4_float32: bool = False) ->
         params = compressor.compression_param_names(scheme)
         for target in scheme.targets:
             local = {p: _take(tensors, f"{target}.{p}", where) for p in params}
+            if scheme.weights.type == "int":
+                # The library computes in the scales' dtype: float16 scales (exact values of a
+                # float16-scale scheme) would round every weight to float16; widened, it is ours.
+                local["weight_scale"] = local["weight_scale"].float()
             if fp4_float32 and scheme.weights.type == "float":
                 weights[target] = _fp4_float32(compressor, local, scheme)
             else:
