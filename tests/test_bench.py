@@ -55,6 +55,7 @@ def test_bench_reports_bad_input_per_clip_and_goes_on(bad_manifest, tmp_path):
     assert clips["silent"]["hyp"] is not None  # silence is valid audio: transcribed and scored
     assert run["per_category"]["far"]["n"] == 1
     assert 0 < run["rtf"] < 5 and run["peak_rss_mb"] > 50 and run["size_bytes"] > 10_000_000
+    assert 0 < run["encoder_share"] < 1 and run["bits_per_weight"] is None  # float model
     assert "bad input" in (tmp_path / "r.md").read_text()
 
 

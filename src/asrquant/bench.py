@@ -67,7 +67,7 @@ def run_worker(job: dict) -> int:
         t = time.perf_counter()
         out = engine.transcribe(audio, language(clip), **decode_args)
         _emit("clip", id=clip["id"], hyp=out.text, stops=out.stops, decode_s=time.perf_counter() - t,
-              audio_s=len(audio) / 16000.0)
+              audio_s=len(audio) / 16000.0, encode_s=getattr(out, "encode_s", None))
     _emit("done", peak_rss_mb=_peak_rss_mb())
     return 0
 
@@ -124,7 +124,7 @@ def _score_run(spec: str, raw: list[dict], clips: list[Clip]) -> dict:
     return {
         "spec": spec, "engine": first["engine"], "size_bytes": first["size_bytes"],
         **_aggregate(scored),
-        "rtf": statistics.median(rtfs), "rtf_runs": rtfs,
+        "rtf": statistics.median(rtfs), "rtf_runs": rtfs, "encoder_share": _encoder_share(raw, scored),
         "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in raw),
         "load_s": statistics.median(r["load_s"] for r in raw),
         "failures": failures,
@@ -132,6 +132,17 @@ def _score_run(spec: str, raw: list[dict], clips: list[Clip]) -> dict:
                          for cat in sorted({r["category"] for r in scored})},
         "clips": rows,
     }
+
+
+def _encoder_share(raw: list[dict], scored: list[dict]) -> float | None:
+    """Median over repetitions of the fraction of transcription time spent in log-mels + encoder."""
+    shares = []
+    for r in raw:
+        evs = [r["clips"][c["id"]] for c in scored]
+        if not evs or any(e.get("encode_s") is None for e in evs):
+            return None
+        shares.append(sum(e["encode_s"] for e in evs) / max(1e-9, sum(e["decode_s"] for e in evs)))
+    return statistics.median(shares)
 
 
 def _aggregate(rows: list[dict]) -> dict:

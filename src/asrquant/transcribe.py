@@ -5,6 +5,7 @@ Shared by the torch reference and the onnxruntime runner; imports no torch.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,9 @@ class Transcript:
     tokens: list[int] = field(default_factory=list)
     # One entry per 30 s window: how its decoding ended ("eot", "loop", "max_length").
     stops: list[str] = field(default_factory=list)
+    # Seconds spent on log-mels + the encoder (the rest of a transcription is decoding); None
+    # where an engine does not say (the peers).
+    encode_s: float | None = None
 
     @property
     def looped(self) -> bool:
@@ -69,9 +73,12 @@ class WhisperTranscriber:
         out = Transcript(text="", language=language if self.tokenizer.multilingual else "en")
         texts = []
         n_windows = max(1, -(-len(audio) // WINDOW_SAMPLES))
+        out.encode_s = 0.0
         for w in range(n_windows):
             window = audio[w * WINDOW_SAMPLES : (w + 1) * WINDOW_SAMPLES]
+            t = time.perf_counter()
             enc = self.session.encode(log_mel(window, n_mels=self.generation.n_mels))
+            out.encode_s += time.perf_counter() - t
             if self.tokenizer.multilingual and out.language is None:
                 out.language = self.detect_language(enc)
             prompt = self.tokenizer.prompt(out.language if self.tokenizer.multilingual else None)

@@ -55,17 +55,18 @@ def to_markdown(report: dict, command: str | None = None, max_clip_rows: int = 4
     lines += [f"{s['clips']} clips, beam {s['beam']}, {s['threads']} threads, max {s['max_new_tokens']} new tokens, "
               f"{timing}. WER in %; delta vs the first row with a "
               "95% paired bootstrap interval over clips and the difference in words. bits/w: mean bits per "
-              "quantized weight, scales and zero points included.", ""]
+              "quantized weight, scales and zero points included; enc %: share of the transcription time in log-mels + "
+              "encoder (the rest is decoding).", ""]
     lines += ["| model | engine | size MB | bits/w | WER | Δ WER vs first [95% CI] (words) | mean agreement "
-              "| same text as first | RTF | peak RSS MB | load s | empty / loop / max-len / bad input |",
-              "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+              "| same text as first | RTF | enc % | peak RSS MB | load s | empty / loop / max-len / bad input |",
+              "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in runs:
         f = r["failures"]
         same, n = identical_transcripts(base, r)
         lines.append(
             f"| `{r['spec']}` | {r['engine']} | {r['size_bytes'] / 1e6:.1f} | {_bits(r.get('bits_per_weight'))} "
             f"| {_pct(r['wer'])} | {delta_cell(base, r)} "
-            f"| {_pct(r['agreement'])} | {same}/{n} | {r['rtf']:.3f} | {r['peak_rss_mb']:.0f} | {r['load_s']:.1f} "
+            f"| {_pct(r['agreement'])} | {same}/{n} | {r['rtf']:.3f} | {_share(r.get('encoder_share'))} | {r['peak_rss_mb']:.0f} | {r['load_s']:.1f} "
             f"| {f['empty']} / {f['loop']} / {f['max_length']} / {f['bad_input']} |")
     cats = sorted({c for r in runs for c in r["per_category"]})
     if len(cats) > 1:
@@ -84,6 +85,10 @@ def to_markdown(report: dict, command: str | None = None, max_clip_rows: int = 4
             cells = [_clip_cell(r["clips"][i], base["clips"][i] if r is not base else None) for r in runs]
             lines.append(f"| {c['id']} | {c['ref']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _share(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.0f}"
 
 
 def _bits(b: float | None) -> str:
