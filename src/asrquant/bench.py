@@ -171,6 +171,8 @@ def _quantize_once(spec: str, calib: str | None, threads: int) -> str | None:
     if recipe_name is None:
         return None
     recipe = load_recipe(recipe_name)
+    if not recipe.needs_calibration:
+        calib = None  # round to nearest needs no audio; calibrating would only fill the report's errors
     calib_stamp = None
     if calib:
         st = Path(calib).stat()
