@@ -41,6 +41,13 @@ from asrquant.models.qwen3_asr_prompt import Qwen3ASRTokenizer  # noqa: E402
 ENC_TOL, LOGIT_TOL, FEAT_TOL = 1e-4, 1e-3, 1e-4
 
 
+def max_abs(what: str, diff) -> float:
+    """The largest absolute difference, printed so the figures can be quoted (pytest -s)."""
+    value = float(abs(diff).max())
+    print(f"PARITY {what}: max abs difference {value:.2e}")
+    return value
+
+
 @pytest.fixture(scope="module", params=[False, True], ids=["untied", "tied"])
 def pair(request, tmp_path_factory):
     """(reference Qwen3ASRModel, our checkpoint) over the same files."""
@@ -80,7 +87,7 @@ def test_encoder_matches_reference_single_window(pair, frames):
     want = ref.model.thinker.audio_tower(mel, feature_lens=torch.tensor([frames])).last_hidden_state
     got = ours.model.encode(mel)
     assert got.shape == want.shape == (ours.dims.n_audio_tokens(frames), ours.dims.hidden_size)
-    assert (got - want).abs().max().item() <= ENC_TOL
+    assert max_abs(f"encoder {frames} frames", got - want) <= ENC_TOL
 
 
 @torch.no_grad()
@@ -96,7 +103,7 @@ def test_encoder_matches_windowed_reference(pair, frames):
             layer.forward = orig
     got = ours.model.encode(mel)
     assert got.shape == want.shape
-    assert (got - want).abs().max().item() <= ENC_TOL
+    assert max_abs(f"encoder {frames} frames (windowed)", got - want) <= ENC_TOL
 
 
 @pytest.mark.parametrize("seconds", [0.5, 1.234, 3.3, 7.99, 12.0])
@@ -110,7 +117,7 @@ def test_features_and_prompt_match_reference_processor(pair, seconds):
         inputs = ref.processor(text=[text], audio=[audio], return_tensors="pt", padding=True)
         feats = inputs["input_features"][0].numpy()
         assert feats.shape == mel.shape
-        assert np.abs(feats - mel).max() <= FEAT_TOL
+        assert max_abs(f"features {seconds} s", feats - mel) <= FEAT_TOL
         assert inputs["input_ids"][0].tolist() == tok.prompt_ids(ours.dims.n_audio_tokens(mel.shape[1]), language=language)
     context = "the cat sat on the mat"
     inputs = ref.processor(text=[ref._build_text_prompt(context=context, force_language=None)], audio=[audio], return_tensors="pt")
@@ -139,7 +146,7 @@ def test_decoder_logits_match_reference(pair, seconds):
     ).logits
     got = ours.model.teacher_forced_logits(torch.from_numpy(qwen3_asr_log_mel(audio)), full)
     assert got.shape == want.shape == (1, full.shape[1], 151936)
-    assert (got - want).abs().max().item() <= LOGIT_TOL
+    assert max_abs(f"decoder logits {seconds} s", got - want) <= LOGIT_TOL
 
 
 @torch.no_grad()
