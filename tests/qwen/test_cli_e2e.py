@@ -163,7 +163,7 @@ def test_bench_runs_the_checkpoint_and_the_onnx_export(work, tmp_path, monkeypat
     monkeypatch.setenv("ASRQUANT_CACHE", str(tmp_path / "cache"))
     report_path = tmp_path / "bench.json"
     argv = ["bench", "--model", str(work["ckpt"]), "--model", str(work["onnx"]), "--model",
-            f"{work['ckpt']}@rtn-int4-g64", "--data", str(work["eval"]), "--calib", str(work["eval"]),
+            f"{work['ckpt']}@{RECIPE}", "--data", str(work["eval"]), "--calib", str(work["eval"]),
             "--max-new-tokens", "6", "--json", str(report_path)]
     assert main(argv) == 0
     report = json.loads(report_path.read_text())
@@ -173,7 +173,7 @@ def test_bench_runs_the_checkpoint_and_the_onnx_export(work, tmp_path, monkeypat
         assert run["n"] == 2 and run["size_bytes"] > 0 and np.isfinite(run["rtf"])
         assert all(c["hyp"] is not None and c["stops"] for c in run["clips"])
     # Calibrated on the evaluation clips: the bench says so, as it does for Whisper.
-    assert len(report["warnings"]) == 1 and "rtn-int4-g64" in report["warnings"][0]
+    assert len(report["warnings"]) == 1 and RECIPE in report["warnings"][0]
     assert "2 evaluation clip(s)" in report["warnings"][0]
 
 
