@@ -187,12 +187,24 @@ def _quantize_once(spec: str, calib: str | None, threads: int) -> str | None:
     return str(out)
 
 
+def _calibration_record(run_dir: str) -> dict | None:
+    """The calibration a quantized dir (quantization.json) or an ONNX variant (``DIR@VARIANT``,
+    its manifest entry, as onnxruntime's GPTQ variants record it) was made with."""
+    from .export.onnx_layout import DEFAULT_VARIANT, is_onnx_artifact, split_spec
+
+    if is_onnx_artifact(run_dir):
+        directory, variant = split_spec(run_dir)
+        variants = json.loads((directory / "manifest.json").read_text()).get("variants", {})
+        return variants.get(variant or DEFAULT_VARIANT, {}).get("calibration")
+    qfile = Path(run_dir) / "quantization.json"
+    return json.loads(qfile.read_text()).get("calibration") if qfile.is_file() else None
+
+
 def calibration_overlap(run_dir: str, clips: list[Clip]) -> list[str]:
     """Evaluation clips that were also calibration clips of a quantized model (by id or audio)."""
     from .artifact import sha256_file
 
-    qfile = Path(run_dir) / "quantization.json"
-    cal = json.loads(qfile.read_text()).get("calibration") if qfile.is_file() else None
+    cal = _calibration_record(run_dir)
     if not cal:
         return []
     ids, hashes = set(cal["ids"]), set(cal["audio_sha256"])
@@ -215,7 +227,7 @@ def bench(specs: list[str], data: list[str], language: str | None = None, beam: 
     opened = dict(zip(specs, _parallel(lambda s: _quantize_once(s, calib, threads) or s, specs, jobs)))
     warnings = []
     for spec, path in opened.items():
-        overlap = calibration_overlap(path, clips) if Path(path).is_dir() else []
+        overlap = calibration_overlap(path, clips)
         if overlap:
             warnings.append(f"{spec}: {len(overlap)} evaluation clip(s) were calibration clips: "
                             f"{', '.join(overlap[:5])}{' ...' if len(overlap) > 5 else ''}")
