@@ -110,6 +110,8 @@ def test_cli_export_onnx_engine_tokens_equal_torch_fake_quant(work):
     graphs = manifest["variants"]["default"]["graphs"]
     assert set(graphs) == {"encoder", "decoder_prefill", "decoder_step"}
     assert "decoder.onnx.data" in manifest["files"]  # one weights file for both decoder graphs
+    table = 151936 * 64 * 4  # the tied embedding / lm_head of the fixture, float32
+    assert table < manifest["files"]["decoder.onnx.data"]["bytes"] < 1.5 * table  # stored once, not twice
     onnx_engine, torch_engine = open_engine(str(work["onnx"])), open_engine(str(work["quantized"]))
     assert onnx_engine.engine == "asrquant-onnx" and torch_engine.engine == "asrquant-torch"
     for language in ("en", None):  # forced language, and the model's own language line

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
+from onnx import helper, numpy_helper
 
 from ..models.qwen3_asr import Qwen3ASR, chunk_mel
 from .onnx_artifact import float16_storage, write_onnx_artifact
@@ -87,10 +89,34 @@ def trace_graphs(model: Qwen3ASR) -> dict[str, onnx.ModelProto]:
 
 
 def export_graphs(model: Qwen3ASR, accuracy_level: int = 0, packed: dict | None = None) -> dict[str, onnx.ModelProto]:
-    """The three graphs with every QuantLinear as a MatMulNBits (float Linears stay MatMul)."""
+    """The three graphs with every QuantLinear as a MatMulNBits (float Linears stay MatMul), and
+    a tied float lm_head reading the embedding table instead of its own copy."""
     protos = trace_graphs(model)
     quantize_graphs(protos, pack_linears(model) if packed is None else packed, accuracy_level)
+    for graph in ("decoder_prefill", "decoder_step"):
+        share_tied_head(protos[graph])
     return protos
+
+
+TIED_HEAD, EMBEDDING = "lm_head.weight_t", "model.embed_tokens.weight"
+
+
+def share_tied_head(proto: onnx.ModelProto) -> bool:
+    """A tied lm_head traces as its own transposed copy of the token embedding; make the MatMul
+    read the embedding through a Transpose instead, so the table (151936 x hidden, the largest
+    tensor of the model) is stored once. onnxruntime folds the Transpose when it loads the graph.
+    Returns whether the graph was changed (not when the head is quantized or untied)."""
+    inits = {t.name: t for t in proto.graph.initializer}
+    if TIED_HEAD not in inits or EMBEDDING not in inits:
+        return False
+    if not np.array_equal(numpy_helper.to_array(inits[TIED_HEAD]), numpy_helper.to_array(inits[EMBEDDING]).T):
+        return False  # untied: two different tables
+    proto.graph.initializer.remove(inits[TIED_HEAD])
+    transpose = helper.make_node("Transpose", [EMBEDDING], [TIED_HEAD], name="/lm_head/tied/Transpose", perm=[1, 0])
+    nodes = [transpose] + list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    return True
 
 
 def tensor_schemes(model: Qwen3ASR, packed: dict, recipe=None, accuracy_level: int = 0,
