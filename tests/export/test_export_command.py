@@ -17,7 +17,7 @@ def test_export_then_transcribe(small_ckpt, tmp_path, capsys):
                  "--accuracy-level", "4", "--quiet"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["variants"]["int4"]["accuracy_level"] == 4
-    assert manifest["variants"]["int4"]["tensors"]["encoder.blocks.0.mlp.fc1"]["scheme"] == "int4-g64-asym"
+    assert manifest["variants"]["int4"]["tensors"]["encoder.blocks.0.mlp.fc1"]["scheme"] == "int4-g64-asym-fp16"
     wav = tmp_path / "a.wav"
     sf.write(wav, (0.1 * np.sin(np.arange(32000) / 10)).astype(np.float32), 16000)
     capsys.readouterr()

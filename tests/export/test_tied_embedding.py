@@ -46,7 +46,7 @@ def test_rows_are_our_dequantized_rows_bit_for_bit(bits, group, symmetric):
     w = torch.randn(50, 96)
     qw = rtn(w, QuantScheme.int(bits, group, symmetric))
     proto = lookup_and_logits_graph(w.numpy())
-    assert replace_tied_embedding(proto, TABLE, pack(qw, TABLE))
+    assert replace_tied_embedding(proto, TABLE, pack(qw, TABLE), accuracy_level=0)  # float compute: comparable
     onnx.checker.check_model(proto)
     assert TABLE not in {t.name for t in proto.graph.initializer}  # stored once, packed
     assert [n.op_type for n in proto.graph.node].count("MatMulNBits") == 1
@@ -82,10 +82,15 @@ def test_whisper_export_packs_its_table_once(small_ckpt, tmp_path):
         proto = onnx.load(out / f"{graph}.onnx", load_external_data=False)
         names = {t.name for t in proto.graph.initializer}
         assert "decoder.token_embedding.weight" not in names and "decoder.token_embedding.qweight" in names
+        # Default accuracy levels: int8 activations for the 8-bit table, float compute for 4 bits.
+        levels = {n.input[1]: {a.name: a.i for a in n.attribute}.get("accuracy_level", 0)
+                  for n in proto.graph.node if n.op_type == "MatMulNBits"}
+        assert levels.pop("decoder.token_embedding.qweight") == 4 and set(levels.values()) == {0}
     manifest = json.loads((out / "manifest.json").read_text())
     assert "decoder.token_embedding" in json.dumps(manifest)
-    # The step graph's logits and lookups agree with the fake-quant torch decoder.
-    session = open_onnx_artifact(out, threads=1)[0].session
+    # With float compute (level 0) the logits and lookups agree with the fake-quant torch decoder.
+    export(replace(small_ckpt, model=model), out, recipe=recipe, variant="float-compute", accuracy_level=0)
+    session = open_onnx_artifact(out, threads=1, variant="float-compute")[0].session
 
     mel = np.random.default_rng(1).standard_normal((80, 3000)).astype(np.float32) * 0.1
     prompt = np.array([50257, 50362], np.int64)

@@ -21,8 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("--recipe", help="built-in recipe name or recipe .toml (default: no quantization)")
     p.add_argument("--calib", metavar="MANIFEST", help="calibration clips (manifest.jsonl) for recipes that need them")
     p.add_argument("--variant", help="add the export to DIR as this variant (suffixed files beside the default)")
-    p.add_argument("--accuracy-level", type=int, default=0, choices=range(5), metavar="N",
-                   help="MatMulNBits accuracy_level: 0 unset (float compute), 4 int8 activations (faster)")
+    p.add_argument("--accuracy-level", type=int, default=None, choices=range(5), metavar="N",
+                   help="MatMulNBits accuracy_level: 0 float compute, 4 int8 activations (faster); "
+                        "default: 4 for 8-bit weights, 0 for fewer bits")
     p.add_argument("--fp16", action="store_true", help="store the weights kept in float as float16 (half the disk)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--format", default="onnx", choices=("onnx", "compressed-tensors", "nvfp4", "mlx"),

@@ -25,6 +25,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from ..models.qwen3_asr import Qwen3ASR, chunk_mel
+from .matmulnbits import accuracy_level_for
 from .onnx_artifact import float16_storage, write_onnx_artifact
 from .onnx_whisper import (
     OPSET,
@@ -88,7 +89,7 @@ def trace_graphs(model: Qwen3ASR) -> dict[str, onnx.ModelProto]:
     return {"encoder": enc, "decoder_prefill": pre, "decoder_step": step}
 
 
-def export_graphs(model: Qwen3ASR, accuracy_level: int = 0, packed: dict | None = None) -> dict[str, onnx.ModelProto]:
+def export_graphs(model: Qwen3ASR, accuracy_level: int | None = None, packed: dict | None = None) -> dict[str, onnx.ModelProto]:
     """The three graphs with every QuantLinear as a MatMulNBits (float Linears stay MatMul), and
     a tied float lm_head reading the embedding table instead of its own copy."""
     protos = trace_graphs(model)
@@ -119,7 +120,7 @@ def share_tied_head(proto: onnx.ModelProto) -> bool:
     return True
 
 
-def tensor_schemes(model: Qwen3ASR, packed: dict, recipe=None, accuracy_level: int = 0,
+def tensor_schemes(model: Qwen3ASR, packed: dict, recipe=None, accuracy_level: int | None = None,
                    float_dtype: str = "float32") -> dict:
     """How every Linear is stored, and under "*" every other weight (convolutions, norms, embedding)."""
     table = {"*": {"scheme": float_dtype}}
@@ -130,7 +131,8 @@ def tensor_schemes(model: Qwen3ASR, packed: dict, recipe=None, accuracy_level: i
         qw = model.get_submodule(name).qweight
         rule = recipe.rule_for(name) if recipe is not None else None
         table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), "op": "MatMulNBits",
-                       "block_size": packed[name].block_size, "accuracy_level": accuracy_level,
+                       "block_size": packed[name].block_size,
+                       "accuracy_level": accuracy_level_for(packed[name].bits, accuracy_level),
                        "input_scale": qw.input_scale is not None, "algorithm": rule.algorithm if rule else None}
     return table
 
@@ -153,7 +155,7 @@ def qwen3_asr_config(ckpt) -> dict:
     }
 
 
-def export_onnx_qwen3_asr(ckpt, out_dir, *, recipe=None, variant: str | None = None, accuracy_level: int = 0,
+def export_onnx_qwen3_asr(ckpt, out_dir, *, recipe=None, variant: str | None = None, accuracy_level: int | None = None,
                           fp16: bool = False) -> Path:
     """Trace ``ckpt.model`` (a Qwen3ASRCheckpoint's, possibly quantized in place by ``recipe``),
     pack its QuantLinears as MatMulNBits and write the artifact (or the variant) at ``out_dir``."""
@@ -165,7 +167,7 @@ def export_onnx_qwen3_asr(ckpt, out_dir, *, recipe=None, variant: str | None = N
             float16_storage(proto)
     info = {
         "recipe": recipe.to_dict() if recipe is not None else None,
-        "accuracy_level": accuracy_level,
+        "accuracy_level": "auto" if accuracy_level is None else accuracy_level,
         "float_storage": float_dtype,
         "tensors": tensor_schemes(ckpt.model, packed, recipe, accuracy_level, float_dtype),
         "exporter": {"method": "torch.onnx.export(dynamo=False)", "torch": torch.__version__,

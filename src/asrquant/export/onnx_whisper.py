@@ -54,7 +54,7 @@ from ..models.whisper import Whisper
 from ..models.whisper_load import WhisperCheckpoint
 from ..quant.linear import QuantEmbedding, QuantLinear
 from ..quant.qtensor import QuantizedWeight
-from .matmulnbits import PackedNBits, pack, replace_linears, replace_tied_embedding
+from .matmulnbits import PackedNBits, accuracy_level_for, pack, replace_linears, replace_tied_embedding
 from .onnx_artifact import float16_storage, write_onnx_artifact
 
 OPSET = 17  # LayerNormalization is one op from 17
@@ -320,7 +320,7 @@ def pack_linears(model: Whisper) -> dict[str, PackedNBits]:
     return {n: pack(qw, n) for n, qw in quantized_linears(model).items()}
 
 
-def quantize_graphs(protos: dict[str, onnx.ModelProto], packed: dict[str, PackedNBits], accuracy_level: int) -> None:
+def quantize_graphs(protos: dict[str, onnx.ModelProto], packed: dict[str, PackedNBits], accuracy_level: int | None) -> None:
     found = set()
     for proto in protos.values():
         found.update(replace_linears(proto, packed, accuracy_level))
@@ -335,14 +335,14 @@ def pack_embedding(model: Whisper) -> PackedNBits | None:
     return pack(emb.qweight, EMBEDDING) if isinstance(emb, QuantEmbedding) else None
 
 
-def quantize_embedding(protos: dict[str, onnx.ModelProto], p: PackedNBits, accuracy_level: int) -> None:
+def quantize_embedding(protos: dict[str, onnx.ModelProto], p: PackedNBits, accuracy_level: int | None) -> None:
     """The decoder graphs' logits and lookups read the one packed table (see replace_tied_embedding)."""
     for name in ("decoder_prefill", "decoder_step"):
         if not replace_tied_embedding(protos[name], EMBEDDING, p, accuracy_level):
             raise RuntimeError(f"{name}: traced decoder has no initializer {EMBEDDING}")
 
 
-def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, accuracy_level: int = 0,
+def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, accuracy_level: int | None = None,
                    float_dtype: str = "float32") -> dict:
     """How every Linear is stored, and under "*" every other weight (convolutions, norms, embeddings)."""
     qweights = quantized_linears(model)
@@ -352,7 +352,8 @@ def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, 
         p = pack(emb.qweight, EMBEDDING)
         table["decoder.token_embedding"] = {
             "scheme": emb.qweight.scheme.name, **emb.qweight.scheme.to_dict(), "algorithm": "rtn", "block_size": p.block_size,
-            "op": "MatMulNBits (logits) + Gather of the packed rows (lookups)", "accuracy_level": accuracy_level}
+            "op": "MatMulNBits (logits) + Gather of the packed rows (lookups)",
+            "accuracy_level": accuracy_level_for(p.bits, accuracy_level)}
     for name in linear_names(model):
         if name not in packed:
             table[name] = {"scheme": float_dtype, "op": "MatMul"}
@@ -360,7 +361,7 @@ def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, 
         qw, p = qweights[name], packed[name]
         rule = recipe.rule_for(name) if recipe is not None else None
         table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), "op": "MatMulNBits", "block_size": p.block_size,
-                       "accuracy_level": accuracy_level, "input_scale": qw.input_scale is not None,
+                       "accuracy_level": accuracy_level_for(p.bits, accuracy_level), "input_scale": qw.input_scale is not None,
                        "algorithm": rule.algorithm if rule else None}
     return table
 
@@ -387,7 +388,7 @@ def whisper_config(ckpt: WhisperCheckpoint) -> dict:
 
 
 def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recipe=None, variant: str | None = None,
-                accuracy_level: int = 0, fp16: bool = False) -> Path:
+                accuracy_level: int | None = None, fp16: bool = False) -> Path:
     """Trace ``model`` (the checkpoint's, possibly quantized in place by ``recipe``), pack its
     QuantLinears as MatMulNBits and write the artifact (or the variant) at ``out_dir``.
 
@@ -403,7 +404,7 @@ def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recip
             float16_storage(proto)
     info = {
         "recipe": recipe.to_dict() if recipe is not None else None,
-        "accuracy_level": accuracy_level,
+        "accuracy_level": "auto" if accuracy_level is None else accuracy_level,
         "float_storage": "float16" if fp16 else "float32",
         "tensors": tensor_schemes(model, packed, recipe, accuracy_level, "float16" if fp16 else "float32"),
         "exporter": {"method": "torch.onnx.export(dynamo=False)", "torch": torch.__version__,
