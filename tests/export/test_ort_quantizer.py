@@ -118,3 +118,23 @@ def test_a_float16_export_is_refused(small_ckpt, tmp_path):
     out = export(small_ckpt, tmp_path / "fp16", fp16=True)
     with pytest.raises(AsrQuantError, match="export without --fp16"):
         add_ort_variant(out, "ort", algorithm="rtn")
+
+
+def test_onnxruntime_gptq_is_round_to_nearest_as_the_docstring_says():
+    """A canary for the module docstring: onnxruntime's bundled GPTQ reads the zero half of the
+    Cholesky factor, so it compensates no rounding error. When a release fixes it, this fails:
+    update the docstring (and the measurement)."""
+    from onnxruntime.quantization.neural_compressor.weight_only import gptq
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((512, 128)) @ (np.eye(128) + 0.3 * rng.standard_normal((128, 128)))
+    w = rng.standard_normal((128, 64))
+    h = 2 / len(x) * x.T @ x
+    q = gptq(w.copy(), h, num_bits=4, group_size=32, blocksize=64)
+
+    groups = w.reshape(4, 32, 64)  # the same per-group grid, rounded to nearest
+    lo, hi = np.minimum(groups.min(1, keepdims=True), 0), np.maximum(groups.max(1, keepdims=True), 0)
+    scale = (hi - lo) / 15
+    zero = np.round(-lo / scale)
+    rtn = (scale * (np.clip(np.round(groups / scale) + zero, 0, 15) - zero)).reshape(w.shape)
+    np.testing.assert_allclose(q, rtn, atol=1e-12)
