@@ -47,8 +47,19 @@ def write_reports(report: dict, command: str, json_path=None, markdown_path=None
     return md
 
 
+def require_matplotlib() -> None:
+    """Before a long run, not after it: --plot needs matplotlib."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise AsrQuantError("--plot needs matplotlib: pip install 'asrquant[plots]'")
+
+
 def cmd_bench(args) -> int:
     from .bench import bench
+
+    if args.plot:
+        require_matplotlib()
 
     report = bench(args.model, args.data, language=args.language, beam=args.beam, threads=args.threads,
                    limit=args.limit, max_new_tokens=args.max_new_tokens, repeat=args.repeat, calib=args.calib,
