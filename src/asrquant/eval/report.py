@@ -34,6 +34,21 @@ def delta_cell(base: dict, run: dict) -> str:
     return f"{100 * delta:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] ({sum(eb) - sum(ea):+d} w)"
 
 
+def clip_failures(clip: dict) -> set[str]:
+    """How a scored clip failed: empty output, a stopped loop, the length limit."""
+    if clip.get("hyp") is None:
+        return set()
+    stops = set(clip.get("stops") or []) & {"loop", "max_length"}
+    return stops | ({"empty"} if not clip["hyp"].strip() else set())
+
+
+def new_failures(base: dict, run: dict) -> list[str]:
+    """Clips where ``run`` fails in a way the first row does not on the same clip."""
+    b = {c["id"]: clip_failures(c) for c in base["clips"]}
+    return [f"{c['id']} ({', '.join(sorted(f - b.get(c['id'], set())))})" for c in run["clips"]
+            if (f := clip_failures(c)) - b.get(c["id"], set())]
+
+
 def identical_transcripts(base: dict, run: dict) -> tuple[int, int]:
     b = {c["id"]: c.get("hyp") for c in base["clips"]}
     same = [c["hyp"] == b.get(c["id"]) for c in run["clips"] if c.get("hyp") is not None]
@@ -58,8 +73,9 @@ def to_markdown(report: dict, command: str | None = None, max_clip_rows: int = 4
               "quantized weight, scales and zero points included; enc %: share of the transcription time in log-mels + "
               "encoder (the rest is decoding).", ""]
     lines += ["| model | engine | size MB | bits/w | WER | Δ WER vs first [95% CI] (words) | mean agreement "
-              "| same text as first | RTF | enc % | peak RSS MB | load s | empty / loop / max-len / bad input |",
-              "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+              "| same text as first | RTF | enc % | peak RSS MB | load s | empty / loop / max-len / bad input "
+              "| new failures |",
+              "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in runs:
         f = r["failures"]
         same, n = identical_transcripts(base, r)
@@ -67,7 +83,12 @@ def to_markdown(report: dict, command: str | None = None, max_clip_rows: int = 4
             f"| `{r['spec']}` | {r['engine']} | {r['size_bytes'] / 1e6:.1f} | {_bits(r.get('bits_per_weight'))} "
             f"| {_pct(r['wer'])} | {delta_cell(base, r)} "
             f"| {_pct(r['agreement'])} | {same}/{n} | {r['rtf']:.3f} | {_share(r.get('encoder_share'))} | {r['peak_rss_mb']:.0f} | {r['load_s']:.1f} "
-            f"| {f['empty']} / {f['loop']} / {f['max_length']} / {f['bad_input']} |")
+            f"| {f['empty']} / {f['loop']} / {f['max_length']} / {f['bad_input']} "
+            f"| {'—' if r is base else len(new_failures(base, r))} |")
+    news = [(r["spec"], new_failures(base, r)) for r in runs[1:]]
+    if any(n for _, n in news):
+        lines += ["", "New failures: clips where a model fails (empty / loop / max-len) and the first row does not:", ""]
+        lines += [f"- `{spec}`: {', '.join(n)}" for spec, n in news if n]
     cats = sorted({c for r in runs for c in r["per_category"]})
     if len(cats) > 1:
         lines += ["", "WER % per category (reference words):", "",
@@ -114,6 +135,10 @@ def plot(report: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     runs = report["runs"]
+    news = [(r["spec"], new_failures(base, r)) for r in runs[1:]]
+    if any(n for _, n in news):
+        lines += ["", "New failures: clips where a model fails (empty / loop / max-len) and the first row does not:", ""]
+        lines += [f"- `{spec}`: {', '.join(n)}" for spec, n in news if n]
     cats = sorted({c for r in runs for c in r["per_category"]})
     width = 0.8 / len(runs)
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(cats) * max(1, len(runs) / 3)), 4))
