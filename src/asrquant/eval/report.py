@@ -135,10 +135,6 @@ def plot(report: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     runs = report["runs"]
-    news = [(r["spec"], new_failures(base, r)) for r in runs[1:]]
-    if any(n for _, n in news):
-        lines += ["", "New failures: clips where a model fails (empty / loop / max-len) and the first row does not:", ""]
-        lines += [f"- `{spec}`: {', '.join(n)}" for spec, n in news if n]
     cats = sorted({c for r in runs for c in r["per_category"]})
     width = 0.8 / len(runs)
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(cats) * max(1, len(runs) / 3)), 4))

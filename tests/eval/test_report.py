@@ -1,0 +1,40 @@
+"""The bench report: table, failures new to a model, and the plot."""
+
+from asrquant.eval.report import new_failures, plot, to_markdown
+
+
+def clip(cid, cat, hyp, errors, stops=("eot",)):
+    return {"id": cid, "category": cat, "ref": "a b c d", "hyp": hyp, "errors": errors, "ref_words": 4,
+            "agreement": 1 - errors / 4, "stops": list(stops)}
+
+
+def run(spec, clips, bits=None):
+    cats = sorted({c["category"] for c in clips})
+    agg = lambda cs: {"wer": sum(c["errors"] for c in cs) / (4 * len(cs)), "agreement": 0.5, "n": len(cs),  # noqa: E731
+                      "ref_words": 4 * len(cs)}
+    return {"spec": spec, "engine": "asrquant-torch", "size_bytes": 10_000_000, **agg(clips), "rtf": 0.2,
+            "encoder_share": 0.6, "peak_rss_mb": 300, "load_s": 1.0, "bits_per_weight": bits,
+            "failures": {"empty": sum(not c["hyp"] for c in clips), "loop": sum("loop" in c["stops"] for c in clips),
+                         "max_length": 0, "bad_input": 0},
+            "per_category": {k: agg([c for c in clips if c["category"] == k]) for k in cats}, "clips": clips}
+
+
+REPORT = {
+    "settings": {"clips": 3, "beam": 1, "threads": 1, "jobs": 2, "max_new_tokens": 224, "repeat": 1},
+    "runs": [run("fp32", [clip("x", "clean", "a b c d", 0), clip("y", "noise", "a a a a", 3, ("loop",)),
+                          clip("z", "noise", "a b", 2)]),
+             run("q4", [clip("x", "clean", "a b c d", 0), clip("y", "noise", "a a a a", 3, ("loop",)),
+                        clip("z", "noise", "", 4)], bits=4.31)],
+}
+
+
+def test_failures_new_to_a_model_are_listed():
+    base, q = REPORT["runs"]
+    assert new_failures(base, q) == ["z (empty)"]  # y loops in both: not new
+    md = to_markdown(REPORT)
+    assert "- `q4`: z (empty)" in md and "| 4.31 |" in md and "shared the CPU" in md
+
+
+def test_plot_writes_a_png(tmp_path):
+    plot(REPORT, str(tmp_path / "wer.png"))
+    assert (tmp_path / "wer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
