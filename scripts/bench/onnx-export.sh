@@ -1,0 +1,21 @@
+#!/bin/bash
+# The issue-5 artifacts: per model, our fp32 export and variants from the models the issue-4
+# run quantized (calibrated on runs/data/wild-calib), plus onnxruntime's own quantizer applied to
+# the fp32 export with the same calibration audio. Run scripts/bench/recipes.sh first (it quantizes
+# and caches the models these variants are exported from).
+set -e
+cd "$(dirname "$0")/../.."
+CALIB=runs/data/wild-calib/manifest.jsonl
+for M in whisper-tiny.en whisper-base; do
+  O=runs/issue5/$M-onnx
+  [ -f $O/manifest.json ] || .venv/bin/asrquant export $M --out $O
+  q() { ls -td ~/.cache/asrquant/quantized/$M--$1-* | head -1; }
+  has() { python3 -c "import json,sys; sys.exit('$1' not in json.load(open('$O/manifest.json'))['variants'])"; }
+  has gptq-emb8 || .venv/bin/asrquant export "$(q gptq-int4-g64-emb8)" --out $O --variant gptq-emb8
+  has gptq-emb8-a4 || .venv/bin/asrquant export "$(q gptq-int4-g64-emb8)" --out $O --variant gptq-emb8-a4 --accuracy-level 4
+  has mixed || .venv/bin/asrquant export "$(q mixed-8attn-4mlp)" --out $O --variant mixed
+  for A in default k_quant; do
+    has ort-$A-a4 || .venv/bin/python -m asrquant.export.ort_quantizer $O --variant ort-$A-a4 --algorithm $A --accuracy-level 4
+  done
+  has ort-hqq || .venv/bin/python -m asrquant.export.ort_quantizer $O --variant ort-hqq --algorithm hqq  # sets no accuracy_level
+done
