@@ -34,7 +34,8 @@ the largest matrix of a small model: 106 MB of whisper-base's 290 MB in float32.
 before calibration, by round to nearest: the same numbers serve as lookup rows, which have no
 input statistics to weigh an error by, and as logits weights (an int4 table, RTN or GPTQ on the
 final hidden states, changed the greedy transcript of 13-16 of 33 vitw8 + dev clips for
-whisper-base; an int8 one none: scripts/embedding-sensitivity.py).
+whisper-base; int8 with a scale per row 3, int8 in groups of 64 none:
+scripts/embedding-sensitivity.py).
 
 Kinds are found from module names by :func:`module_kinds`, which knows both families' naming (Whisper: ``encoder.blocks.N.attn.query``, ``decoder.blocks.N.mlp.fc1``; Qwen3-ASR:
 ``[thinker.]audio_tower.layers.N.self_attn.q_proj``, ``[thinker.]model.layers.N.mlp.gate_proj``).
