@@ -72,6 +72,20 @@ def resolve_graph_files(directory: Path, variant: str | None) -> dict[str, str]:
     return out
 
 
+def variant_graph_files(directory: Path, manifest: dict, variant: str | None, manifest_name: str) -> tuple[str, dict[str, str]]:
+    """(variant name, graph -> file) of a verified artifact: ``variant`` or the default one, each
+    graph resolved with fallback and required to be listed in the manifest (the runners' check)."""
+    name = variant or manifest.get("default_variant", "default")
+    variants = manifest.get("variants", {})
+    if name not in variants:
+        raise ArtifactError(f"{directory / manifest_name}: no variant {name!r} (has: {', '.join(sorted(variants))})")
+    files = resolve_graph_files(directory, name)
+    for g, f in files.items():
+        if f not in manifest["files"]:
+            raise ArtifactError(f"{directory / f}: graph {g} of variant {name!r} is not listed in {manifest_name}")
+    return name, files
+
+
 def split_spec(spec: str) -> tuple[Path, str | None]:
     """``DIR`` or ``DIR@VARIANT`` -> (directory, variant or None)."""
     path, sep, variant = str(spec).rpartition(VARIANT_SEPARATOR)

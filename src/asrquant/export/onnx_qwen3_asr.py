@@ -34,6 +34,7 @@ from .onnx_whisper import (
     linear_names,
     pack_linears,
     quantize_graphs,
+    variant_info,
 )
 
 FAMILY = "qwen3-asr"
@@ -165,14 +166,8 @@ def export_onnx_qwen3_asr(ckpt, out_dir, *, recipe=None, variant: str | None = N
     if fp16:
         for proto in protos.values():
             float16_storage(proto)
-    info = {
-        "recipe": recipe.to_dict() if recipe is not None else None,
-        "accuracy_level": "auto" if accuracy_level is None else accuracy_level,
-        "float_storage": float_dtype,
-        "tensors": tensor_schemes(ckpt.model, packed, recipe, accuracy_level, float_dtype),
-        "exporter": {"method": "torch.onnx.export(dynamo=False)", "torch": torch.__version__,
-                     "onnx": onnx.__version__, "opset": OPSET},
-    }
+    info = variant_info(recipe, accuracy_level, float_dtype,
+                        tensor_schemes(ckpt.model, packed, recipe, accuracy_level, float_dtype))
     source = {"model": ckpt.source, "sha256": ckpt.source_sha256, "format": ckpt.format}
     return write_onnx_artifact(out_dir, protos, config=qwen3_asr_config(ckpt), tokenizer_json=ckpt.tokenizer_json,
                                source=source, variant=variant, variant_info=info, family=FAMILY)

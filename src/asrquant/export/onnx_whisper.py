@@ -387,6 +387,18 @@ def whisper_config(ckpt: WhisperCheckpoint) -> dict:
     }
 
 
+def variant_info(recipe, accuracy_level: int | None, float_dtype: str, tensors: dict) -> dict:
+    """What a variant's manifest entry says of how it was made (both families' exporters)."""
+    return {
+        "recipe": recipe.to_dict() if recipe is not None else None,
+        "accuracy_level": "auto" if accuracy_level is None else accuracy_level,
+        "float_storage": float_dtype,
+        "tensors": tensors,
+        "exporter": {"method": "torch.onnx.export(dynamo=False)", "torch": torch.__version__,
+                     "onnx": onnx.__version__, "opset": OPSET},
+    }
+
+
 def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recipe=None, variant: str | None = None,
                 accuracy_level: int | None = None, fp16: bool = False) -> Path:
     """Trace ``model`` (the checkpoint's, possibly quantized in place by ``recipe``), pack its
@@ -402,14 +414,9 @@ def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recip
     if fp16:
         for proto in protos.values():
             float16_storage(proto)
-    info = {
-        "recipe": recipe.to_dict() if recipe is not None else None,
-        "accuracy_level": "auto" if accuracy_level is None else accuracy_level,
-        "float_storage": "float16" if fp16 else "float32",
-        "tensors": tensor_schemes(model, packed, recipe, accuracy_level, "float16" if fp16 else "float32"),
-        "exporter": {"method": "torch.onnx.export(dynamo=False)", "torch": torch.__version__,
-                     "onnx": onnx.__version__, "opset": OPSET},
-    }
+    float_dtype = "float16" if fp16 else "float32"
+    info = variant_info(recipe, accuracy_level, float_dtype,
+                        tensor_schemes(model, packed, recipe, accuracy_level, float_dtype))
     source = {"model": checkpoint.source, "sha256": checkpoint.source_sha256, "format": checkpoint.format}
     return write_onnx_artifact(out_dir, protos, config=whisper_config(checkpoint), tokenizer_json=checkpoint.tokenizer_json,
                                source=source, variant=variant, variant_info=info)

@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from ..artifact import MANIFEST, verify
 from ..errors import ArtifactError
-from ..export.onnx_layout import check_onnx_manifest, resolve_graph_files, split_spec
+from ..export.onnx_layout import check_onnx_manifest, split_spec, variant_graph_files
 from ..models.qwen3_asr_features import chunk_mel
 from ..models.qwen3_asr_prompt import Qwen3ASRTokenizer
 from .qwen3_asr_transcribe import Qwen3ASREngine, Qwen3ASRTranscriber
@@ -78,14 +78,8 @@ def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | N
     directory = Path(directory)
     manifest = verify(directory)
     check_onnx_manifest(manifest, directory / MANIFEST, "export the model again", family=FAMILY)
-    name = variant or manifest.get("default_variant", "default")
-    if name not in manifest.get("variants", {}):
-        raise ArtifactError(f"{directory / MANIFEST}: no variant {name!r} (has: {', '.join(sorted(manifest['variants']))})")
-    files = resolve_graph_files(directory, name)
+    _, files = variant_graph_files(directory, manifest, variant, MANIFEST)
     listed = manifest["files"]
-    for g, f in files.items():
-        if f not in listed:
-            raise ArtifactError(f"{directory / f}: graph {g} of variant {name!r} is not listed in {MANIFEST}")
     config = _read_config(directory / "config.json")
     session = Qwen3ASROnnxSession(directory, n_window=config["n_window"], n_window_infer=config["n_window_infer"],
                                   max_positions=config["max_positions"], files=files, threads=threads)

@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from ..artifact import MANIFEST, verify
 from ..errors import ArtifactError
-from ..export.onnx_layout import check_onnx_manifest, graph_file, resolve_graph_files, split_spec, weights_file
+from ..export.onnx_layout import check_onnx_manifest, graph_file, split_spec, variant_graph_files, weights_file
 from ..tokenizer import WhisperTokenizer
 from ..transcribe import Transcript, WhisperGeneration, WhisperTranscriber
 
@@ -196,15 +196,8 @@ def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | N
     directory = Path(directory)
     manifest = verify(directory)
     check_onnx_manifest(manifest, directory / MANIFEST, "export the model again", family="whisper")
-    variants = manifest.get("variants", {})
-    name = variant or manifest.get("default_variant", "default")
-    if name not in variants:
-        raise ArtifactError(f"{directory / MANIFEST}: no variant {name!r} (has: {', '.join(sorted(variants))})")
-    files = resolve_graph_files(directory, name)
+    name, files = variant_graph_files(directory, manifest, variant, MANIFEST)
     listed = manifest["files"]
-    for g, f in files.items():
-        if f not in listed:
-            raise ArtifactError(f"{directory / f}: graph {g} of variant {name!r} is not listed in {MANIFEST}")
     config = _read_json(directory / "config.json")
     session = OnnxWhisperSession({g: directory / f for g, f in files.items()}, config["dims"], threads)
     tokenizer = WhisperTokenizer(directory / "tokenizer.json", multilingual=config["multilingual"])
