@@ -214,7 +214,8 @@ def export_format(fmt: str, ckpt, out_dir: str | Path, recipe=None, **options) -
 
 def run_format(args) -> int:
     """``asrquant export MODEL --format compressed-tensors|nvfp4|mlx --recipe R --out DIR``."""
-    onnx_only = (("--variant", args.variant), ("--fp16", args.fp16), ("--accuracy-level", args.accuracy_level is not None))
+    onnx_only = (("--variant", args.variant), ("--fp16", args.fp16), ("--accuracy-level", args.accuracy_level is not None),
+                 ("--compute", args.compute != "float"))
     for flag, value in onnx_only:
         if value:
             raise AsrQuantError(f"{flag} is an ONNX option; --format {args.format} does not take it")

@@ -176,8 +176,9 @@ def _const(name: str, value, dtype) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], name=f"/{name}", value=numpy_helper.from_array(np.asarray(value, dtype), name))
 
 
-def _unpack_codes(prefix: str, packed: str, bits: int, out: str) -> list[onnx.NodeProto]:
-    """uint8 [..., bytes] -> uint8 [..., bytes * 8 / bits], low bits first (as :func:`pack_int`).
+def _unpack_codes(prefix: str, packed: str, bits: int, out: str, rank: int) -> list[onnx.NodeProto]:
+    """uint8 [..., bytes] (``rank`` dimensions) -> uint8 [..., bytes * 8 / bits], low bits first
+    (as :func:`pack_int`).
 
     Opset-17 ops only (BitwiseAnd is opset 18): code j of a byte is ``(byte >> j*bits) mod 2^bits``."""
     per_byte = 8 // bits
@@ -192,9 +193,9 @@ def _unpack_codes(prefix: str, packed: str, bits: int, out: str) -> list[onnx.No
                   helper.make_node("Mod", [shifted, f"{prefix}/mod"], [f"{part}/flat"], name=f"/{part}/Mod"),
                   helper.make_node("Unsqueeze", [f"{part}/flat", f"{prefix}/last_axis"], [part], name=f"/{part}/Unsqueeze")]
         parts.append(part)
-    # [B, T, n, bytes, per_byte] -> [B, T, n, bytes * per_byte]: the codes in their original order.
+    # [..., bytes, per_byte] -> [..., bytes * per_byte]: the codes in their original order.
     nodes += [helper.make_node("Concat", parts, [f"{prefix}/interleaved"], name=f"/{prefix}/Concat", axis=-1),
-              _const(f"{prefix}/merge_shape", [0, 0, 0, -1], np.int64),
+              _const(f"{prefix}/merge_shape", [0] * (rank - 1) + [-1], np.int64),
               helper.make_node("Reshape", [f"{prefix}/interleaved", f"{prefix}/merge_shape"], [out], name=f"/{out}")]
     return nodes
 
@@ -202,21 +203,29 @@ def _unpack_codes(prefix: str, packed: str, bits: int, out: str) -> list[onnx.No
 def _dequantized_rows(prefix: str, indices: str, out: str, p: PackedNBits, inits: list[str]) -> list[onnx.NodeProto]:
     """Nodes computing ``out`` [B, T, K] = dequantized rows ``indices`` [B, T] of the packed table."""
     q = f"{out}/dequantize"  # unique per Gather
-    nodes = [helper.make_node("Gather", [inits[0], indices], [f"{q}/packed"], name=f"/{q}/GatherCodes", axis=0)]
-    nodes += _unpack_codes(f"{q}/codes", f"{q}/packed", p.bits, f"{q}/codes_u8")  # [B, T, n_blocks, block]
+    parts = ["codes", "scales", "zero_points"][:len(inits)]
+    nodes = [helper.make_node("Gather", [init, indices], [f"{q}/{part}"], name=f"/{q}/Gather_{part}", axis=0)
+             for init, part in zip(inits, parts)]
+    return nodes + dequantize_nodes(q, [f"{q}/{part}" for part in parts], p, lead=2, out=out)
+
+
+def dequantize_nodes(q: str, inputs: list[str], p: PackedNBits, lead: int, out: str) -> list[onnx.NodeProto]:
+    """Nodes computing ``out`` [*L, K] = ``(code - zero_point) * scale`` in float32, as MatMulNBits
+    dequantizes, from ``inputs`` = packed codes [*L, n_blocks, blob], scales [*L, n_blocks] and,
+    when asymmetric, packed zero points [*L, zp_bytes]; ``lead`` = len(L). Used for the rows of a
+    table (L = [B, T]) and for a whole weight (L = [N]), where onnxruntime folds them at load."""
+    nodes = _unpack_codes(f"{q}/codes", inputs[0], p.bits, f"{q}/codes_u8", rank=lead + 2)  # [*L, n_blocks, block]
     nodes.append(helper.make_node("Cast", [f"{q}/codes_u8"], [f"{q}/codes_f"], name=f"/{q}/CastCodes", to=onnx.TensorProto.FLOAT))
     nodes += [_const(f"{q}/last_axis", [-1], np.int64),
-              helper.make_node("Gather", [inits[1], indices], [f"{q}/scales"], name=f"/{q}/GatherScales", axis=0),
-              helper.make_node("Unsqueeze", [f"{q}/scales", f"{q}/last_axis"], [f"{q}/scale"], name=f"/{q}/UnsqueezeScales")]
+              helper.make_node("Unsqueeze", [inputs[1], f"{q}/last_axis"], [f"{q}/scale"], name=f"/{q}/UnsqueezeScales")]
     if p.zero_points is None:
         nodes.append(_const(f"{q}/zero", float(1 << (p.bits - 1)), np.float32))
-    else:  # [B, T, bytes] -> [B, T, 1, bytes] -> codes [B, T, 1, n] -> [B, T, n_blocks, 1]
+    else:  # [*L, bytes] -> [*L, 1, bytes] -> codes [*L, 1, n] -> [*L, n_blocks, 1]
         n_blocks = p.scales.shape[1]
-        nodes += [helper.make_node("Gather", [inits[2], indices], [f"{q}/zp_packed"], name=f"/{q}/GatherZeros", axis=0),
-                  _const(f"{q}/zp_in_shape", [0, 0, 1, -1], np.int64),
-                  helper.make_node("Reshape", [f"{q}/zp_packed", f"{q}/zp_in_shape"], [f"{q}/zp_packed4"], name=f"/{q}/ZpIn")]
-        nodes += _unpack_codes(f"{q}/zp", f"{q}/zp_packed4", p.bits, f"{q}/zp_codes")
-        nodes += [_const(f"{q}/zp_out_shape", [0, 0, -1], np.int64),
+        nodes += [_const(f"{q}/zp_in_shape", [0] * lead + [1, -1], np.int64),
+                  helper.make_node("Reshape", [inputs[2], f"{q}/zp_in_shape"], [f"{q}/zp_packed4"], name=f"/{q}/ZpIn")]
+        nodes += _unpack_codes(f"{q}/zp", f"{q}/zp_packed4", p.bits, f"{q}/zp_codes", rank=lead + 2)
+        nodes += [_const(f"{q}/zp_out_shape", [0] * lead + [-1], np.int64),
                   helper.make_node("Reshape", [f"{q}/zp_codes", f"{q}/zp_out_shape"], [f"{q}/zp_all"], name=f"/{q}/ZpOut"),
                   _const(f"{q}/zp_start", [0], np.int64), _const(f"{q}/zp_end", [n_blocks], np.int64),
                   helper.make_node("Slice", [f"{q}/zp_all", f"{q}/zp_start", f"{q}/zp_end", f"{q}/last_axis"],
@@ -225,7 +234,7 @@ def _dequantized_rows(prefix: str, indices: str, out: str, p: PackedNBits, inits
                   helper.make_node("Unsqueeze", [f"{q}/zp_f", f"{q}/last_axis"], [f"{q}/zero"], name=f"/{q}/UnsqueezeZeros")]
     nodes += [helper.make_node("Sub", [f"{q}/codes_f", f"{q}/zero"], [f"{q}/centred"], name=f"/{q}/Sub"),
               helper.make_node("Mul", [f"{q}/centred", f"{q}/scale"], [f"{q}/blocks"], name=f"/{q}/Mul"),
-              _const(f"{q}/row_shape", [0, 0, -1], np.int64),
+              _const(f"{q}/row_shape", [0] * lead + [-1], np.int64),
               helper.make_node("Reshape", [f"{q}/blocks", f"{q}/row_shape"], [f"{q}/padded"], name=f"/{q}/Reshape")]
     if p.scales.shape[1] * p.block_size == p.k:
         nodes[-1].output[0] = out

@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper
 
@@ -55,20 +56,26 @@ def float16_storage(proto: onnx.ModelProto) -> list[str]:
     """Store the large float32 weights as float16, each read through a Cast back to float32.
 
     onnxruntime folds the Casts when it loads the graph, so the graph computes in float32 as
-    before, on weights rounded to float16; the file is half the size. MatMulNBits inputs (the
-    packed weights and their float32 scales) are left as they are, so quantized Linears stay
-    bit-exact. Returns the converted tensor names."""
+    before, on weights rounded to float16; the file is half the size. Quantization scales
+    (MatMulNBits inputs, packed weights' ``.scales``) are converted only where float16 holds them
+    exactly, as it does the float16 scales of the built-in recipes, so quantized Linears stay
+    bit-exact (onnxruntime prepacks a MatMulNBits whose scales come from a folded Cast as one
+    whose scales are an initializer: same outputs, same speed). Returns the converted names."""
     g = proto.graph
-    nbits_inputs = {x for n in g.node if n.op_type == "MatMulNBits" for x in n.input[1:]}
+    exact_only = {x for n in g.node if n.op_type == "MatMulNBits" for x in n.input[1:]}
+    exact_only |= {t.name for t in g.initializer if t.name.endswith(".scales")}
     converted, casts = [], []
     for t in g.initializer:
-        if t.data_type != onnx.TensorProto.FLOAT or t.name in nbits_inputs:
+        if t.data_type != onnx.TensorProto.FLOAT:
             continue
         arr = numpy_helper.to_array(t)
         if arr.nbytes < MIN_EXTERNAL_BYTES:
             continue
+        half = arr.astype("float16")
+        if t.name in exact_only and not np.array_equal(half.astype(np.float32), arr):
+            continue
         name = t.name
-        t.CopyFrom(numpy_helper.from_array(arr.astype("float16"), f"{name}.fp16"))
+        t.CopyFrom(numpy_helper.from_array(half, f"{name}.fp16"))
         casts.append(helper.make_node("Cast", [f"{name}.fp16"], [name], name=f"/{name}/Cast", to=onnx.TensorProto.FLOAT))
         converted.append(name)
     nodes = casts + list(g.node)

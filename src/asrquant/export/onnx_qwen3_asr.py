@@ -25,11 +25,13 @@ import torch
 from onnx import helper, numpy_helper
 
 from ..models.qwen3_asr import Qwen3ASR, chunk_mel
+from .int8_matmul import OP_NOTE as INT8_OP
 from .matmulnbits import accuracy_level_for
 from .onnx_artifact import float16_storage, write_onnx_artifact
 from .onnx_whisper import (
     OPSET,
     _trace,
+    decoder_accuracy_level,
     export_copy,
     linear_names,
     pack_linears,
@@ -40,6 +42,7 @@ from .onnx_whisper import (
 FAMILY = "qwen3-asr"
 
 GRAPHS = ("encoder", "decoder_prefill", "decoder_step")
+AUDIO_PREFIX = "audio_tower."  # the encoder graph's Linears
 
 
 def _with_forward(m: Qwen3ASR, forward) -> Qwen3ASR:
@@ -90,11 +93,13 @@ def trace_graphs(model: Qwen3ASR) -> dict[str, onnx.ModelProto]:
     return {"encoder": enc, "decoder_prefill": pre, "decoder_step": step}
 
 
-def export_graphs(model: Qwen3ASR, accuracy_level: int | None = None, packed: dict | None = None) -> dict[str, onnx.ModelProto]:
+def export_graphs(model: Qwen3ASR, accuracy_level: int | None = None, packed: dict | None = None,
+                  compute: str = "float") -> dict[str, onnx.ModelProto]:
     """The three graphs with every QuantLinear as a MatMulNBits (float Linears stay MatMul), and
-    a tied float lm_head reading the embedding table instead of its own copy."""
+    a tied float lm_head reading the embedding table instead of its own copy. With
+    ``compute="int8"`` the audio encoder's Linears run in int8 (see :mod:`.int8_matmul`)."""
     protos = trace_graphs(model)
-    quantize_graphs(protos, pack_linears(model) if packed is None else packed, accuracy_level)
+    quantize_graphs(protos, pack_linears(model) if packed is None else packed, accuracy_level, compute)
     for graph in ("decoder_prefill", "decoder_step"):
         share_tied_head(protos[graph])
     return protos
@@ -122,18 +127,19 @@ def share_tied_head(proto: onnx.ModelProto) -> bool:
 
 
 def tensor_schemes(model: Qwen3ASR, packed: dict, recipe=None, accuracy_level: int | None = None,
-                   float_dtype: str = "float32") -> dict:
-    """How every Linear is stored, and under "*" every other weight (convolutions, norms, embedding)."""
+                   float_dtype: str = "float32", compute: str = "float") -> dict:
+    """How every Linear is stored and run, and under "*" every other weight (convolutions, norms, embedding)."""
     table = {"*": {"scheme": float_dtype}}
     for name in linear_names(model):
+        int8 = compute == "int8" and name.startswith(AUDIO_PREFIX)
         if name not in packed:
-            table[name] = {"scheme": float_dtype, "op": "MatMul"}
+            table[name] = {"scheme": float_dtype, "op": INT8_OP if int8 else "MatMul"}
             continue
         qw = model.get_submodule(name).qweight
         rule = recipe.rule_for(name) if recipe is not None else None
-        table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), "op": "MatMulNBits",
-                       "block_size": packed[name].block_size,
-                       "accuracy_level": accuracy_level_for(packed[name].bits, accuracy_level),
+        run = ({"op": INT8_OP} if int8 else
+               {"op": "MatMulNBits", "accuracy_level": accuracy_level_for(packed[name].bits, accuracy_level)})
+        table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), **run, "block_size": packed[name].block_size,
                        "input_scale": qw.input_scale is not None, "algorithm": rule.algorithm if rule else None}
     return table
 
@@ -157,17 +163,18 @@ def qwen3_asr_config(ckpt) -> dict:
 
 
 def export_onnx_qwen3_asr(ckpt, out_dir, *, recipe=None, variant: str | None = None, accuracy_level: int | None = None,
-                          fp16: bool = False) -> Path:
+                          fp16: bool = False, compute: str = "float") -> Path:
     """Trace ``ckpt.model`` (a Qwen3ASRCheckpoint's, possibly quantized in place by ``recipe``),
     pack its QuantLinears as MatMulNBits and write the artifact (or the variant) at ``out_dir``."""
     packed = pack_linears(ckpt.model)
-    protos = export_graphs(ckpt.model, accuracy_level, packed)
+    protos = export_graphs(ckpt.model, accuracy_level, packed, compute)
+    accuracy_level = decoder_accuracy_level(accuracy_level, compute)
     float_dtype = "float16" if fp16 else "float32"
     if fp16:
         for proto in protos.values():
             float16_storage(proto)
     info = variant_info(recipe, accuracy_level, float_dtype,
-                        tensor_schemes(ckpt.model, packed, recipe, accuracy_level, float_dtype))
+                        tensor_schemes(ckpt.model, packed, recipe, accuracy_level, float_dtype, compute), compute)
     source = {"model": ckpt.source, "sha256": ckpt.source_sha256, "format": ckpt.format}
     return write_onnx_artifact(out_dir, protos, config=qwen3_asr_config(ckpt), tokenizer_json=ckpt.tokenizer_json,
                                source=source, variant=variant, variant_info=info, family=FAMILY)
