@@ -4,7 +4,7 @@ from asrquant.errors import AsrQuantError
 from asrquant.quant.recipe import DEFAULT_IGNORE, builtin_recipes, load_recipe, module_kinds, parse_recipe
 from asrquant.quant.scheme import QuantScheme
 
-BUILTINS = ["int8", "rtn-int4-g64", "gptq-int4-g64", "gptq-int4-g64-emb8", "awq-int4-g64", "mixed-8attn-4mlp", "nvfp4-awq-lite", "mxfp4"]
+BUILTINS = ["int8", "rtn-int4-g64", "gptq-int4-g64", "gptq-int4-g64-emb8", "gptq-int4-g64-emb4", "awq-int4-g64", "mixed-8attn-4mlp", "nvfp4-awq-lite", "mxfp4"]
 
 
 def test_builtins_load():

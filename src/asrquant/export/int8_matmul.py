@@ -106,4 +106,31 @@ def replace_linears_int8(proto: onnx.ModelProto, packed: dict[str, PackedNBits])
     g.initializer.extend(keep + inits)
     if found and not any(o.domain == DOMAIN for o in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid(DOMAIN, 1))
+    share_constants(proto)
     return found
+
+
+def share_constants(proto: onnx.ModelProto) -> int:
+    """Keep one Constant node per distinct value, the rest read it: each Linear's chain above makes
+    the same dozen scalars and shapes, which otherwise take ~20 kB of graph per Linear. Returns
+    the number of nodes removed."""
+    g = proto.graph
+    first: dict[bytes, str] = {}
+    alias: dict[str, str] = {}
+    keep = []
+    for node in g.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            t = node.attribute[0].t
+            key = bytes([t.data_type]) + repr(list(t.dims)).encode() + numpy_helper.to_array(t).tobytes()
+            if key in first:
+                alias[node.output[0]] = first[key]
+                continue
+            first[key] = node.output[0]
+        keep.append(node)
+    for node in keep:
+        for i, x in enumerate(node.input):
+            if x in alias:
+                node.input[i] = alias[x]
+    del g.node[:]
+    g.node.extend(keep)
+    return len(alias)

@@ -61,6 +61,7 @@ def float16_storage(proto: onnx.ModelProto) -> list[str]:
     exactly, as it does the float16 scales of the built-in recipes, so quantized Linears stay
     bit-exact (onnxruntime prepacks a MatMulNBits whose scales come from a folded Cast as one
     whose scales are an initializer: same outputs, same speed). Returns the converted names."""
+    constants_to_initializers(proto)  # large traced constants (the encoder's positions) too
     g = proto.graph
     exact_only = {x for n in g.node if n.op_type == "MatMulNBits" for x in n.input[1:]}
     exact_only |= {t.name for t in g.initializer if t.name.endswith(".scales")}
