@@ -3,7 +3,8 @@
 set -e
 cd "$(dirname "$0")/../.."
 M=whisper-base; O=runs/issue5/$M-onnx
-.venv/bin/asrquant bench --model $O --model $O@gptq-emb8 --model $O@mixed \
+.venv/bin/asrquant bench --model $O --model $O@fp32-i8 --model $O@gptq-emb8 --model $O@gptq-emb8-i8-fp16 \
+  --model $O@gptq-emb4-fp16 --model $O@gptq-emb4-i8-fp16 --model $O@mixed \
   --model $O@ort-default-a4 --model $O@ort-k_quant-a4 --model $O@ort-hqq --model faster-whisper:$M:int8 \
   --data runs/data/wild-eval/eval-225.jsonl --threads 1 --jobs 2 \
   --json runs/issue5/$M-eval-225.json --markdown runs/issue5/$M-eval-225.md --plot runs/issue5/$M-eval-225.png

@@ -205,3 +205,23 @@ def test_saved_quantized_dir_exports_to_compressed_tensors_with_the_hf_config(wo
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "qwen3_asr" and "quantization_config" in config
     assert json.loads((out / "manifest.json").read_text())["family"] == "qwen3-asr"
+
+
+def test_int8_compute_variant_runs_the_audio_encoder_in_int8(work, tmp_path):
+    import shutil
+
+    import onnx
+
+    onnx_dir = tmp_path / "onnx"
+    shutil.copytree(work["onnx"], onnx_dir)
+    assert main(["export", str(work["quantized"]), "--out", str(onnx_dir), "--variant", "i8", "--compute", "int8",
+                 "--quiet"]) == 0
+    variant = json.loads((onnx_dir / "manifest.json").read_text())["variants"]["i8"]
+    assert variant["compute"] == "int8"
+    ops = {name: t.get("op", "") for name, t in variant["tensors"].items()}
+    assert all(op.startswith("DynamicQuantizeMatMul") for name, op in ops.items() if name.startswith("audio_tower."))
+    assert all(op == "MatMulNBits" for name, op in ops.items() if name.startswith("model.layers."))
+    encoder = onnx.load(str(onnx_dir / variant["graphs"]["encoder"]), load_external_data=False)
+    assert "MatMulNBits" not in {n.op_type for n in encoder.graph.node}
+    tokens = _tokens(open_engine(f"{onnx_dir}@i8"), work)
+    assert all(tokens) and all(len(t) <= MAX_NEW for t in tokens)
