@@ -160,6 +160,32 @@ def test_fp16_storage_halves_the_float_weights(small_ckpt, small_artifact, tmp_p
     open_onnx_artifact(out)  # onnxruntime loads it
 
 
+def test_fp16_storage_keeps_float16_scales_exact_and_float32_ones_as_they_are(tmp_path):
+    ckpt = small_checkpoint()
+    recipe = parse_recipe(DECODER_ONLY_INT4.replace("symmetric = false", "symmetric = false\nscale_dtype = \"float16\""))
+    quantize_model(ckpt.model, recipe, None, progress=False)
+    out = export(ckpt, tmp_path / "art", recipe=recipe, fp16=True)
+    proto = onnx.load(str(out / "decoder_step.onnx"))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    casts = {n.output[0]: n.input[0] for n in proto.graph.node if n.op_type == "Cast"}
+    query = "decoder.blocks.0.mlp.fc1"  # scales [256, 2]: large enough to be stored apart (1 kB)
+    assert inits[casts[f"{query}.scales"]].dtype == np.float16  # stored in half, read through a Cast
+    scales = inits[casts[f"{query}.scales"]].astype(np.float32)
+    node = next(n for n in proto.graph.node if n.op_type == "MatMulNBits" and n.name == f"/{query}/MatMulNBits")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    ours = dequantize_matmulnbits(inits[node.input[1]], scales, inits[node.input[3]], attrs["bits"],
+                                  attrs["block_size"], attrs["K"])
+    ref = dequantize(ckpt.model.get_submodule(query).qweight).numpy()
+    np.testing.assert_array_equal(ours.view(np.uint32), ref.view(np.uint32))
+    # float32-valued scales (the fixture's default recipe) are not rounded to float16
+    ckpt32 = small_checkpoint()
+    recipe32 = parse_recipe(DECODER_ONLY_INT4)
+    quantize_model(ckpt32.model, recipe32, None, progress=False)
+    out32 = export(ckpt32, tmp_path / "art32", recipe=recipe32, fp16=True)
+    names = {t.name for t in onnx.load(str(out32 / "decoder_step.onnx"), load_external_data=False).graph.initializer}
+    assert f"{query}.scales" in names and f"{query}.scales.fp16" not in names
+
+
 def test_onnxruntime_quantizer_variant(small_artifact, tmp_path):
     pytest.importorskip("onnx_ir")
     import shutil
