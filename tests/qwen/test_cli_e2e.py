@@ -219,7 +219,7 @@ def test_int8_compute_variant_runs_the_audio_encoder_in_int8(work, tmp_path):
     variant = json.loads((onnx_dir / "manifest.json").read_text())["variants"]["i8"]
     assert variant["compute"] == "int8"
     ops = {name: t.get("op", "") for name, t in variant["tensors"].items()}
-    assert all(op.startswith("DynamicQuantizeMatMul") for name, op in ops.items() if name.startswith("audio_tower."))
+    assert all(op.startswith("MatMulIntegerToFloat") for name, op in ops.items() if name.startswith("audio_tower."))
     assert all(op == "MatMulNBits" for name, op in ops.items() if name.startswith("model.layers."))
     encoder = onnx.load(str(onnx_dir / variant["graphs"]["encoder"]), load_external_data=False)
     assert "MatMulNBits" not in {n.op_type for n in encoder.graph.node}

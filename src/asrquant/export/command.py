@@ -28,8 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--fp16", action="store_true", help="store the weights kept in float as float16 (half the disk)")
     p.add_argument("--compute", default="float", choices=("float", "int8"),
                    help="float: weights as the recipe stored them, the fake-quant numbers (default); int8: the "
-                        "encoder's Linears requantized to int8 per channel at load and run with int8 activations "
-                        "(much faster on CPUs with VNNI/AMX; not bit-exact), decoder MatMulNBits at accuracy_level 4")
+                        "encoder's Linears stored int8 per channel and run as integer GEMMs on activations "
+                        "quantized per row (much faster on CPUs with VNNI/AMX; not bit-exact), decoder "
+                        "MatMulNBits at accuracy_level 4")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--format", default="onnx", choices=("onnx", "compressed-tensors", "nvfp4", "mlx"),
                    help="onnx (onnxruntime), compressed-tensors (vLLM), nvfp4 (TensorRT-LLM), mlx (mlx-audio)")

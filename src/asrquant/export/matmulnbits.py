@@ -212,8 +212,8 @@ def _dequantized_rows(prefix: str, indices: str, out: str, p: PackedNBits, inits
 def dequantize_nodes(q: str, inputs: list[str], p: PackedNBits, lead: int, out: str) -> list[onnx.NodeProto]:
     """Nodes computing ``out`` [*L, K] = ``(code - zero_point) * scale`` in float32, as MatMulNBits
     dequantizes, from ``inputs`` = packed codes [*L, n_blocks, blob], scales [*L, n_blocks] and,
-    when asymmetric, packed zero points [*L, zp_bytes]; ``lead`` = len(L). Used for the rows of a
-    table (L = [B, T]) and for a whole weight (L = [N]), where onnxruntime folds them at load."""
+    when asymmetric, packed zero points [*L, zp_bytes]; ``lead`` = len(L) (the rows of a table:
+    L = [B, T])."""
     nodes = _unpack_codes(f"{q}/codes", inputs[0], p.bits, f"{q}/codes_u8", rank=lead + 2)  # [*L, n_blocks, block]
     nodes.append(helper.make_node("Cast", [f"{q}/codes_u8"], [f"{q}/codes_f"], name=f"/{q}/CastCodes", to=onnx.TensorProto.FLOAT))
     nodes += [_const(f"{q}/last_axis", [-1], np.int64),

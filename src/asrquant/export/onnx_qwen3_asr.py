@@ -36,6 +36,7 @@ from .onnx_whisper import (
     linear_names,
     pack_linears,
     quantize_graphs,
+    quantized_linears,
     variant_info,
 )
 
@@ -99,7 +100,8 @@ def export_graphs(model: Qwen3ASR, accuracy_level: int | None = None, packed: di
     a tied float lm_head reading the embedding table instead of its own copy. With
     ``compute="int8"`` the audio encoder's Linears run in int8 (see :mod:`.int8_matmul`)."""
     protos = trace_graphs(model)
-    quantize_graphs(protos, pack_linears(model) if packed is None else packed, accuracy_level, compute)
+    quantize_graphs(protos, pack_linears(model) if packed is None else packed, accuracy_level, compute,
+                    quantized_linears(model))
     for graph in ("decoder_prefill", "decoder_step"):
         share_tied_head(protos[graph])
     return protos
@@ -133,7 +135,8 @@ def tensor_schemes(model: Qwen3ASR, packed: dict, recipe=None, accuracy_level: i
     for name in linear_names(model):
         int8 = compute == "int8" and name.startswith(AUDIO_PREFIX)
         if name not in packed:
-            table[name] = {"scheme": float_dtype, "op": INT8_OP if int8 else "MatMul"}
+            table[name] = ({"scheme": "int8-ch-sym (requantized at export)", "op": INT8_OP} if int8 else
+                           {"scheme": float_dtype, "op": "MatMul"})
             continue
         qw = model.get_submodule(name).qweight
         rule = recipe.rule_for(name) if recipe is not None else None

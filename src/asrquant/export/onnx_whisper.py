@@ -332,19 +332,20 @@ def decoder_accuracy_level(accuracy_level: int | None, compute: str) -> int | No
 
 
 def quantize_graphs(protos: dict[str, onnx.ModelProto], packed: dict[str, PackedNBits], accuracy_level: int | None,
-                    compute: str = "float") -> set[str]:
+                    compute: str = "float", qweights: dict[str, QuantizedWeight] | None = None) -> dict[str, bool]:
     """Quantized Linears -> MatMulNBits; with ``compute="int8"`` every Linear of the encoder graph
-    (quantized or float) -> DynamicQuantizeMatMul instead (see :mod:`.int8_matmul`). Returns the
-    Linears that run in int8."""
+    (quantized or float; ``qweights`` are the recipe's weights) -> int8 GEMMs instead (see
+    :mod:`.int8_matmul`). Returns the Linears that run in int8 -> whether their int8 weights are
+    the recipe's own codes."""
     if compute not in COMPUTE:
         raise ValueError(f"compute must be one of {COMPUTE}, not {compute!r}")
-    found, int8 = set(), set()
+    found, int8 = set(), {}
     for name, proto in protos.items():
         if compute == "int8" and name in INT8_GRAPHS:
-            int8.update(replace_linears_int8(proto, packed))
+            int8.update(replace_linears_int8(proto, qweights or {}))
         else:
             found.update(replace_linears(proto, packed, decoder_accuracy_level(accuracy_level, compute)))
-    missing = sorted(set(packed) - found - int8)
+    missing = sorted(set(packed) - found - set(int8))
     if missing:
         raise RuntimeError(f"quantized Linears not found in the traced graphs: {', '.join(missing)}")
     return int8
@@ -364,9 +365,10 @@ def quantize_embedding(protos: dict[str, onnx.ModelProto], p: PackedNBits, accur
 
 
 def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, accuracy_level: int | None = None,
-                   float_dtype: str = "float32", int8: set[str] = frozenset()) -> dict:
+                   float_dtype: str = "float32", int8: dict[str, bool] | None = None) -> dict:
     """How every Linear is stored and run, and under "*" every other weight (convolutions, norms,
-    embeddings). ``int8``: the Linears run by DynamicQuantizeMatMul (see quantize_graphs)."""
+    embeddings). ``int8``: the Linears run by int8 GEMMs (see quantize_graphs)."""
+    int8 = int8 or {}
     qweights = quantized_linears(model)
     table = {"*": {"scheme": float_dtype}}
     emb = model.decoder.token_embedding
@@ -378,11 +380,13 @@ def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, 
             "accuracy_level": accuracy_level_for(p.bits, accuracy_level)}
     for name in linear_names(model):
         if name not in packed:
-            table[name] = {"scheme": float_dtype, "op": INT8_OP if name in int8 else "MatMul"}
+            table[name] = ({"scheme": "int8-ch-sym (requantized at export)", "op": INT8_OP} if name in int8 else
+                           {"scheme": float_dtype, "op": "MatMul"})
             continue
         qw, p = qweights[name], packed[name]
         rule = recipe.rule_for(name) if recipe is not None else None
-        run = ({"op": INT8_OP} if name in int8 else
+        run = ({"op": INT8_OP, "stored": "its own codes" if int8[name] else "requantized to int8-ch-sym at export"}
+               if name in int8 else
                {"op": "MatMulNBits", "accuracy_level": accuracy_level_for(p.bits, accuracy_level)})
         table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), **run, "block_size": p.block_size,
                        "input_scale": qw.input_scale is not None, "algorithm": rule.algorithm if rule else None}
@@ -432,7 +436,7 @@ def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recip
     ``compute="int8"`` runs the encoder's Linears in int8 (see :mod:`.int8_matmul`)."""
     protos = trace_graphs(model)
     packed = pack_linears(model)
-    int8 = quantize_graphs(protos, packed, accuracy_level, compute)
+    int8 = quantize_graphs(protos, packed, accuracy_level, compute, quantized_linears(model))
     accuracy_level = decoder_accuracy_level(accuracy_level, compute)
     embedding = pack_embedding(model)
     if embedding is not None:
