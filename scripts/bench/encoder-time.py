@@ -1,0 +1,49 @@
+"""Median time of one encoder call (a 30 s window) per variant of an ONNX artifact, interleaved.
+
+    python scripts/bench/encoder-time.py runs/issue5/whisper-base-onnx default gptq-emb8 gptq-emb8-i8-fp16
+
+The encoder is most of a short clip's transcription time; this isolates it from decoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from asrquant.export.onnx_layout import resolve_graph_files
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("artifact")
+    ap.add_argument("variants", nargs="+", help="variant names ('default' for the unsuffixed graphs)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    sessions = {}
+    for v in args.variants:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
+        path = f"{args.artifact}/{resolve_graph_files(Path(args.artifact), None if v == 'default' else v)['encoder']}"
+        sessions[v] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    mel = (np.random.default_rng(0).standard_normal((1, 80, 3000)) * 0.5).astype(np.float32)
+    times = {v: [] for v in sessions}
+    for _ in range(args.repeat):  # interleaved: a busy moment hits every variant alike
+        for v, s in sessions.items():
+            times[v].append(_time(s, mel))
+    for v, ts in times.items():
+        print(f"{v:24s} median {1e3 * np.median(ts):7.1f} ms  (min {1e3 * min(ts):.1f}, max {1e3 * max(ts):.1f})")
+
+
+def _time(sess: ort.InferenceSession, mel: np.ndarray) -> float:
+    t = time.perf_counter()
+    sess.run(None, {sess.get_inputs()[0].name: mel})
+    return time.perf_counter() - t
+
+
+if __name__ == "__main__":
+    main()
