@@ -1,5 +1,5 @@
-"""``--compute int8``: the encoder's Linears as integer GEMMs on int8 weights stored per output
-channel and activations quantized per row at run time."""
+"""``--compute int8``: the encoder's Linears as integer GEMMs on int8 weights per output channel
+(stored, or expanded at load from the recipe's codes) and activations quantized per row at run time."""
 
 import json
 
@@ -10,7 +10,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from asrquant.export.int8_matmul import OP, replace_linears_int8, requantize_per_channel
+from asrquant.export.int8_matmul import AT_EXPORT, AT_LOAD, OP, OWN, replace_linears_int8, requantize_per_channel, weights_graph
+from asrquant.export.matmulnbits import pack
+from asrquant.export.onnx_layout import resolve_graph_files
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.recipe import parse_recipe
 from asrquant.quant.rtn import rtn
@@ -57,7 +59,7 @@ def test_a_grouped_weight_is_requantized_per_channel_and_the_product_follows_the
     qw = rtn(w, QuantScheme.int(bits, group, symmetric, scale_dtype="float16"))
     deq = dequantize(qw).numpy()
     proto = linear_graph(deq.T.copy())  # the traced Linear holds the fake-quant weight
-    assert replace_linears_int8(proto, {LINEAR: qw}) == {LINEAR: False}
+    assert replace_linears_int8(proto, {LINEAR: qw}) == ({LINEAR: AT_EXPORT}, {})  # not packed: stored int8
     onnx.checker.check_model(proto)
     w8, w_scale = stored_int8(proto)
     ref_w8, ref_scale = requantize_per_channel(deq.T)
@@ -77,7 +79,7 @@ def test_an_int8_per_channel_weight_keeps_its_own_codes():
     qw = rtn(w, QuantScheme.int(8, -1, True, scale_dtype="float16"))
     deq = dequantize(qw).numpy()
     proto = linear_graph(deq.T.copy())
-    assert replace_linears_int8(proto, {LINEAR: qw}) == {LINEAR: True}
+    assert replace_linears_int8(proto, {LINEAR: qw}, {LINEAR: pack(qw)}) == ({LINEAR: OWN}, {})
     w8, w_scale = stored_int8(proto)
     np.testing.assert_array_equal(w8.astype(np.float32).T * w_scale[:, None], deq)  # exactly the fake-quant weight
 
@@ -85,12 +87,51 @@ def test_an_int8_per_channel_weight_keeps_its_own_codes():
 def test_float_linear_runs_int8_too():
     w = np.random.default_rng(1).standard_normal((32, 24)).astype(np.float32)
     proto = linear_graph(w)
-    assert replace_linears_int8(proto, {}) == {LINEAR: False}
+    assert replace_linears_int8(proto, {}) == ({LINEAR: AT_EXPORT}, {})
     w8, w_scale = stored_int8(proto)
     ref_w8, ref_scale = requantize_per_channel(w)
     assert np.array_equal(w8, ref_w8) and np.array_equal(w_scale, ref_scale)
     x = np.random.default_rng(2).standard_normal((1, 3, 32)).astype(np.float32)
     assert np.abs(run(proto, x) - x @ w).max() < 0.03 * np.abs(x @ w).max()
+
+
+def expand(at_load) -> dict[str, np.ndarray]:
+    graph = weights_graph(at_load)
+    onnx.checker.check_model(graph)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(graph.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {})))
+
+
+@pytest.mark.parametrize("bits,group,symmetric,k", [(4, 64, False, 96), (4, 32, True, 96), (8, 32, False, 96),
+                                                     (4, 16, False, 40), (4, 64, False, 48)])
+def test_packed_codes_are_expanded_at_load_into_the_per_channel_int8_weights(bits, group, symmetric, k):
+    """The encoder_weights graph turns the recipe's codes (kept at their bits) into what
+    requantize_per_channel makes of the dequantized weight: odd block counts (40 = 2.5 blocks of
+    16, zero points repacked), padded last blocks (48 in one block of 64) and symmetric codes."""
+    torch.manual_seed(bits + group + k)
+    w = torch.randn(24, k)
+    w[3] = 0  # an all-zero channel: a tiny scale, zero codes
+    qw = rtn(w, QuantScheme.int(bits, group, symmetric, scale_dtype="float16"))
+    deq = dequantize(qw).numpy()
+    proto = linear_graph(deq.T.copy())
+    stored, at_load = replace_linears_int8(proto, {LINEAR: qw}, {LINEAR: pack(qw)})
+    assert stored == {LINEAR: AT_LOAD} and list(at_load) == [LINEAR]
+    onnx.checker.check_model(proto)
+    assert not [t for t in proto.graph.initializer if t.name.startswith(LINEAR)]  # nothing int8 stored
+    weights = expand(at_load)
+    ref_w8, ref_scale = requantize_per_channel(deq.T)
+    np.testing.assert_array_equal(weights[f"{LINEAR}.scale_int8"], ref_scale)
+    w8 = weights[f"{LINEAR}.weight_int8"]
+    assert w8.dtype == np.int8 and w8.shape == (k, 24)
+    # onnxruntime's QuantizeLinear may round a quotient a hair from .5 the other way than numpy
+    assert np.abs(w8.astype(np.int16) - ref_w8).max() <= 1 and (w8 != ref_w8).mean() < 1e-3
+    x = np.random.default_rng(0).standard_normal((2, 5, k)).astype(np.float32)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"x": x, **weights})[0]
+    np.testing.assert_allclose(y, reference(x, w8, weights[f"{LINEAR}.scale_int8"]), rtol=1e-5,
+                               atol=1e-5 * np.abs(y).max())
 
 
 ENCODER_AND_DECODER_INT4 = """
@@ -131,7 +172,13 @@ def test_encoder_graph_runs_int8_and_decoders_matmulnbits_at_level_4(int8_varian
     m = json.loads((out / "manifest.json").read_text())["variants"]["int4-i8"]
     assert m["compute"] == "int8"
     assert m["tensors"]["encoder.blocks.0.mlp.fc1"]["op"].startswith(OP)
-    assert m["tensors"]["encoder.blocks.0.mlp.fc1"]["stored"] == "requantized to int8-ch-sym at export"
+    assert m["tensors"]["encoder.blocks.0.mlp.fc1"]["stored"] == AT_LOAD
+    assert m["graphs"]["encoder_weights"] == "encoder_weights.int4-i8.onnx"
+    # the codes stay at the recipe's bits, in the variant's own encoder_weights files
+    files = json.loads((out / "manifest.json").read_text())["files"]
+    assert "encoder_weights.int4-i8.onnx.data" in files and "encoder_weights.onnx" not in files
+    assert resolve_graph_files(out, "int4-i8")["encoder_weights"] == "encoder_weights.int4-i8.onnx"
+    assert "encoder_weights" not in resolve_graph_files(out, "int4")  # float compute: no such graph
     assert m["tensors"]["decoder.blocks.0.mlp.fc1"]["op"] == "MatMulNBits"
 
 
@@ -142,10 +189,30 @@ def test_int8_encoder_stays_close_to_the_float_compute_one(int8_variant):
     mel = np.random.default_rng(0).standard_normal((1, 80, 3000)).astype(np.float32)
     outs = {}
     for v in ("int4", "int4-i8"):
-        sess = ort.InferenceSession(str(out / f"encoder.{v}.onnx"), providers=["CPUExecutionProvider"])
-        outs[v] = sess.run(None, {sess.get_inputs()[0].name: mel})[0]
+        transcriber, _ = open_onnx_artifact(out, variant=v)  # the runner expands the int8 weights at load
+        outs[v] = transcriber.session.encode(mel[0]).k
     a, b = outs["int4"].ravel(), outs["int4-i8"].ravel()
     cosine = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
     assert cosine > 0.99, cosine
-    transcriber, _ = open_onnx_artifact(out, variant="int4-i8")  # the runner opens it as any variant
-    assert transcriber is not None
+
+
+def test_an_encoder_that_takes_weights_needs_its_encoder_weights_graph(int8_variant):
+    from asrquant.errors import ArtifactError
+    from asrquant.runtime.load_time_weights import load_time_weights
+
+    path = int8_variant / "encoder.int4-i8.onnx"
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with pytest.raises(ArtifactError, match="encoder.int4-i8.onnx: takes 32 weights as inputs"):
+        load_time_weights(sess, path, {"mel"}, None)
+    with pytest.raises(ArtifactError, match="encoder_weights.onnx: does not compute 32 weights"):
+        other = int8_variant / "encoder_weights.onnx"  # a graph that computes none of them
+        one = helper.make_node("Constant", [], ["one"], value=numpy_helper.from_array(np.ones(1, np.float32)))
+        graph = helper.make_graph([one], "other", [], [helper.make_tensor_value_info("one", TensorProto.FLOAT, [1])])
+        onnx.save(helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 21)]), str(other))
+        try:
+            load_time_weights(sess, path, {"mel"}, other)
+        finally:
+            other.unlink()
+    plain = int8_variant / "encoder.int4.onnx"
+    assert load_time_weights(ort.InferenceSession(str(plain), providers=["CPUExecutionProvider"]), plain, {"mel"},
+                             None) == {}

@@ -15,13 +15,20 @@ the error: on whisper-base's encoder Linears over real clips the mean relative o
 0.024 per tensor, 0.013 per row, 0.008 from the int8 weights alone, and the per-tensor variant
 lost 1.7 pp WER on the 225-clip eval set against float compute.
 
-Weights: stored int8 [K, N] with a float32 scale per output channel, ``s = max|w| / 127``. A
-Linear the recipe quantized to 8 bits per channel, symmetric, keeps its own codes (exact); any
-other (4-bit groups, or float) is requantized from its dequantized weight at export
-(:func:`requantize_per_channel`): a second rounding of at most half a step of 1/127 of the
-channel's largest weight, and an encoder file twice as large as at 4 bits. (Requantizing at
-load instead, with constant-folded standard ops, kept the file at 4 bits but onnxruntime held
-every intermediate of the fold: peak memory 990 MB instead of 400 for whisper-base.)
+Weights: int8 [K, N] with a float32 scale per output channel, ``s = max|w| / 127``, from one of
+three sources (the manifest's "stored" says which):
+- the recipe's own codes, when it stored 8 bits per channel, symmetric: exact;
+- the recipe's 4- or 8-bit grouped codes, stored as they are in an ``encoder_weights`` graph that
+  the runner runs once at load: DequantizeLinear (blocked), the channel scale, QuantizeLinear,
+  Transpose, all standard ops. The encoder graph takes the results as inputs. The file stays at
+  the recipe's bits (whisper-base, gptq-int4-g64-emb4, float16: 43 MB instead of 53 MB with int8
+  stored), at the price of onnxruntime not prepacking weights that arrive as inputs (one 30 s
+  encoder call 272 vs 261 ms, 2 threads) and about a second more to load;
+- a float weight (or codes of other bits): requantized at export and stored int8.
+A grouped weight's int8 copy is a second rounding of at most half a step of 1/127 of its channel's
+largest weight. Why not keep the expansion inside the encoder graph: onnxruntime constant-folds
+it when it loads the graph and held every intermediate of the fold (peak memory 990 MB instead
+of 400 for whisper-base).
 
 So this is an option (``asrquant export --compute int8``) measured by the bench, never the
 default: its products are not the fake-quant numbers. The variant's manifest says which Linears
@@ -32,15 +39,21 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from ..quant.qtensor import QuantizedWeight
-from .matmulnbits import DOMAIN, _const
+from .matmulnbits import DOMAIN, PackedNBits, _const
 
 INT8_MAX = 127
 ZERO = 128  # activations are symmetric int8 shifted into uint8, the operand the QGEMM kernels take
 OP = "MatMulIntegerToFloat"
 OP_NOTE = "MatMulIntegerToFloat: weights int8 per output channel, activations int8 per row at run time"
+# Where a Linear's int8 weight comes from (the manifest's "stored").
+OWN = "its own codes"
+AT_LOAD = "its codes, expanded to int8 per channel at load by the encoder_weights graph"
+AT_EXPORT = "requantized to int8 per channel at export"
+LOAD_BITS = (4, 8)  # the codes DequantizeLinear reads (uint4, uint8)
+WEIGHTS_OPSET, WEIGHTS_IR = 21, 10  # blocked DequantizeLinear and 4-bit tensors need opset 21
 
 
 def requantize_per_channel(w_kn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,15 +64,14 @@ def requantize_per_channel(w_kn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scale.astype(np.float32)
 
 
-def int8_weight(w_kn: np.ndarray, qw: QuantizedWeight | None) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(int8 [K, N], scales [N], exact): the recipe's own codes when it stored 8 bits per channel,
-    symmetric (exact), else the dequantized weight ``w_kn`` requantized."""
+def own_int8(qw: QuantizedWeight | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(int8 [K, N], scales [N]): the recipe's own codes when it stored 8 bits per channel,
+    symmetric; else None."""
     s = qw.scheme if qw is not None else None
-    if s is not None and s.format == "int" and s.bits == 8 and s.symmetric and qw.group_len == qw.shape[1]:
-        codes = qw.codes.cpu().numpy().astype(np.int16) - (1 << (s.bits - 1))  # [N, K], zero 128
-        return np.ascontiguousarray(codes.T.astype(np.int8)), qw.scales.cpu().numpy().astype(np.float32)[:, 0], True
-    q, scale = requantize_per_channel(w_kn)
-    return q, scale, False
+    if not (s is not None and s.format == "int" and s.bits == 8 and s.symmetric and qw.group_len == qw.shape[1]):
+        return None
+    codes = qw.codes.cpu().numpy().astype(np.int16) - (1 << (s.bits - 1))  # [N, K], zero 128
+    return np.ascontiguousarray(codes.T.astype(np.int8)), qw.scales.cpu().numpy().astype(np.float32)[:, 0]
 
 
 def _int8_matmul_nodes(q: str, x: str, w8: str, w_scale: str, out: str) -> list[onnx.NodeProto]:
@@ -84,25 +96,36 @@ def _int8_matmul_nodes(q: str, x: str, w8: str, w_scale: str, out: str) -> list[
     ]
 
 
-def replace_linears_int8(proto: onnx.ModelProto, qweights: dict[str, QuantizedWeight]) -> dict[str, bool]:
+def replace_linears_int8(proto: onnx.ModelProto, qweights: dict[str, QuantizedWeight],
+                         packed: dict[str, PackedNBits] | None = None) -> tuple[dict[str, str], dict[str, PackedNBits]]:
     """Swap the MatMul of every Linear of this graph (``x @ <module>.weight_t``, see
     :class:`.onnx_whisper.LinearT`, whose initializer holds the float or fake-quant weight) for
-    the int8 chain. ``qweights``: the recipe's quantized weights by Linear. Returns Linear ->
-    whether its int8 weight is the recipe's own codes (exact)."""
+    the int8 chain. ``qweights``: the recipe's quantized weights by Linear; ``packed``: the same
+    packed as MatMulNBits, whose 4- and 8-bit codes are kept and expanded at load.
+
+    Returns (Linear -> where its int8 weight comes from: OWN, AT_LOAD or AT_EXPORT; the packed
+    weights to expand at load, for :func:`weights_graph`). Weights expanded at load become inputs
+    of this graph, ``<linear>.weight_int8`` [K, N] and ``<linear>.scale_int8`` [N]."""
     g = proto.graph
     inits = {t.name: t for t in g.initializer}
-    nodes, new_inits, found = [], [], {}
+    nodes, new_inits, found, at_load = [], [], {}, {}
     for node in g.node:
         w = node.input[1] if node.op_type == "MatMul" else None
         if not (w and w.endswith(".weight_t") and w in inits):
             nodes.append(node)
             continue
         linear = w[: -len(".weight_t")]
-        w8, w_scale, exact = int8_weight(numpy_helper.to_array(inits[w]), qweights.get(linear))
-        new_inits += [numpy_helper.from_array(w8, f"{linear}.weight_int8"), numpy_helper.from_array(w_scale, f"{linear}.scale_int8")]
-        nodes += _int8_matmul_nodes(f"{linear}/int8", node.input[0], f"{linear}.weight_int8", f"{linear}.scale_int8",
-                                    node.output[0])
-        found[linear] = exact
+        w8, w_scale = f"{linear}.weight_int8", f"{linear}.scale_int8"
+        own, p = own_int8(qweights.get(linear)), (packed or {}).get(linear)
+        if own is None and p is not None and p.bits in LOAD_BITS:
+            g.input.extend([helper.make_tensor_value_info(w8, TensorProto.INT8, [p.k, p.n]),
+                            helper.make_tensor_value_info(w_scale, TensorProto.FLOAT, [p.n])])
+            found[linear], at_load[linear] = AT_LOAD, p
+        else:
+            q, scale = own if own is not None else requantize_per_channel(numpy_helper.to_array(inits[w]))
+            new_inits += [numpy_helper.from_array(q, w8), numpy_helper.from_array(scale, w_scale)]
+            found[linear] = OWN if own is not None else AT_EXPORT
+        nodes += _int8_matmul_nodes(f"{linear}/int8", node.input[0], w8, w_scale, node.output[0])
     del g.node[:]
     g.node.extend(nodes)
     still_used = {x for node in g.node for x in node.input}
@@ -112,7 +135,80 @@ def replace_linears_int8(proto: onnx.ModelProto, qweights: dict[str, QuantizedWe
     share_constants(proto)
     if found and not any(o.domain == DOMAIN for o in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid(DOMAIN, 1))
-    return found
+    return found, at_load
+
+
+def weights_graph(at_load: dict[str, PackedNBits]) -> onnx.ModelProto:
+    """The ``encoder_weights`` graph: no inputs; for every Linear, from its packed codes, the
+    int8 weight [K, N] and channel scales [N] the encoder graph takes (the same rule as
+    :func:`requantize_per_channel`, applied to the exact dequantized weight). Standard ops only,
+    so any onnxruntime user can run it; the runner does, once, without graph optimizations."""
+    nodes, inits, outputs = [], [], []
+    for linear, p in at_load.items():
+        q, w = f"{linear}/expand", f"{linear}/expand/w"
+        inits += _packed_tensors(linear, p)
+        nodes.append(helper.make_node("DequantizeLinear", [f"{linear}.codes", f"{linear}.scales", f"{linear}.zero_points"],
+                                      [w], name=f"/{q}/Dequantize", axis=1, block_size=p.block_size))
+        if p.b.shape[1] * p.block_size != p.k:  # the last block was padded
+            nodes += [_const(f"{q}/start", [0], np.int64), _const(f"{q}/end", [p.k], np.int64),
+                      _const(f"{q}/axis", [1], np.int64),
+                      helper.make_node("Slice", [w, f"{q}/start", f"{q}/end", f"{q}/axis"], [f"{w}_k"], name=f"/{q}/Slice")]
+            w = f"{w}_k"
+        nodes += [
+            _const(f"{q}/axes", [1], np.int64), _const(f"{q}/tiny", np.finfo(np.float32).tiny, np.float32),
+            _const(f"{q}/qmax", float(INT8_MAX), np.float32),
+            helper.make_node("Abs", [w], [f"{q}/abs"], name=f"/{q}/Abs"),
+            helper.make_node("ReduceMax", [f"{q}/abs", f"{q}/axes"], [f"{q}/amax"], name=f"/{q}/ReduceMax", keepdims=0),
+            helper.make_node("Max", [f"{q}/amax", f"{q}/tiny"], [f"{q}/amax_pos"], name=f"/{q}/Max"),
+            helper.make_node("Div", [f"{q}/amax_pos", f"{q}/qmax"], [f"{linear}.scale_int8"], name=f"/{q}/Scale"),
+            helper.make_node("QuantizeLinear", [w, f"{linear}.scale_int8"], [f"{q}/int8"], name=f"/{q}/Quantize",
+                             axis=0, output_dtype=TensorProto.INT8),
+            helper.make_node("Transpose", [f"{q}/int8"], [f"{linear}.weight_int8"], name=f"/{q}/Transpose", perm=[1, 0]),
+        ]
+        outputs += [helper.make_tensor_value_info(f"{linear}.weight_int8", TensorProto.INT8, [p.k, p.n]),
+                    helper.make_tensor_value_info(f"{linear}.scale_int8", TensorProto.FLOAT, [p.n])]
+    graph = helper.make_graph(nodes, "encoder_weights", [], outputs, inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", WEIGHTS_OPSET)], ir_version=WEIGHTS_IR,
+                              producer_name="asrquant")
+    share_constants(proto)
+    return proto
+
+
+def _packed_tensors(linear: str, p: PackedNBits) -> list[onnx.TensorProto]:
+    """Codes [N, n_blocks * block], scales and zero points [N, n_blocks] as DequantizeLinear reads
+    them (blocks along axis 1). The codes' bytes are MatMulNBits' (4-bit: two per byte, low bits
+    first, which is also ONNX's uint4 packing); the zero points are repacked over the whole tensor
+    instead of per row, and made explicit (2^(bits-1)) for symmetric codes."""
+    n, n_blocks = p.scales.shape
+    zero = _unpack_rows(p.zero_points, p.bits, n_blocks) if p.zero_points is not None else \
+        np.full((n, n_blocks), 1 << (p.bits - 1), np.uint8)
+    return [_uint_tensor(f"{linear}.codes", p.b.reshape(n, -1), p.bits, (n, n_blocks * p.block_size)),
+            numpy_helper.from_array(p.scales, f"{linear}.scales"),
+            _uint_tensor(f"{linear}.zero_points", _pack_flat(zero, p.bits), p.bits, (n, n_blocks))]
+
+
+def _unpack_rows(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """uint8 [N, ceil(count * bits / 8)] (values low bits first) -> uint8 [N, count]."""
+    if bits == 8:
+        return packed[:, :count]
+    per = 8 // bits
+    parts = [(packed >> (bits * i)) & ((1 << bits) - 1) for i in range(per)]
+    return np.stack(parts, -1).reshape(packed.shape[0], -1)[:, :count].astype(np.uint8)
+
+
+def _pack_flat(values: np.ndarray, bits: int) -> np.ndarray:
+    """uint8 values -> bytes, ``8 / bits`` per byte, low bits first, over the flattened tensor."""
+    if bits == 8:
+        return values
+    flat = values.reshape(-1)
+    per = 8 // bits
+    flat = np.concatenate([flat, np.zeros(-flat.size % per, np.uint8)]).reshape(-1, per)
+    return sum((flat[:, i].astype(np.uint8) << (bits * i)) for i in range(per)).astype(np.uint8)
+
+
+def _uint_tensor(name: str, data: np.ndarray, bits: int, dims: tuple[int, ...]) -> onnx.TensorProto:
+    kind = {4: TensorProto.UINT4, 8: TensorProto.UINT8}[bits]
+    return helper.make_tensor(name, kind, list(dims), np.ascontiguousarray(data, np.uint8).tobytes(), raw=True)
 
 
 def share_constants(proto: onnx.ModelProto) -> int:

@@ -15,7 +15,7 @@ from onnx import external_data_helper, helper, numpy_helper
 
 from ..artifact import MANIFEST, atomic_dir, read_manifest, write_manifest
 from ..errors import ArtifactError
-from .onnx_layout import (DEFAULT_VARIANT, check_onnx_manifest, GRAPHS, KIND, LAYOUT_VERSION, WEIGHTS_STEM, check_variant_name, graph_file,
+from .onnx_layout import (DEFAULT_VARIANT, check_onnx_manifest, ALL_GRAPHS, KIND, LAYOUT_VERSION, WEIGHTS_STEM, check_variant_name, graph_file,
                           weights_file)
 
 ALIGN = 4096  # page-aligned tensors: onnxruntime may map them instead of copying
@@ -113,10 +113,10 @@ def externalize(protos: list[onnx.ModelProto], directory: Path, location: str) -
 
 
 def write_graphs(protos: dict[str, onnx.ModelProto], directory: Path, variant: str | None) -> dict[str, str]:
-    """Save graphs (a subset of GRAPHS) with their weights files; graph -> file name."""
+    """Save graphs (a subset of ALL_GRAPHS) with their weights files; graph -> file name."""
     files = {}
     for stem in sorted({WEIGHTS_STEM[g] for g in protos}):
-        members = [g for g in GRAPHS if g in protos and WEIGHTS_STEM[g] == stem]
+        members = [g for g in ALL_GRAPHS if g in protos and WEIGHTS_STEM[g] == stem]
         externalize([protos[g] for g in members], directory, weights_file(members[0], variant))
         for g in members:
             files[g] = graph_file(g, variant)
@@ -137,7 +137,7 @@ def _unchanged(hashes: dict[str, str], default: dict) -> set[str]:
     default_hashes = default.get("content_sha256", {})
     same = set()
     for stem in {WEIGHTS_STEM[g] for g in hashes}:
-        members = [g for g in GRAPHS if WEIGHTS_STEM[g] == stem]
+        members = [g for g in ALL_GRAPHS if WEIGHTS_STEM[g] == stem]
         if all(g in hashes and default_hashes.get(g) == hashes[g] for g in members):
             same.update(members)
     return same
@@ -179,7 +179,7 @@ def write_onnx_artifact(out: str | Path, protos: dict[str, onnx.ModelProto], *, 
 
 def _belongs_to(rel: str, variant: str) -> bool:
     """Files written by ``variant`` (replaced when it is exported again)."""
-    return any(rel in (graph_file(g, variant), weights_file(g, variant)) for g in GRAPHS)
+    return any(rel in (graph_file(g, variant), weights_file(g, variant)) for g in ALL_GRAPHS)
 
 
 def _existing(out: Path, source: dict, family: str) -> dict | None:

@@ -8,6 +8,9 @@
     decoder_prefill.onnx     prompt -> last logits and the prompt's self-attention keys/values
     decoder_step.onnx        one token + cache buffers -> logits and the token's keys/values
     decoder.onnx.data        the decoder weights, stored once, referenced by both decoder graphs
+    encoder_weights.onnx     optional (``--compute int8`` of a 4- or 8-bit recipe): no inputs; computes
+                             the int8 weights the encoder graph then takes as inputs, from codes
+                             stored at the recipe's bits (see asrquant.export.int8_matmul)
 
 A variant (say ``int4``) lives beside the default files with the variant in the name
 (``decoder_step.int4.onnx``, ``decoder.int4.onnx.data``). A graph the variant leaves unchanged is
@@ -24,8 +27,10 @@ from ..errors import ArtifactError
 KIND = "onnx"
 # The graphs' interface (inputs, outputs, cache layout) the runner expects. Bump it with any
 # change to that interface: a runner refuses an artifact of another layout instead of failing
-# inside onnxruntime.
-LAYOUT_VERSION = 1
+# inside onnxruntime. Layout 2 added the optional encoder_weights graph; layout 1 artifacts are
+# layout 2 artifacts without it, so both are read.
+LAYOUT_VERSION = 2
+READABLE_LAYOUTS = (1, 2)
 
 
 def check_onnx_manifest(manifest: dict, path: Path, remedy: str, family: str | None = None) -> None:
@@ -35,13 +40,18 @@ def check_onnx_manifest(manifest: dict, path: Path, remedy: str, family: str | N
         raise ArtifactError(f"{path}: kind {manifest.get('kind')!r}, not an ONNX export")
     if family is not None and manifest.get("family") != family:
         raise ArtifactError(f"{path}: an ONNX export of a {manifest.get('family')!r} model; this reads {family!r} exports")
-    if manifest.get("layout") != LAYOUT_VERSION:
-        raise ArtifactError(f"{path}: ONNX layout {manifest.get('layout')!r}, this version reads and writes layout "
-                            f"{LAYOUT_VERSION}; {remedy}")
+    if manifest.get("layout") not in READABLE_LAYOUTS:
+        raise ArtifactError(f"{path}: ONNX layout {manifest.get('layout')!r}, this version reads layouts "
+                            f"{', '.join(map(str, READABLE_LAYOUTS))}; {remedy}")
 DEFAULT_VARIANT = "default"
 GRAPHS = ("encoder", "decoder_prefill", "decoder_step")
+# Optional graph -> the graph it serves: written only by some variants, resolved with that graph.
+ENCODER_WEIGHTS = "encoder_weights"
+OPTIONAL_GRAPHS = {ENCODER_WEIGHTS: "encoder"}
+ALL_GRAPHS = GRAPHS + tuple(OPTIONAL_GRAPHS)
 # Graphs that share one external weights file: both decoder graphs read the same tensors.
-WEIGHTS_STEM = {"encoder": "encoder", "decoder_prefill": "decoder", "decoder_step": "decoder"}
+WEIGHTS_STEM = {"encoder": "encoder", "decoder_prefill": "decoder", "decoder_step": "decoder",
+                ENCODER_WEIGHTS: ENCODER_WEIGHTS}
 VARIANT_SEPARATOR = "@"  # engine spec "DIR@int4" opens variant int4 of DIR
 
 
@@ -64,11 +74,16 @@ def check_variant_name(variant: str) -> str:
 
 
 def resolve_graph_files(directory: Path, variant: str | None) -> dict[str, str]:
-    """Graph -> file name for ``variant``: the suffixed file where it exists, else the default."""
+    """Graph -> file name for ``variant``: the suffixed file where it exists, else the default.
+    An optional graph comes from where the graph it serves came from, and only if it is there."""
     out = {}
     for g in GRAPHS:
         own = graph_file(g, variant)
         out[g] = own if (directory / own).is_file() else graph_file(g)
+    for g, owner in OPTIONAL_GRAPHS.items():
+        f = graph_file(g, variant) if out[owner] == graph_file(owner, variant) else graph_file(g)
+        if (directory / f).is_file():
+            out[g] = f
     return out
 
 

@@ -43,7 +43,6 @@ from .onnx_whisper import (
 FAMILY = "qwen3-asr"
 
 GRAPHS = ("encoder", "decoder_prefill", "decoder_step")
-AUDIO_PREFIX = "audio_tower."  # the encoder graph's Linears
 
 
 def _with_forward(m: Qwen3ASR, forward) -> Qwen3ASR:
@@ -95,16 +94,18 @@ def trace_graphs(model: Qwen3ASR) -> dict[str, onnx.ModelProto]:
 
 
 def export_graphs(model: Qwen3ASR, accuracy_level: int | None = None, packed: dict | None = None,
-                  compute: str = "float") -> dict[str, onnx.ModelProto]:
+                  compute: str = "float") -> tuple[dict[str, onnx.ModelProto], dict[str, str]]:
     """The three graphs with every QuantLinear as a MatMulNBits (float Linears stay MatMul), and
     a tied float lm_head reading the embedding table instead of its own copy. With
-    ``compute="int8"`` the audio encoder's Linears run in int8 (see :mod:`.int8_matmul`)."""
+    ``compute="int8"`` the audio encoder's Linears run in int8 (see :mod:`.int8_matmul`; the
+    second value says where each one's int8 weight comes from, and an ``encoder_weights`` graph
+    may join the three)."""
     protos = trace_graphs(model)
-    quantize_graphs(protos, pack_linears(model) if packed is None else packed, accuracy_level, compute,
-                    quantized_linears(model))
+    int8 = quantize_graphs(protos, pack_linears(model) if packed is None else packed, accuracy_level, compute,
+                           quantized_linears(model))
     for graph in ("decoder_prefill", "decoder_step"):
         share_tied_head(protos[graph])
-    return protos
+    return protos, int8
 
 
 TIED_HEAD, EMBEDDING = "lm_head.weight_t", "model.embed_tokens.weight"
@@ -129,18 +130,19 @@ def share_tied_head(proto: onnx.ModelProto) -> bool:
 
 
 def tensor_schemes(model: Qwen3ASR, packed: dict, recipe=None, accuracy_level: int | None = None,
-                   float_dtype: str = "float32", compute: str = "float") -> dict:
-    """How every Linear is stored and run, and under "*" every other weight (convolutions, norms, embedding)."""
+                   float_dtype: str = "float32", int8: dict[str, str] | None = None) -> dict:
+    """How every Linear is stored and run, and under "*" every other weight (convolutions, norms,
+    embedding). ``int8``: the Linears run by int8 GEMMs (see quantize_graphs)."""
+    int8 = int8 or {}
     table = {"*": {"scheme": float_dtype}}
     for name in linear_names(model):
-        int8 = compute == "int8" and name.startswith(AUDIO_PREFIX)
         if name not in packed:
-            table[name] = ({"scheme": "int8-ch-sym (requantized at export)", "op": INT8_OP} if int8 else
+            table[name] = ({"scheme": "int8-ch-sym", "stored": int8[name], "op": INT8_OP} if name in int8 else
                            {"scheme": float_dtype, "op": "MatMul"})
             continue
         qw = model.get_submodule(name).qweight
         rule = recipe.rule_for(name) if recipe is not None else None
-        run = ({"op": INT8_OP} if int8 else
+        run = ({"op": INT8_OP, "stored": int8[name]} if name in int8 else
                {"op": "MatMulNBits", "accuracy_level": accuracy_level_for(packed[name].bits, accuracy_level)})
         table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), **run, "block_size": packed[name].block_size,
                        "input_scale": qw.input_scale is not None, "algorithm": rule.algorithm if rule else None}
@@ -170,14 +172,14 @@ def export_onnx_qwen3_asr(ckpt, out_dir, *, recipe=None, variant: str | None = N
     """Trace ``ckpt.model`` (a Qwen3ASRCheckpoint's, possibly quantized in place by ``recipe``),
     pack its QuantLinears as MatMulNBits and write the artifact (or the variant) at ``out_dir``."""
     packed = pack_linears(ckpt.model)
-    protos = export_graphs(ckpt.model, accuracy_level, packed, compute)
+    protos, int8 = export_graphs(ckpt.model, accuracy_level, packed, compute)
     accuracy_level = decoder_accuracy_level(accuracy_level, compute)
     float_dtype = "float16" if fp16 else "float32"
     if fp16:
         for proto in protos.values():
             float16_storage(proto)
     info = variant_info(recipe, accuracy_level, float_dtype,
-                        tensor_schemes(ckpt.model, packed, recipe, accuracy_level, float_dtype, compute), compute)
+                        tensor_schemes(ckpt.model, packed, recipe, accuracy_level, float_dtype, int8), compute)
     source = {"model": ckpt.source, "sha256": ckpt.source_sha256, "format": ckpt.format}
     return write_onnx_artifact(out_dir, protos, config=qwen3_asr_config(ckpt), tokenizer_json=ckpt.tokenizer_json,
                                source=source, variant=variant, variant_info=info, family=FAMILY)

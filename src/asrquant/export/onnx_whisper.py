@@ -54,9 +54,10 @@ from ..models.whisper import Whisper
 from ..models.whisper_load import WhisperCheckpoint
 from ..quant.linear import QuantEmbedding, QuantLinear
 from ..quant.qtensor import QuantizedWeight
-from .int8_matmul import OP_NOTE as INT8_OP, replace_linears_int8
+from .int8_matmul import AT_EXPORT as INT8_AT_EXPORT, OP_NOTE as INT8_OP, replace_linears_int8, weights_graph
 from .matmulnbits import PackedNBits, accuracy_level_for, pack, replace_linears, replace_tied_embedding
 from .onnx_artifact import float16_storage, write_onnx_artifact
+from .onnx_layout import ENCODER_WEIGHTS
 
 OPSET = 17  # LayerNormalization is one op from 17
 ENCODER_QUERY_ROWS = 300  # encoder self-attention in chunks of queries (see attend_in_chunks)
@@ -332,22 +333,27 @@ def decoder_accuracy_level(accuracy_level: int | None, compute: str) -> int | No
 
 
 def quantize_graphs(protos: dict[str, onnx.ModelProto], packed: dict[str, PackedNBits], accuracy_level: int | None,
-                    compute: str = "float", qweights: dict[str, QuantizedWeight] | None = None) -> dict[str, bool]:
+                    compute: str = "float", qweights: dict[str, QuantizedWeight] | None = None) -> dict[str, str]:
     """Quantized Linears -> MatMulNBits; with ``compute="int8"`` every Linear of the encoder graph
     (quantized or float; ``qweights`` are the recipe's weights) -> int8 GEMMs instead (see
-    :mod:`.int8_matmul`). Returns the Linears that run in int8 -> whether their int8 weights are
-    the recipe's own codes."""
+    :mod:`.int8_matmul`), and ``protos`` gains the ``encoder_weights`` graph when some of their
+    int8 weights are expanded at load. Returns the Linears that run in int8 -> where their int8
+    weights come from."""
     if compute not in COMPUTE:
         raise ValueError(f"compute must be one of {COMPUTE}, not {compute!r}")
-    found, int8 = set(), {}
-    for name, proto in protos.items():
+    found, int8, at_load = set(), {}, {}
+    for name, proto in list(protos.items()):
         if compute == "int8" and name in INT8_GRAPHS:
-            int8.update(replace_linears_int8(proto, qweights or {}))
+            stored, expand = replace_linears_int8(proto, qweights or {}, packed)
+            int8.update(stored)
+            at_load.update(expand)
         else:
             found.update(replace_linears(proto, packed, decoder_accuracy_level(accuracy_level, compute)))
     missing = sorted(set(packed) - found - set(int8))
     if missing:
         raise RuntimeError(f"quantized Linears not found in the traced graphs: {', '.join(missing)}")
+    if at_load:
+        protos[ENCODER_WEIGHTS] = weights_graph(at_load)
     return int8
 
 
@@ -365,7 +371,7 @@ def quantize_embedding(protos: dict[str, onnx.ModelProto], p: PackedNBits, accur
 
 
 def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, accuracy_level: int | None = None,
-                   float_dtype: str = "float32", int8: dict[str, bool] | None = None) -> dict:
+                   float_dtype: str = "float32", int8: dict[str, str] | None = None) -> dict:
     """How every Linear is stored and run, and under "*" every other weight (convolutions, norms,
     embeddings). ``int8``: the Linears run by int8 GEMMs (see quantize_graphs)."""
     int8 = int8 or {}
@@ -380,12 +386,12 @@ def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, 
             "accuracy_level": accuracy_level_for(p.bits, accuracy_level)}
     for name in linear_names(model):
         if name not in packed:
-            table[name] = ({"scheme": "int8-ch-sym (requantized at export)", "op": INT8_OP} if name in int8 else
+            table[name] = ({"scheme": "int8-ch-sym", "stored": INT8_AT_EXPORT, "op": INT8_OP} if name in int8 else
                            {"scheme": float_dtype, "op": "MatMul"})
             continue
         qw, p = qweights[name], packed[name]
         rule = recipe.rule_for(name) if recipe is not None else None
-        run = ({"op": INT8_OP, "stored": "its own codes" if int8[name] else "requantized to int8-ch-sym at export"}
+        run = ({"op": INT8_OP, "stored": int8[name]}
                if name in int8 else
                {"op": "MatMulNBits", "accuracy_level": accuracy_level_for(p.bits, accuracy_level)})
         table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), **run, "block_size": p.block_size,

@@ -17,9 +17,10 @@ import onnxruntime as ort
 
 from ..artifact import MANIFEST, verify
 from ..errors import ArtifactError
-from ..export.onnx_layout import check_onnx_manifest, split_spec, variant_graph_files
+from ..export.onnx_layout import ENCODER_WEIGHTS, check_onnx_manifest, split_spec, variant_graph_files
 from ..models.qwen3_asr_features import chunk_mel
 from ..models.qwen3_asr_prompt import Qwen3ASRTokenizer
+from .load_time_weights import load_time_weights
 from .qwen3_asr_transcribe import Qwen3ASREngine, Qwen3ASRTranscriber
 
 GRAPHS = ("encoder", "decoder_prefill", "decoder_step")
@@ -38,12 +39,17 @@ class Qwen3ASROnnxSession:
         prov = providers or ["CPUExecutionProvider"]
         files = files or {g: f"{g}.onnx" for g in GRAPHS}
         self.graphs = {g: ort.InferenceSession(str(d / files[g]), opts, providers=prov) for g in GRAPHS}
+        # {} unless the audio encoder's int8 weights are expanded at load (see asrquant.export.int8_matmul)
+        weights = d / files[ENCODER_WEIGHTS] if ENCODER_WEIGHTS in files else None
+        self.encoder_weights = load_time_weights(self.graphs["encoder"], d / files["encoder"], {"chunks", "n_tokens"},
+                                                 weights, threads)
         self.n_window, self.n_window_infer = n_window, n_window_infer
         self.max_positions = max_positions
 
     def encode(self, mel: np.ndarray) -> np.ndarray:
         chunks, n = chunk_mel(np.ascontiguousarray(mel, dtype=np.float32), self.n_window, self.n_window_infer)
-        out = self.graphs["encoder"].run(None, {"chunks": chunks, "n_tokens": np.array(n, dtype=np.int64)})[0]
+        out = self.graphs["encoder"].run(None, {"chunks": chunks, "n_tokens": np.array(n, dtype=np.int64),
+                                                **self.encoder_weights})[0]
         return out[:n]
 
     def prefill(self, enc: np.ndarray, prompt: np.ndarray, batch: int):

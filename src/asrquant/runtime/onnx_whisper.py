@@ -19,9 +19,10 @@ import onnxruntime as ort
 
 from ..artifact import MANIFEST, verify
 from ..errors import ArtifactError
-from ..export.onnx_layout import check_onnx_manifest, graph_file, split_spec, variant_graph_files, weights_file
+from ..export.onnx_layout import ENCODER_WEIGHTS, check_onnx_manifest, graph_file, split_spec, variant_graph_files, weights_file
 from ..tokenizer import WhisperTokenizer
 from ..transcribe import Transcript, WhisperGeneration, WhisperTranscriber
+from .load_time_weights import load_time_weights
 
 MIN_CAPACITY = 32
 
@@ -132,13 +133,16 @@ class OnnxWhisperSession:
 
     def __init__(self, graphs: dict[str, Path], dims: dict, threads: int = 2):
         self.encoder = _load(graphs["encoder"], threads)
+        # {} unless the encoder's int8 weights are expanded at load (see asrquant.export.int8_matmul)
+        self.encoder_weights = load_time_weights(self.encoder, graphs["encoder"], {"mel"}, graphs.get(ENCODER_WEIGHTS),
+                                                 threads)
         self.step_graph = _load(graphs["decoder_step"], threads)
         self.n_layer = dims["n_text_layer"]
         self.n_vocab = dims["n_vocab"]
         self.max_positions = dims["n_text_ctx"]
 
     def encode(self, mel: np.ndarray) -> Cross:
-        k, v = self.encoder.run(None, {"mel": np.ascontiguousarray(mel[None], dtype=np.float32)})
+        k, v = self.encoder.run(None, {"mel": np.ascontiguousarray(mel[None], dtype=np.float32), **self.encoder_weights})
         return Cross(k, v)
 
     def prefill(self, enc: Cross, prompt: np.ndarray, batch: int):
