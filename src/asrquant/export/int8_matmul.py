@@ -21,9 +21,10 @@ three sources (the manifest's "stored" says which):
 - the recipe's 4- or 8-bit grouped codes, stored as they are in an ``encoder_weights`` graph that
   the runner runs once at load: DequantizeLinear (blocked), the channel scale, QuantizeLinear,
   Transpose, all standard ops. The encoder graph takes the results as inputs. The file stays at
-  the recipe's bits (whisper-base, gptq-int4-g64-emb4, float16: 43 MB instead of 53 MB with int8
-  stored), at the price of onnxruntime not prepacking weights that arrive as inputs (one 30 s
-  encoder call 272 vs 261 ms, 2 threads) and about a second more to load;
+  the recipe's bits (whisper-base, gptq-int4-g64-emb4, float16: 43.2 MB instead of 53.4 MB with
+  int8 stored), at the price of onnxruntime not prepacking weights that arrive as inputs: one
+  30 s encoder call 280 vs 272 ms (2 threads, median of 7 interleaved,
+  scripts/bench/encoder-time.py), loading 1.39 vs 1.32 s;
 - a float weight (or codes of other bits): requantized at export and stored int8.
 A grouped weight's int8 copy is a second rounding of at most half a step of 1/127 of its channel's
 largest weight. Why not keep the expansion inside the encoder graph: onnxruntime constant-folds
