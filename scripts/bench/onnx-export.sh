@@ -14,7 +14,8 @@ for M in whisper-tiny.en whisper-base; do
   has gptq-emb8 || .venv/bin/asrquant export "$(q gptq-int4-g64-emb8)" --out $O --variant gptq-emb8
   has gptq-emb8-a4 || .venv/bin/asrquant export "$(q gptq-int4-g64-emb8)" --out $O --variant gptq-emb8-a4 --accuracy-level 4
   has mixed || .venv/bin/asrquant export "$(q mixed-8attn-4mlp)" --out $O --variant mixed
-  # int8 compute in the encoder (DynamicQuantizeMatMul), float remainder in float16; the 4-bit table
+  # int8 compute in the encoder (per-row QuantizeLinear + MatMulIntegerToFloat; a recipe's 4-bit
+  # codes stored as such, expanded at load), float remainder in float16; the 4-bit table
   has fp32-i8 || .venv/bin/asrquant export $M --out $O --variant fp32-i8 --compute int8
   has gptq-emb8-i8-fp16 || .venv/bin/asrquant export "$(q gptq-int4-g64-emb8)" --out $O --variant gptq-emb8-i8-fp16 --compute int8 --fp16
   E4=runs/issue5/$M-gptq-emb4
