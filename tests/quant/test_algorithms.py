@@ -132,3 +132,36 @@ def test_codes_are_the_nearest_ones_for_the_rounded_scale():
     s = qw.scales.repeat_interleave(64, dim=1)
     z = qw.zero_points.float().repeat_interleave(64, dim=1)
     assert torch.equal(qw.codes, (torch.round(w / s) + z).clamp(0, 15).to(torch.uint8))
+
+
+def heavy_tailed_layer(out=96, n=256, tokens=2048, seed=0):
+    """Weights with a few large entries per row (as trained Linears have), correlated inputs."""
+    _, x = correlated_layer(out, n, tokens, seed)
+    torch.manual_seed(seed)
+    return torch.distributions.StudentT(2.5).sample((out, n)) * 0.01, x
+
+
+@pytest.mark.parametrize("scheme", [QuantScheme.int(4, 64), QuantScheme.int(4, 32, True)], ids=lambda s: s.name)
+def test_gptq_clip_search_picks_grid_factors_and_lowers_the_error_on_heavy_tailed_weights(scheme):
+    from asrquant.quant.gptq import CLIP_GRID, clip_search
+    from asrquant.quant.rtn import fake_quantize
+
+    w, x = heavy_tailed_layer()
+    h = x.T @ x
+    clip = clip_search(w, torch.diag(h), scheme)
+    assert clip.shape == (w.shape[0], w.shape[1] // scheme.group_size)
+    assert torch.isin(clip, torch.tensor(CLIP_GRID)).all() and (clip < 1).any()
+    # per group the chosen factor's weighted error is the least of the grid, so also in sum
+    hd = torch.diag(h)
+    def weighted(c):
+        return (((w - fake_quantize(w, scheme, clip=c)) ** 2) * hd).sum().item()
+    assert weighted(clip) <= weighted(1.0)
+    plain = out_err(x, w, dequantize(gptq(w, h, scheme, device="cpu")))
+    searched = out_err(x, w, dequantize(gptq(w, h, scheme, clip_search=True, device="cpu")))
+    assert searched < plain, (searched, plain)
+
+
+def test_gptq_clip_search_needs_static_groups():
+    w, x = correlated_layer()
+    with pytest.raises(ValueError, match="clip_search needs static_groups"):
+        gptq(w, x.T @ x, QuantScheme.int(4, 64), act_order=False, static_groups=False, clip_search=True)

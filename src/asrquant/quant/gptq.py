@@ -9,7 +9,10 @@ lazy batch updates. With ``act_order`` columns go in order of decreasing H diago
 contiguous ranges of input channels and the result needs no permutation index (g_idx). Act order
 with groups therefore requires static groups here.
 Scales come from :func:`rtn.find_params`, already rounded to the scheme's ``scale_dtype``, so
-every column's rounding error is measured against the scale that is stored.
+every column's rounding error is measured against the scale that is stored. With ``clip_search``
+(static groups) each group's range is first shrunk by the factor of :data:`CLIP_GRID` that
+minimizes its rounding error weighted by the input energy of each column, ``sum_j H_jj (w_j -
+q(w_j))^2``: a group with one outlier weight otherwise spends most of its 16 levels on it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,31 @@ from .scheme import QuantScheme
 
 class GPTQError(RuntimeError):
     pass
+
+
+CLIP_GRID = tuple(1.0 - 0.025 * i for i in range(11))  # range shrink factors tried, 1.0 down to 0.75
+
+
+def clip_search(w: Tensor, h_diag: Tensor, scheme: QuantScheme, global_scale: Tensor | None = None,
+                grid: tuple[float, ...] = CLIP_GRID) -> Tensor:
+    """Per group, the factor of ``grid`` (a ratio [out, G]) whose round-to-nearest error
+    ``sum_j h_diag[j] (w - q(w))^2`` over the group's columns is least; ties go to the larger factor."""
+    out, n = w.shape
+    g = scheme.group_len(n)
+    wg = grouped(w, g)
+    hg = grouped(h_diag[None, :].float(), g)  # [1, G, g]; padding columns weigh 0
+    best_err, best = None, None
+    for c in sorted(grid, reverse=True):
+        p = find_params(wg, scheme, global_scale, clip=c)
+        zero = p.zero[..., None] if isinstance(p.zero, Tensor) else p.zero
+        q = decode(encode(wg, p.scale[..., None], zero, scheme), p.scale[..., None], zero, scheme)
+        err = ((wg - q) ** 2 * hg).sum(-1)
+        if best is None:
+            best_err, best = err, torch.full_like(err, c)
+        else:
+            better = err < best_err
+            best_err, best = torch.where(better, err, best_err), torch.where(better, torch.full_like(err, c), best)
+    return best
 
 
 def default_device() -> torch.device:
@@ -74,15 +102,16 @@ def gptq(
     block_size: int = 128,
     act_order: bool = True,
     static_groups: bool = True,
+    clip_search: bool = False,
     device: torch.device | str | None = None,
 ) -> QuantizedWeight:
     """Quantize ``weight`` [out, in] given ``hessian`` [in, in] = X^T X (any positive scaling)."""
     dev = torch.device(device) if device is not None else default_device()
     with one_cpu_thread(dev):
-        return _gptq(weight, hessian, scheme, damp, block_size, act_order, static_groups, dev)
+        return _gptq(weight, hessian, scheme, damp, block_size, act_order, static_groups, clip_search, dev)
 
 
-def _gptq(weight, hessian, scheme, damp, block_size, act_order, static_groups, dev) -> QuantizedWeight:
+def _gptq(weight, hessian, scheme, damp, block_size, act_order, static_groups, search, dev) -> QuantizedWeight:
     w = weight.detach().to(dev, torch.float32).clone()
     out, n = w.shape
     if hessian.shape != (n, n):
@@ -92,6 +121,8 @@ def _gptq(weight, hessian, scheme, damp, block_size, act_order, static_groups, d
     grouped_scheme = g < n
     if act_order and grouped_scheme and not static_groups:
         raise ValueError("act_order with groups needs static_groups=True (no g_idx in the representation)")
+    if search and grouped_scheme and not static_groups:
+        raise ValueError("clip_search needs static_groups=True (lazy groups take their range as they come)")
 
     dead = torch.diag(h) == 0
     h[dead, dead] = 1.0
@@ -102,7 +133,8 @@ def _gptq(weight, hessian, scheme, damp, block_size, act_order, static_groups, d
     # Group parameters: all at once (static, or one group), else when a group's first column comes.
     params: QParams | None = None
     if static_groups or not grouped_scheme:
-        params = find_params(grouped(w, g), scheme, gs)
+        clip = clip_search(w, torch.diag(h), scheme, gs) if search else None
+        params = find_params(grouped(w, g), scheme, gs, clip=clip)
     scales, zps = [None] * n_groups, [None] * n_groups
 
     perm = None

@@ -64,7 +64,8 @@ ALGORITHMS = ("rtn", "gptq", "awq", "awq-lite")
 # Option name -> (type, default) per algorithm.
 ALGORITHM_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
     "rtn": {},
-    "gptq": {"damp": (float, 0.01), "block_size": (int, 128), "act_order": (bool, True), "static_groups": (bool, True)},
+    "gptq": {"damp": (float, 0.01), "block_size": (int, 128), "act_order": (bool, True), "static_groups": (bool, True),
+             "clip_search": (bool, False)},
     "awq": {"grid": (int, 20), "clip": (bool, True), "clip_grid": (int, 20), "max_shrink": (float, 0.5)},
     "awq-lite": {"grid": (int, 20)},
 }
@@ -303,6 +304,8 @@ class _Parser:
             merged = {k: options.get(k, d) for k, (_, d) in spec.items()}
             if merged["act_order"] and not merged["static_groups"] and scheme.group_size != -1:
                 self.fail(f"{where}.options.static_groups", "act_order with groups needs static_groups = true")
+            if merged["clip_search"] and not merged["static_groups"] and scheme.group_size != -1:
+                self.fail(f"{where}.options.static_groups", "clip_search with groups needs static_groups = true")
             if not merged["damp"] > 0:
                 self.fail(f"{where}.options.damp", "must be > 0")
         return Rule(scheme, algo, match, kinds, MappingProxyType(options))
