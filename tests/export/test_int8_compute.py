@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from asrquant.export.int8_matmul import AT_EXPORT, AT_LOAD, OP, OWN, replace_linears_int8, requantize_per_channel, weights_graph
 from asrquant.export.matmulnbits import pack
+from asrquant.export.onnx_artifact import float16_storage
 from asrquant.export.onnx_layout import resolve_graph_files
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.recipe import parse_recipe
@@ -93,6 +94,9 @@ def test_float_linear_runs_int8_too():
     assert np.array_equal(w8, ref_w8) and np.array_equal(w_scale, ref_scale)
     x = np.random.default_rng(2).standard_normal((1, 3, 32)).astype(np.float32)
     assert np.abs(run(proto, x) - x @ w).max() < 0.03 * np.abs(x @ w).max()
+    wide = linear_graph(np.random.default_rng(3).standard_normal((32, 600)).astype(np.float32))  # 2.4 KB of scales
+    replace_linears_int8(wide, {})
+    assert f"{LINEAR}.scale_int8" not in float16_storage(wide)  # not float16-exact: kept in float32
 
 
 def expand(at_load) -> dict[str, np.ndarray]:

@@ -57,14 +57,14 @@ def float16_storage(proto: onnx.ModelProto) -> list[str]:
 
     onnxruntime folds the Casts when it loads the graph, so the graph computes in float32 as
     before, on weights rounded to float16; the file is half the size. Quantization scales
-    (MatMulNBits inputs, packed weights' ``.scales``) are converted only where float16 holds them
-    exactly, as it does the float16 scales of the built-in recipes, so quantized Linears stay
-    bit-exact (onnxruntime prepacks a MatMulNBits whose scales come from a folded Cast as one
+    (MatMulNBits inputs, packed weights' ``.scales``, the int8 GEMMs' ``.scale_int8``) are
+    converted only where float16 holds them exactly, as it does the float16 scales of the
+    built-in recipes, so quantized Linears stay bit-exact (onnxruntime prepacks a MatMulNBits whose scales come from a folded Cast as one
     whose scales are an initializer: same outputs, same speed). Returns the converted names."""
     constants_to_initializers(proto)  # large traced constants (the encoder's positions) too
     g = proto.graph
     exact_only = {x for n in g.node if n.op_type == "MatMulNBits" for x in n.input[1:]}
-    exact_only |= {t.name for t in g.initializer if t.name.endswith(".scales")}
+    exact_only |= {t.name for t in g.initializer if t.name.endswith((".scales", ".scale_int8"))}
     converted, casts = [], []
     for t in g.initializer:
         if t.data_type != onnx.TensorProto.FLOAT:
