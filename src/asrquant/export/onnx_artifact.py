@@ -59,8 +59,9 @@ def float16_storage(proto: onnx.ModelProto) -> list[str]:
     before, on weights rounded to float16; the file is half the size. Quantization scales
     (MatMulNBits inputs, packed weights' ``.scales``, the int8 GEMMs' ``.scale_int8``) are
     converted only where float16 holds them exactly, as it does the float16 scales of the
-    built-in recipes, so quantized Linears stay bit-exact (onnxruntime prepacks a MatMulNBits whose scales come from a folded Cast as one
-    whose scales are an initializer: same outputs, same speed). Returns the converted names."""
+    built-in recipes, so quantized Linears stay bit-exact (onnxruntime prepacks a MatMulNBits
+    whose scales come from a folded Cast as one whose scales are an initializer: same outputs,
+    same speed). Returns the converted names."""
     constants_to_initializers(proto)  # large traced constants (the encoder's positions) too
     g = proto.graph
     exact_only = {x for n in g.node if n.op_type == "MatMulNBits" for x in n.input[1:]}
