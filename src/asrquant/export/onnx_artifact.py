@@ -36,8 +36,9 @@ def _normalized(t: onnx.TensorProto) -> onnx.TensorProto:
 
 
 def constants_to_initializers(proto: onnx.ModelProto) -> None:
-    """Large Constant nodes (the encoder's positional table) become initializers, so they are
-    stored with the weights rather than inside the graph file."""
+    """Large Constant nodes (the encoder's positional table, where it is not computed in the graph:
+    see :mod:`.onnx_positions`) become initializers, so they are stored with the weights rather
+    than inside the graph file."""
     g = proto.graph
     keep = []
     for node in g.node:
@@ -62,7 +63,7 @@ def float16_storage(proto: onnx.ModelProto) -> list[str]:
     built-in recipes, so quantized Linears stay bit-exact (onnxruntime prepacks a MatMulNBits
     whose scales come from a folded Cast as one whose scales are an initializer: same outputs,
     same speed). Returns the converted names."""
-    constants_to_initializers(proto)  # large traced constants (the encoder's positions) too
+    constants_to_initializers(proto)  # large traced constants (a trained positional table) too
     g = proto.graph
     exact_only = {x for n in g.node if n.op_type == "MatMulNBits" for x in n.input[1:]}
     exact_only |= {t.name for t in g.initializer if t.name.endswith((".scales", ".scale_int8"))}
