@@ -2,6 +2,8 @@
 bit, a tampered file is refused, calibration sees the references, and the bench warns when
 evaluation clips were calibration clips."""
 
+import copy
+import dataclasses
 import json
 import subprocess
 import sys
@@ -35,12 +37,27 @@ def test_saved_model_round_trips_bit_for_bit(saved):
     a, b = qm.ckpt.model.state_dict(), back.ckpt.model.state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the encoder's positions sit outside the state dict: tiny.en's CTranslate2 table is the
+    # sinusoids rounded to float16, recorded as such and rebuilt bit for bit
+    assert json.loads((out / "config.json").read_text())["encoder_positions"] == "float16"
+    assert torch.equal(back.ckpt.model.encoder.positional_embedding, qm.ckpt.model.encoder.positional_embedding)
     quantized = [n for n, m in back.ckpt.model.named_modules() if isinstance(m, QuantLinear)]
     assert len(quantized) == 64
     schemes = json.loads((out / "quantization.json").read_text())["tensors"]
     assert schemes["encoder.blocks.0.attn.query"]["bits"] == 8 and schemes["encoder.blocks.0.mlp.fc1"]["bits"] == 4
     # 4-bit MLP + 8-bit attention + half-precision embeddings: well under the fp16 source
     assert back.ckpt.size_bytes < 0.75 * qm.ckpt.size_bytes
+
+
+def test_trained_encoder_positions_are_stored(saved, tmp_path):
+    qm, _ = saved
+    model = copy.deepcopy(qm.ckpt.model)
+    model.encoder.positional_embedding[3, 5] += 0.25  # a fine-tune that trained them
+    trained = dataclasses.replace(qm, ckpt=dataclasses.replace(qm.ckpt, model=model))
+    save_quantized(trained, tmp_path / "trained")
+    assert json.loads((tmp_path / "trained" / "config.json").read_text())["encoder_positions"] == "stored"
+    back = load_quantized(tmp_path / "trained")
+    assert torch.equal(back.ckpt.model.encoder.positional_embedding, trained.ckpt.model.encoder.positional_embedding)
 
 
 def test_tampered_file_is_refused_naming_it(saved, tmp_path):

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from .artifact import atomic_dir, sha256_file, verify, write_manifest
 from .calibrate import CalibSample, QuantReport, quantize_model, quantized_weights
 from .errors import ArtifactError, AsrQuantError
-from .models.whisper import Whisper, WhisperDims
+from .models.whisper import SINUSOID_ROUNDINGS, Whisper, WhisperDims, sinusoid_rounding, sinusoids_rounded
 from .models.whisper_load import WhisperCheckpoint, load_whisper
 from .quant.linear import QuantEmbedding, QuantLinear
 from .quant.qtensor import QuantizedWeight, pack_int, unpack_int
@@ -36,6 +36,7 @@ from .quant.recipe import Recipe, load_recipe, recipe_from_dict
 from .quant.scheme import QuantScheme
 
 KIND = "asrquant-quantized"
+POSITIONS = "encoder.positional_embedding"
 
 
 @dataclass
@@ -159,8 +160,13 @@ def save_quantized(qm: QuantizedWhisper, out: str | Path) -> Path:
         tensors[name] = _compact(value.detach())
     for name, qw in qweights.items():
         tensors.update({f"{name}.qweight.{k}": v for k, v in _packed(qw).items()})
+    # The encoder's positions (a buffer outside the state dict): the formula's rounding when they are
+    # the formula, else the table itself; see asrquant.models.whisper.SINUSOID_ROUNDINGS.
+    positions = sinusoid_rounding(model.encoder.positional_embedding)
+    if positions is None:
+        tensors[POSITIONS] = _compact(model.encoder.positional_embedding)
     config = {
-        "kind": KIND, "family": "whisper", "dims": ckpt.dims.to_dict(),
+        "kind": KIND, "family": "whisper", "dims": ckpt.dims.to_dict(), "encoder_positions": positions or "stored",
         "suppress_ids": ckpt.suppress_ids, "suppress_ids_begin": ckpt.suppress_ids_begin, "lang_ids": ckpt.lang_ids,
         "alignment_heads": [list(h) for h in ckpt.alignment_heads],
         "source": ckpt.source, "source_sha256": ckpt.source_sha256,
@@ -187,6 +193,20 @@ def _module_kind(model: torch.nn.Module, name: str) -> str:
     return "embedding" if isinstance(model.get_submodule(name), QuantEmbedding) else "linear"
 
 
+def _saved_positions(path: Path, config: dict, dims: WhisperDims, stored: torch.Tensor | None) -> torch.Tensor:
+    # Directories written before the rounding was recorded hold neither: loading them gave the
+    # float32 sinusoids and still does, so the figures measured with them reproduce.
+    how = config.get("encoder_positions", "float32")
+    if how == "stored":
+        if stored is None:
+            raise ArtifactError(f"{path / 'model.safetensors'}: no {POSITIONS} (config.json says it is stored)")
+        return stored.float().contiguous()
+    if how not in SINUSOID_ROUNDINGS:
+        raise ArtifactError(f"{path / 'config.json'}: encoder_positions is {how!r}, expected 'stored' or one of "
+                            f"{', '.join(SINUSOID_ROUNDINGS)}")
+    return sinusoids_rounded(dims.n_audio_ctx, dims.n_audio_state, how)
+
+
 def is_quantized_dir(path: str | Path) -> bool:
     p = Path(path) / "config.json"
     try:
@@ -208,6 +228,7 @@ def load_quantized(path: str | Path) -> QuantizedWhisper:
     dims = WhisperDims(**config["dims"])
     model = Whisper(dims)
     plain = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items() if ".qweight." not in k}
+    positions = _saved_positions(path, config, dims, plain.pop(POSITIONS, None))
     for name, meta in quantization["tensors"].items():
         meta = dict(meta)
         shape = tuple(meta.pop("shape"))
@@ -226,6 +247,7 @@ def load_quantized(path: str | Path) -> QuantizedWhisper:
     missing = [m for m in missing if not m.startswith(tuple(f"{n}." for n in quantization["tensors"]))]
     if missing or unexpected:
         raise ArtifactError(f"{path / 'model.safetensors'}: tensors missing {missing[:3]} / unexpected {unexpected[:3]}")
+    model.encoder.positional_embedding = positions
     model.eval().requires_grad_(False)
     weights = path / "model.safetensors"
     ckpt = WhisperCheckpoint(

@@ -18,9 +18,10 @@ import math
 
 import numpy as np
 import onnx
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from ..models.whisper import sinusoids
+from ..models.whisper import sinusoid_rounding
 
 # name prefix of the nodes and small initializers added here
 PREFIX = "encoder_positions"
@@ -28,19 +29,15 @@ PREFIX = "encoder_positions"
 
 def table_rounding(table: np.ndarray) -> tuple[int, ...] | None:
     """The Cast chain after float64 that reproduces ``table`` from the formula, or None."""
-    n, d = table.shape
-    if d % 2 or d < 4:
+    rounding = sinusoid_rounding(torch.from_numpy(np.asarray(table, dtype=np.float32)))
+    if rounding is None:
         return None
-    exact = sinusoids(n, d).numpy()  # float64 formula rounded to float32
-    if np.array_equal(table, exact):
-        return (TensorProto.FLOAT,)
-    if np.array_equal(table, exact.astype(np.float16).astype(np.float32)):
-        return (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.FLOAT)
-    return None
+    return {"float32": (TensorProto.FLOAT,), "float16": (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.FLOAT)}[rounding]
 
 
 def position_nodes(n: int, d: int, casts: tuple[int, ...], output: str) -> tuple[list, list]:
-    """(nodes, initializers) computing the [n, d] table into ``output``, as :func:`sinusoids` does."""
+    """(nodes, initializers) computing the [n, d] table into ``output``, as
+    :func:`asrquant.models.whisper.sinusoids` does."""
     increment = math.log(10000.0) / (d // 2 - 1)
     inv = np.exp(-increment * np.arange(d // 2, dtype=np.float64))[None, :]  # [1, d/2]
     p = PREFIX

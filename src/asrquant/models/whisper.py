@@ -47,6 +47,30 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Ten
     return torch.cat([torch.sin(scaled_time), torch.cos(scaled_time)], dim=1).float()
 
 
+# How a checkpoint holds the sinusoids: as float32 gives them (OpenAI, Hugging Face) or rounded
+# once more to float16 (CTranslate2 files). The rounding is part of the model: nearly every entry
+# of the table moves (by up to 2.4e-4) between the two, enough to change some greedy transcripts,
+# so a saved or exported model must reproduce the one its source had.
+SINUSOID_ROUNDINGS = ("float32", "float16")
+
+
+def sinusoids_rounded(length: int, channels: int, rounding: str) -> Tensor:
+    table = sinusoids(length, channels)
+    if rounding == "float16":
+        return table.half().float()
+    if rounding != "float32":
+        raise ValueError(f"unknown sinusoid rounding {rounding!r} (expected one of {SINUSOID_ROUNDINGS})")
+    return table
+
+
+def sinusoid_rounding(table: Tensor) -> str | None:
+    """The rounding with which ``table`` [n, d] is exactly the formula, or None (trained positions)."""
+    if table.dim() != 2 or table.shape[1] % 2 or table.shape[1] < 4:
+        return None
+    table = table.detach().float().cpu()
+    return next((r for r in SINUSOID_ROUNDINGS if torch.equal(table, sinusoids_rounded(*table.shape, r))), None)
+
+
 class MultiHeadAttention(nn.Module):
     def __init__(self, n_state: int, n_head: int):
         super().__init__()
