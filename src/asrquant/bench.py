@@ -162,7 +162,7 @@ def _quantize_once(spec: str, calib: str | None, threads: int) -> str | None:
     from .engines import PEERS, split_recipe
     from .export.onnx_layout import is_onnx_artifact
     from .quant.recipe import load_recipe
-    from .quantize import is_quantized_dir
+    from .quantize import SAVED_VERSION, is_quantized_dir
     from .registry import cache_dir
 
     if spec.partition(":")[0] in PEERS or is_onnx_artifact(spec):
@@ -177,7 +177,7 @@ def _quantize_once(spec: str, calib: str | None, threads: int) -> str | None:
     if calib:
         st = Path(calib).stat()
         calib_stamp = [str(Path(calib).resolve()), st.st_size, st.st_mtime_ns]
-    key = hashlib.sha256(json.dumps([model, recipe.to_dict(), calib_stamp, __version__]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([model, recipe.to_dict(), calib_stamp, __version__, SAVED_VERSION]).encode()).hexdigest()[:16]
     out = cache_dir() / "quantized" / f"{Path(model).name}--{recipe.name}-{key}"
     if not is_quantized_dir(out):
         cmd = [sys.executable, "-m", "asrquant.cli", "quantize", model, "--recipe", recipe_name, "--out", str(out),

@@ -37,6 +37,9 @@ from .quant.scheme import QuantScheme
 
 KIND = "asrquant-quantized"
 POSITIONS = "encoder.positional_embedding"
+# Bumped when what a saved directory holds changes, so caches keyed on it are rebuilt
+# (2: the encoder positions' rounding is recorded).
+SAVED_VERSION = 2
 
 
 @dataclass
