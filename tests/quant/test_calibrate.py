@@ -20,7 +20,8 @@ DIMS = WhisperDims(n_mels=80, n_audio_ctx=100, n_audio_state=64, n_audio_head=4,
 N_LINEARS = 2 * 6 + 2 * 10
 # Relative error of the teacher-forced logits allowed per recipe (random weights, 64 states).
 MAX_LOGIT_ERR = {"int8": 0.02, "mixed-8attn-4mlp": 0.08, "rtn-int4-g64": 0.15, "gptq-int4-g64": 0.1,
-                 "gptq-int4-g64-emb8": 0.1, "gptq-int4-g64-emb4": 0.15, "awq-int4-g64": 0.1, "nvfp4-awq-lite": 0.15, "mxfp4": 0.3}
+                 "gptq-int4-g64-emb8": 0.1, "gptq-int4-g64-emb4": 0.15,
+                 "gptq-int4-g64-enc32": 0.1, "gptq-int4-g64-enc32-emb4": 0.15, "awq-int4-g64": 0.1, "nvfp4-awq-lite": 0.15, "mxfp4": 0.3}
 
 
 def tiny_whisper() -> Whisper:

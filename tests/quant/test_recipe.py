@@ -4,7 +4,8 @@ from asrquant.errors import AsrQuantError
 from asrquant.quant.recipe import DEFAULT_IGNORE, builtin_recipes, load_recipe, module_kinds, parse_recipe
 from asrquant.quant.scheme import QuantScheme
 
-BUILTINS = ["int8", "rtn-int4-g64", "gptq-int4-g64", "gptq-int4-g64-emb8", "gptq-int4-g64-emb4", "awq-int4-g64", "mixed-8attn-4mlp", "nvfp4-awq-lite", "mxfp4"]
+BUILTINS = ["int8", "rtn-int4-g64", "gptq-int4-g64", "gptq-int4-g64-emb8", "gptq-int4-g64-emb4",
+            "gptq-int4-g64-enc32", "gptq-int4-g64-enc32-emb4", "awq-int4-g64", "mixed-8attn-4mlp", "nvfp4-awq-lite", "mxfp4"]
 
 
 def test_builtins_load():
@@ -15,6 +16,13 @@ def test_builtins_load():
         assert r.needs_calibration == (r.clips > 0)
     assert load_recipe("gptq-int4-g64").rules[0].option("act_order") is True
     assert load_recipe("nvfp4-awq-lite").rules[0].scheme == QuantScheme.nvfp4()
+    for name in ("gptq-int4-g64-enc32", "gptq-int4-g64-enc32-emb4"):  # encoder in groups of 32, the rest 64
+        r = load_recipe(name)
+        assert r.rule_for("encoder.blocks.0.mlp.fc1").scheme.group_size == 32
+        assert r.rule_for("audio_tower.layers.2.self_attn.q_proj").scheme.group_size == 32
+        assert r.rule_for("decoder.blocks.0.cross_attn.key").scheme.group_size == 64
+        assert r.rule_for("thinker.model.layers.0.mlp.down_proj").scheme.group_size == 64
+    assert load_recipe("gptq-int4-g64-enc32-emb4").embedding is not None
 
 
 def test_kinds_for_both_families():
