@@ -40,10 +40,16 @@ def run(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {"x": x})[0]
 
 
+def codes(held: np.ndarray) -> np.ndarray:
+    """The int8 codes of a weight held as uint8 + 128 (what the GEMM reads, see int8_matmul)."""
+    assert held.dtype == np.uint8 and held.min() >= 1  # |code| <= 127
+    return (held.astype(np.int16) - 128).astype(np.int8)
+
+
 def stored_int8(proto: onnx.ModelProto) -> tuple[np.ndarray, np.ndarray]:
     inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     assert f"{LINEAR}.weight_t" not in inits  # the float weight is gone
-    return inits[f"{LINEAR}.weight_int8"], inits[f"{LINEAR}.scale_int8"]
+    return codes(inits[f"{LINEAR}.weight_int8"]), inits[f"{LINEAR}.scale_int8"]
 
 
 def reference(x: np.ndarray, w8: np.ndarray, w_scale: np.ndarray) -> np.ndarray:
@@ -99,8 +105,8 @@ def test_float_linear_runs_int8_too():
     assert f"{LINEAR}.scale_int8" not in float16_storage(wide)  # not float16-exact: kept in float32
 
 
-def expand(at_load) -> dict[str, np.ndarray]:
-    graph = weights_graph(at_load)
+def expand(at_load, smooth=None) -> dict[str, np.ndarray]:
+    graph = weights_graph(at_load, smooth)
     onnx.checker.check_model(graph)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -127,8 +133,8 @@ def test_packed_codes_are_expanded_at_load_into_the_per_channel_int8_weights(bit
     weights = expand(at_load)
     ref_w8, ref_scale = requantize_per_channel(deq.T)
     np.testing.assert_array_equal(weights[f"{LINEAR}.scale_int8"], ref_scale)
-    w8 = weights[f"{LINEAR}.weight_int8"]
-    assert w8.dtype == np.int8 and w8.shape == (k, 24)
+    w8 = codes(weights[f"{LINEAR}.weight_int8"])
+    assert w8.shape == (k, 24)
     # onnxruntime's QuantizeLinear may round a quotient a hair from .5 the other way than numpy
     assert np.abs(w8.astype(np.int16) - ref_w8).max() <= 1 and (w8 != ref_w8).mean() < 1e-3
     x = np.random.default_rng(0).standard_normal((2, 5, k)).astype(np.float32)
@@ -220,3 +226,87 @@ def test_an_encoder_that_takes_weights_needs_its_encoder_weights_graph(int8_vari
     plain = int8_variant / "encoder.int4.onnx"
     assert load_time_weights(ort.InferenceSession(str(plain), providers=["CPUExecutionProvider"]), plain, {"mel"},
                              None) == {}
+
+
+# --- smoothing (asrquant.export.int8_smoothing) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_smoothing_divides_the_inputs_and_multiplies_the_weight_rows_exactly(packed):
+    """x @ W = (x / s) @ (diag(s) W) with s powers of two: the int8 weight is requantize_per_channel
+    of the smoothed weight (stored at export, or expanded at load from the codes), and the graph
+    computes the int8 definition on x / s."""
+    torch.manual_seed(5)
+    w = torch.randn(24, 64)
+    qw = rtn(w, QuantScheme.int(4, 32, False, scale_dtype="float16"))
+    deq = dequantize(qw).numpy()
+    s = np.exp2(np.random.default_rng(0).integers(-3, 4, 64)).astype(np.float32)
+    proto = linear_graph(deq.T.copy())
+    stored, at_load = replace_linears_int8(proto, {LINEAR: qw}, {LINEAR: pack(qw)} if packed else None, {LINEAR: s})
+    onnx.checker.check_model(proto)
+    ref_w8, ref_scale = requantize_per_channel(deq.T * s[:, None])
+    if packed:
+        assert stored == {LINEAR: AT_LOAD}
+        weights = expand(at_load, {LINEAR: s})
+        w8, w_scale = codes(weights[f"{LINEAR}.weight_int8"]), weights[f"{LINEAR}.scale_int8"]
+        assert np.abs(w8.astype(np.int16) - ref_w8).max() <= 1 and (w8 != ref_w8).mean() < 1e-3
+        np.testing.assert_array_equal(w_scale, ref_scale)
+    else:
+        assert stored == {LINEAR: AT_EXPORT}
+        weights = {}
+        w8, w_scale = stored_int8(proto)
+        assert np.array_equal(w8, ref_w8) and np.array_equal(w_scale, ref_scale)
+    x = np.random.default_rng(1).standard_normal((2, 5, 64)).astype(np.float32)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"x": x, **weights})[0]
+    np.testing.assert_allclose(y, reference(x / s, w8, w_scale), rtol=1e-5, atol=1e-5 * np.abs(y).max())
+
+
+def test_smoothing_is_chosen_per_linear_and_never_raises_the_calibration_error():
+    """A channel made 50 x louder after block 0's attention norm: its query/key/value are smoothed
+    and their int8 error on the calibration frames drops; no Linear ends worse than unsmoothed; the
+    decoder's cross-attention keys/values (computed in the encoder graph) are scored too."""
+    from asrquant.export.int8_smoothing import ALPHAS, smoothing_factors
+
+    ckpt = small_checkpoint(seed=3)
+    model = ckpt.model
+    with torch.no_grad():
+        model.encoder.blocks[0].attn_ln.weight[7] *= 50
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+             and (n.startswith("encoder.") or n.endswith(("cross_attn.key", "cross_attn.value")))]
+    mels = [np.random.default_rng(i).standard_normal((80, 3000)).astype(np.float32) for i in range(2)]
+    got = smoothing_factors(model, names, mels)
+    assert set(got) == set(names) and "decoder.blocks.1.cross_attn.value" in got
+    for n, s in got.items():
+        assert s.error <= s.error_plain, n
+        assert (s.scale is None) == (s.alpha is None) and s.alpha in (None, *ALPHAS)
+        if s.scale is not None:
+            assert np.array_equal(np.exp2(np.round(np.log2(s.scale))), s.scale)  # powers of two
+    q = got["encoder.blocks.0.attn.query"]
+    assert q.alpha is not None and q.error < 0.7 * q.error_plain, (q.error, q.error_plain)
+
+
+def test_an_int8_export_calibrated_for_smoothing_records_it_and_stays_close(int8_variant):
+    from asrquant.runtime.onnx_whisper import open_onnx_artifact
+
+    ckpt = small_checkpoint()
+    recipe = parse_recipe(ENCODER_AND_DECODER_INT4)
+    from asrquant.calibrate import quantize_model
+
+    quantize_model(ckpt.model, recipe, None, progress=False)
+    with torch.no_grad():
+        ckpt.model.encoder.blocks[1].mlp_ln.weight[3] *= 40  # an outlier channel to smooth
+    mels = [np.random.default_rng(i).standard_normal((80, 3000)).astype(np.float32) for i in range(2)]
+    out = int8_variant
+    export(ckpt, out, recipe=recipe, variant="int4-float-ref")
+    export(ckpt, out, recipe=recipe, variant="int4-i8s", compute="int8", smooth_mels=mels,
+           smooth_clips={"manifest": "test", "ids": ["a", "b"]})
+    m = json.loads((out / "manifest.json").read_text())["variants"]["int4-i8s"]
+    assert m["int8_smoothing"]["calibration"]["ids"] == ["a", "b"]
+    fc1 = m["tensors"]["encoder.blocks.1.mlp.fc1"]["smoothing"]
+    assert fc1["alpha"] is not None and fc1["calib_rel_error"] < fc1["calib_rel_error_unsmoothed"]
+    assert m["int8_smoothing"]["smoothed"] >= 1
+    mel = np.random.default_rng(9).standard_normal((80, 3000)).astype(np.float32)
+    outs = {v: open_onnx_artifact(out, variant=v)[0].session.encode(mel).k.ravel() for v in ("int4-float-ref", "int4-i8s")}
+    a, b = outs["int4-float-ref"], outs["int4-i8s"]
+    assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) > 0.99

@@ -15,7 +15,13 @@ the error: on whisper-base's encoder Linears over real clips the mean relative o
 0.024 per tensor, 0.013 per row, 0.008 from the int8 weights alone, and the per-tensor variant
 lost 1.7 pp WER on the 225-clip eval set against float compute.
 
-Weights: int8 [K, N] with a float32 scale per output channel, ``s = max|w| / 127``, from one of
+Weights: int8 codes [K, N] with a float32 scale per output channel, ``s = max|w| / 127``, held
+as uint8 with zero point 128 (``code + 128``; the ``.weight_int8`` tensors): onnxruntime's u8 x s8
+GEMM on CPUs without VNNI (AVX2, AVX-512 before Cascade Lake) sums pairs of u8 x s8 products in
+16 bits (VPMADDUBSW) and saturates: with activations around 128 a pair of large weights of one sign
+overflows. On this AMD EPYC (AVX2 only), [1500, 512] x [512, 2048] with one loud channel: u8 x s8
+off by up to 13% of the output's range, u8 x u8 exact to 5e-8 and as fast (114 vs 119 ms, 2
+threads; the u8 x u8 kernel widens to 16 bits before multiplying). The weights come from one of
 three sources (the manifest's "stored" says which):
 - the recipe's own codes, when it stored 8 bits per channel, symmetric: exact;
 - the recipe's 4- or 8-bit grouped codes, stored as they are in an ``encoder_weights`` graph that
@@ -46,9 +52,10 @@ from ..quant.qtensor import QuantizedWeight
 from .matmulnbits import DOMAIN, PackedNBits, _const
 
 INT8_MAX = 127
-ZERO = 128  # activations are symmetric int8 shifted into uint8, the operand the QGEMM kernels take
+ZERO = 128  # activations and weights are symmetric int8 codes shifted into uint8 (see above: no saturation)
 OP = "MatMulIntegerToFloat"
-OP_NOTE = "MatMulIntegerToFloat: weights int8 per output channel, activations int8 per row at run time"
+OP_NOTE = ("MatMulIntegerToFloat: weights int8 per output channel, activations int8 per row at run time "
+           "(both held as uint8 + 128)")
 # Where a Linear's int8 weight comes from (the manifest's "stored").
 OWN = "its own codes"
 AT_LOAD = "its codes, expanded to int8 per channel at load by the encoder_weights graph"
@@ -75,14 +82,26 @@ def own_int8(qw: QuantizedWeight | None) -> tuple[np.ndarray, np.ndarray] | None
     return np.ascontiguousarray(codes.T.astype(np.int8)), qw.scales.cpu().numpy().astype(np.float32)[:, 0]
 
 
-def _int8_matmul_nodes(q: str, x: str, w8: str, w_scale: str, out: str) -> list[onnx.NodeProto]:
-    """``out = (round(x / s_row) @ w8) * w_scale * s_row`` with ``s_row = max|x_row| / 127``.
+def as_uint8(q: np.ndarray) -> np.ndarray:
+    """int8 codes -> the uint8 (+128) the GEMM reads."""
+    return (q.astype(np.int16) + ZERO).astype(np.uint8)
+
+
+def _int8_matmul_nodes(q: str, x: str, w8: str, w_scale: str, out: str,
+                       smooth: np.ndarray | None = None) -> list[onnx.NodeProto]:
+    """``out = (round(x / s_row) @ w8) * w_scale * s_row`` with ``s_row = max|x_row| / 127``;
+    with ``smooth`` [K] (see :mod:`.int8_smoothing`), ``x / smooth`` in place of ``x``.
 
     QuantizeLinear (scale 1, zero point 128) rounds, shifts and saturates in one pass, and
     MatMulIntegerToFloat applies the weight scales in the GEMM's output pass: half the time of
     Round, Add, Cast, MatMulInteger, Cast, Mul as separate ops (2.1 vs 3.8 ms for [1500, 512] x
     [512, 2048], 2 threads)."""
-    return [
+    pre = []
+    if smooth is not None:
+        pre = [_const(f"{q}/inv_smooth", (1.0 / smooth).astype(np.float32), np.float32),
+               helper.make_node("Mul", [x, f"{q}/inv_smooth"], [f"{q}/smoothed"], name=f"/{q}/Smooth")]
+        x = f"{q}/smoothed"
+    return pre + [
         _const(f"{q}/tiny", np.finfo(np.float32).tiny, np.float32), _const(f"{q}/qmax", float(INT8_MAX), np.float32),
         _const(f"{q}/one", 1.0, np.float32), _const(f"{q}/zero", ZERO, np.uint8),
         helper.make_node("Abs", [x], [f"{q}/abs"], name=f"/{q}/Abs"),
@@ -91,18 +110,22 @@ def _int8_matmul_nodes(q: str, x: str, w8: str, w_scale: str, out: str) -> list[
         helper.make_node("Div", [f"{q}/amax_pos", f"{q}/qmax"], [f"{q}/row_scale"], name=f"/{q}/RowScale"),
         helper.make_node("Div", [x, f"{q}/row_scale"], [f"{q}/ratio"], name=f"/{q}/Div"),
         helper.make_node("QuantizeLinear", [f"{q}/ratio", f"{q}/one", f"{q}/zero"], [f"{q}/x_u8"], name=f"/{q}/Quantize"),
-        helper.make_node("MatMulIntegerToFloat", [f"{q}/x_u8", w8, f"{q}/one", w_scale, f"{q}/zero"], [f"{q}/col_scaled"],
+        helper.make_node("MatMulIntegerToFloat", [f"{q}/x_u8", w8, f"{q}/one", w_scale, f"{q}/zero", f"{q}/zero"],
+                         [f"{q}/col_scaled"],
                          name=f"/{q}/MatMulIntegerToFloat", domain=DOMAIN),
         helper.make_node("Mul", [f"{q}/col_scaled", f"{q}/row_scale"], [out], name=f"/{q}/MulRow"),
     ]
 
 
 def replace_linears_int8(proto: onnx.ModelProto, qweights: dict[str, QuantizedWeight],
-                         packed: dict[str, PackedNBits] | None = None) -> tuple[dict[str, str], dict[str, PackedNBits]]:
+                         packed: dict[str, PackedNBits] | None = None, smooth: dict[str, np.ndarray] | None = None,
+                         ) -> tuple[dict[str, str], dict[str, PackedNBits]]:
     """Swap the MatMul of every Linear of this graph (``x @ <module>.weight_t``, see
     :class:`.onnx_whisper.LinearT`, whose initializer holds the float or fake-quant weight) for
     the int8 chain. ``qweights``: the recipe's quantized weights by Linear; ``packed``: the same
-    packed as MatMulNBits, whose 4- and 8-bit codes are kept and expanded at load.
+    packed as MatMulNBits, whose 4- and 8-bit codes are kept and expanded at load; ``smooth``:
+    per-input-channel smoothing by Linear (:mod:`.int8_smoothing`), not applied to a Linear whose
+    own int8 codes are used (they would no longer be its own).
 
     Returns (Linear -> where its int8 weight comes from: OWN, AT_LOAD or AT_EXPORT; the packed
     weights to expand at load, for :func:`weights_graph`). Weights expanded at load become inputs
@@ -118,15 +141,17 @@ def replace_linears_int8(proto: onnx.ModelProto, qweights: dict[str, QuantizedWe
         linear = w[: -len(".weight_t")]
         w8, w_scale = f"{linear}.weight_int8", f"{linear}.scale_int8"
         own, p = own_int8(qweights.get(linear)), (packed or {}).get(linear)
+        sm = (smooth or {}).get(linear) if own is None else None
         if own is None and p is not None and p.bits in LOAD_BITS:
-            g.input.extend([helper.make_tensor_value_info(w8, TensorProto.INT8, [p.k, p.n]),
+            g.input.extend([helper.make_tensor_value_info(w8, TensorProto.UINT8, [p.k, p.n]),
                             helper.make_tensor_value_info(w_scale, TensorProto.FLOAT, [p.n])])
             found[linear], at_load[linear] = AT_LOAD, p
         else:
-            q, scale = own if own is not None else requantize_per_channel(numpy_helper.to_array(inits[w]))
-            new_inits += [numpy_helper.from_array(q, w8), numpy_helper.from_array(scale, w_scale)]
+            w_kn = numpy_helper.to_array(inits[w]).astype(np.float32)
+            q, scale = own if own is not None else requantize_per_channel(w_kn if sm is None else w_kn * sm[:, None])
+            new_inits += [numpy_helper.from_array(as_uint8(q), w8), numpy_helper.from_array(scale, w_scale)]
             found[linear] = OWN if own is not None else AT_EXPORT
-        nodes += _int8_matmul_nodes(f"{linear}/int8", node.input[0], w8, w_scale, node.output[0])
+        nodes += _int8_matmul_nodes(f"{linear}/int8", node.input[0], w8, w_scale, node.output[0], sm)
     del g.node[:]
     g.node.extend(nodes)
     still_used = {x for node in g.node for x in node.input}
@@ -139,11 +164,12 @@ def replace_linears_int8(proto: onnx.ModelProto, qweights: dict[str, QuantizedWe
     return found, at_load
 
 
-def weights_graph(at_load: dict[str, PackedNBits]) -> onnx.ModelProto:
+def weights_graph(at_load: dict[str, PackedNBits], smooth: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
     """The ``encoder_weights`` graph: no inputs; for every Linear, from its packed codes, the
-    int8 weight [K, N] and channel scales [N] the encoder graph takes (the same rule as
-    :func:`requantize_per_channel`, applied to the exact dequantized weight). Standard ops only,
-    so any onnxruntime user can run it; the runner does, once, without graph optimizations."""
+    int8 weight [K, N] (as uint8 + 128) and channel scales [N] the encoder graph takes (the same rule as
+    :func:`requantize_per_channel`, applied to the exact dequantized weight, times its smoothing
+    per input channel where ``smooth`` has one). Standard ops only, so any onnxruntime user can
+    run it; the runner does, once, without graph optimizations."""
     nodes, inits, outputs = [], [], []
     for linear, p in at_load.items():
         q, w = f"{linear}/expand", f"{linear}/expand/w"
@@ -155,6 +181,10 @@ def weights_graph(at_load: dict[str, PackedNBits]) -> onnx.ModelProto:
                       _const(f"{q}/axis", [1], np.int64),
                       helper.make_node("Slice", [w, f"{q}/start", f"{q}/end", f"{q}/axis"], [f"{w}_k"], name=f"/{q}/Slice")]
             w = f"{w}_k"
+        if (smooth or {}).get(linear) is not None:  # [N, K] * [K]: the weight's rows of the smoothed inputs
+            nodes += [_const(f"{q}/smooth", smooth[linear].astype(np.float32), np.float32),
+                      helper.make_node("Mul", [w, f"{q}/smooth"], [f"{w}_s"], name=f"/{q}/Smooth")]
+            w = f"{w}_s"
         nodes += [
             _const(f"{q}/axes", [1], np.int64), _const(f"{q}/tiny", np.finfo(np.float32).tiny, np.float32),
             _const(f"{q}/qmax", float(INT8_MAX), np.float32),
@@ -162,11 +192,12 @@ def weights_graph(at_load: dict[str, PackedNBits]) -> onnx.ModelProto:
             helper.make_node("ReduceMax", [f"{q}/abs", f"{q}/axes"], [f"{q}/amax"], name=f"/{q}/ReduceMax", keepdims=0),
             helper.make_node("Max", [f"{q}/amax", f"{q}/tiny"], [f"{q}/amax_pos"], name=f"/{q}/Max"),
             helper.make_node("Div", [f"{q}/amax_pos", f"{q}/qmax"], [f"{linear}.scale_int8"], name=f"/{q}/Scale"),
-            helper.make_node("QuantizeLinear", [w, f"{linear}.scale_int8"], [f"{q}/int8"], name=f"/{q}/Quantize",
-                             axis=0, output_dtype=TensorProto.INT8),
+            _const(f"{q}/zero", np.full(p.n, ZERO), np.uint8),  # per-axis: one zero point per channel
+            helper.make_node("QuantizeLinear", [w, f"{linear}.scale_int8", f"{q}/zero"], [f"{q}/int8"],
+                             name=f"/{q}/Quantize", axis=0),
             helper.make_node("Transpose", [f"{q}/int8"], [f"{linear}.weight_int8"], name=f"/{q}/Transpose", perm=[1, 0]),
         ]
-        outputs += [helper.make_tensor_value_info(f"{linear}.weight_int8", TensorProto.INT8, [p.k, p.n]),
+        outputs += [helper.make_tensor_value_info(f"{linear}.weight_int8", TensorProto.UINT8, [p.k, p.n]),
                     helper.make_tensor_value_info(f"{linear}.scale_int8", TensorProto.FLOAT, [p.n])]
     graph = helper.make_graph(nodes, "encoder_weights", [], outputs, inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", WEIGHTS_OPSET)], ir_version=WEIGHTS_IR,

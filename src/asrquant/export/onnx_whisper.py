@@ -46,6 +46,7 @@ import io
 from pathlib import Path
 import warnings
 
+import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
@@ -57,6 +58,7 @@ from ..models.whisper_load import WhisperCheckpoint
 from ..quant.linear import QuantEmbedding, QuantLinear
 from ..quant.qtensor import QuantizedWeight
 from .int8_matmul import AT_EXPORT as INT8_AT_EXPORT, OP_NOTE as INT8_OP, replace_linears_int8, weights_graph
+from .int8_smoothing import ALPHAS, Smoothing, smoothing_factors
 from .matmulnbits import PackedNBits, accuracy_level_for, pack, replace_linears, replace_tied_embedding
 from .onnx_artifact import float16_storage, write_onnx_artifact
 from .onnx_layout import ENCODER_WEIGHTS
@@ -338,18 +340,20 @@ def decoder_accuracy_level(accuracy_level: int | None, compute: str) -> int | No
 
 
 def quantize_graphs(protos: dict[str, onnx.ModelProto], packed: dict[str, PackedNBits], accuracy_level: int | None,
-                    compute: str = "float", qweights: dict[str, QuantizedWeight] | None = None) -> dict[str, str]:
+                    compute: str = "float", qweights: dict[str, QuantizedWeight] | None = None,
+                    smooth: dict[str, np.ndarray] | None = None) -> dict[str, str]:
     """Quantized Linears -> MatMulNBits; with ``compute="int8"`` every Linear of the encoder graph
     (quantized or float; ``qweights`` are the recipe's weights) -> int8 GEMMs instead (see
     :mod:`.int8_matmul`), and ``protos`` gains the ``encoder_weights`` graph when some of their
-    int8 weights are expanded at load. Returns the Linears that run in int8 -> where their int8
-    weights come from."""
+    int8 weights are expanded at load; ``smooth``: the int8 Linears' input smoothing
+    (:mod:`.int8_smoothing`). Returns the Linears that run in int8 -> where their int8 weights
+    come from."""
     if compute not in COMPUTE:
         raise ValueError(f"compute must be one of {COMPUTE}, not {compute!r}")
     found, int8, at_load = set(), {}, {}
     for name, proto in list(protos.items()):
         if compute == "int8" and name in INT8_GRAPHS:
-            stored, expand = replace_linears_int8(proto, qweights or {}, packed)
+            stored, expand = replace_linears_int8(proto, qweights or {}, packed, smooth)
             int8.update(stored)
             at_load.update(expand)
         else:
@@ -358,7 +362,7 @@ def quantize_graphs(protos: dict[str, onnx.ModelProto], packed: dict[str, Packed
     if missing:
         raise RuntimeError(f"quantized Linears not found in the traced graphs: {', '.join(missing)}")
     if at_load:
-        protos[ENCODER_WEIGHTS] = weights_graph(at_load)
+        protos[ENCODER_WEIGHTS] = weights_graph(at_load, smooth)
     return int8
 
 
@@ -376,10 +380,12 @@ def quantize_embedding(protos: dict[str, onnx.ModelProto], p: PackedNBits, accur
 
 
 def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, accuracy_level: int | None = None,
-                   float_dtype: str = "float32", int8: dict[str, str] | None = None) -> dict:
+                   float_dtype: str = "float32", int8: dict[str, str] | None = None,
+                   smoothing: dict[str, Smoothing] | None = None) -> dict:
     """How every Linear is stored and run, and under "*" every other weight (convolutions, norms,
-    embeddings). ``int8``: the Linears run by int8 GEMMs (see quantize_graphs)."""
-    int8 = int8 or {}
+    embeddings). ``int8``: the Linears run by int8 GEMMs (see quantize_graphs); ``smoothing``:
+    their input smoothing, when the export calibrated one."""
+    int8, smoothing = int8 or {}, smoothing or {}
     qweights = quantized_linears(model)
     table = {"*": {"scheme": float_dtype}}
     emb = model.decoder.token_embedding
@@ -401,6 +407,8 @@ def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, 
                {"op": "MatMulNBits", "accuracy_level": accuracy_level_for(p.bits, accuracy_level)})
         table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), **run, "block_size": p.block_size,
                        "input_scale": qw.input_scale is not None, "algorithm": rule.algorithm if rule else None}
+    for name in set(smoothing) & set(int8):
+        table[name]["smoothing"] = smoothing[name].to_dict()
     return table
 
 
@@ -439,15 +447,25 @@ def variant_info(recipe, accuracy_level: int | None, float_dtype: str, tensors: 
 
 
 def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recipe=None, variant: str | None = None,
-                accuracy_level: int | None = None, fp16: bool = False, compute: str = "float") -> Path:
+                accuracy_level: int | None = None, fp16: bool = False, compute: str = "float",
+                smooth_mels: list[np.ndarray] | None = None, smooth_clips: dict | None = None,
+                progress: bool = False) -> Path:
     """Trace ``model`` (the checkpoint's, possibly quantized in place by ``recipe``), pack its
     QuantLinears as MatMulNBits and write the artifact (or the variant) at ``out_dir``.
 
     ``fp16`` stores the weights left in float as float16 (see :func:`.onnx_artifact.float16_storage`).
-    ``compute="int8"`` runs the encoder's Linears in int8 (see :mod:`.int8_matmul`)."""
+    ``compute="int8"`` runs the encoder's Linears in int8 (see :mod:`.int8_matmul`), their inputs
+    smoothed as calibrated on ``smooth_mels`` (log-mels of calibration clips) when given
+    (:mod:`.int8_smoothing`; ``smooth_clips``, which clips they are, goes in the manifest)."""
+    smoothing = None
+    if compute == "int8" and smooth_mels:
+        in_encoder_graph = [n for n in linear_names(model)
+                            if n.startswith("encoder.") or n.endswith(("cross_attn.key", "cross_attn.value"))]
+        smoothing = smoothing_factors(model, in_encoder_graph, smooth_mels, _progress if progress else None)
     protos = trace_graphs(model)
     packed = pack_linears(model)
-    int8 = quantize_graphs(protos, packed, accuracy_level, compute, quantized_linears(model))
+    smooth = {n: s.scale for n, s in (smoothing or {}).items() if s.scale is not None}
+    int8 = quantize_graphs(protos, packed, accuracy_level, compute, quantized_linears(model), smooth)
     accuracy_level = decoder_accuracy_level(accuracy_level, compute)
     embedding = pack_embedding(model)
     if embedding is not None:
@@ -457,7 +475,16 @@ def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recip
             float16_storage(proto)
     float_dtype = "float16" if fp16 else "float32"
     info = variant_info(recipe, accuracy_level, float_dtype,
-                        tensor_schemes(model, packed, recipe, accuracy_level, float_dtype, int8), compute)
+                        tensor_schemes(model, packed, recipe, accuracy_level, float_dtype, int8, smoothing), compute)
+    if smoothing:
+        info["int8_smoothing"] = {"calibration": smooth_clips, "alphas_tried": [None, *ALPHAS],
+                                  "smoothed": sum(s.scale is not None for s in smoothing.values())}
     source = {"model": checkpoint.source, "sha256": checkpoint.source_sha256, "format": checkpoint.format}
     return write_onnx_artifact(out_dir, protos, config=whisper_config(checkpoint), tokenizer_json=checkpoint.tokenizer_json,
                                source=source, variant=variant, variant_info=info)
+
+
+def _progress(items, what: str):
+    from rich.progress import track
+
+    return track(items, description=what, transient=True)
