@@ -13,10 +13,12 @@ Mul in the encoder graph and ``diag(s) W`` is applied where the int8 weight is m
 fake-quant reference, do not change. ``max|x_k|`` comes from calibration clips run through the
 fake-quant encoder; alpha is chosen per Linear, among ALPHAS and "no smoothing", by the int8
 chain's relative output error on those clips' frames, because no single alpha suits every Linear:
-for whisper-base ``gptq-int4-g64-enc32-emb4`` (``asrquant export Q --compute int8 --calib
-runs/data/wild-calib/manifest.jsonl``, 16 clips) the export smoothed 25 of the encoder's 36
-Linears (0.75 for most query/key/value, 0.5 or 0.75 for fc2, none for attn.out and fc1) and their
-mean error went from 0.0150 to 0.0123; the manifest records each Linear's choice and errors.
+for whisper-base ``gptq-int4-g64-enc32-emb4`` (``scripts/bench/onnx-int4.sh``: ``asrquant export
+Q --compute int8 --calib runs/data/wild-calib/manifest.jsonl``, 16 clips) the export smoothed 25 of
+the encoder's 36 Linears (mixed alphas: 0.75 or 0.5 for most query/value/fc2, none for most
+attn.out), their mean error 0.0150 -> 0.0123, and all 12 cross-attention key/value projections
+(alpha 0.75), which read the encoder's final norm and had the largest errors: 0.0359 -> 0.0132.
+The manifest records each Linear's choice and errors.
 
 Why by hand: onnxruntime's quantizer smooths only inside its static QDQ flow, and the Linears'
 weights here are the recipe's codes, not float tensors it could rewrite.

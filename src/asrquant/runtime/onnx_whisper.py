@@ -34,11 +34,10 @@ def session_options(threads: int, mem_pattern: bool = True) -> ort.SessionOption
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # A memory pattern makes onnxruntime allocate one block for all of a run's intermediates, laid
-    # out once from the first run; for the encoder (one 30 s window: [1500, 2048] activations,
-    # attention over 1500 frames) that block was ~50 MB larger than the arena's peak when it reuses
-    # freed buffers: whisper-base int4 peak RSS 338 vs 290 MB over 4 vitw8 clips
-    # (.notes-free check: README, "ONNX speed"), and the encoder runs once per window, so the
-    # allocations it saves are not worth it there.
+    # out from the first run. For the encoder (a 30 s window: [1500, 2048] activations, attention
+    # over 1500 frames) that block peaked ~50 MB above the arena reusing freed buffers (whisper-base
+    # int4 transcribing vitw8 clips, 2 threads: 338 vs 290 MB; the step graph's pattern made no
+    # difference), and the encoder runs once per window, so the allocations it saves do not count.
     opts.enable_mem_pattern = mem_pattern
     return opts
 
