@@ -28,3 +28,10 @@ M=whisper-base; O=runs/issue5/$M-onnx
 [ -f runs/issue5/$M-int4-eval-225.json ] || $A bench --model $O --model $O@int4-i8s-fp16 --model $O@int4-i8-fp16 \
   --data runs/data/wild-eval/eval-225.jsonl --threads 1 --jobs 2 \
   --json runs/issue5/$M-int4-eval-225.json --markdown runs/issue5/$M-int4-eval-225.md
+# The 4-bit weights and table with float compute (no int8 GEMMs), on the same clips, in a run of its
+# own (pair it with the run above: python scripts/delta-split.py runs/issue5/whisper-base-int4-eval-225.json
+# runs/issue5/ablate-225.json).
+has() { python3 -c "import json,sys; sys.exit('$1' not in json.load(open('$O/manifest.json'))['variants'])"; }
+has int4-fp16 || $A export runs/issue5/$M-enc32-emb4 --out $O --variant int4-fp16 --fp16
+[ -f runs/issue5/ablate-225.json ] || $A bench --model $O@int4-fp16 --data runs/data/wild-eval/eval-225.jsonl \
+  --threads 1 --json runs/issue5/ablate-225.json --markdown runs/issue5/ablate-225.md

@@ -3,11 +3,12 @@ weights stored int8 per output channel and activations quantized per row at run 
 
 Why: a Whisper encoder's Linears multiply 1500 rows per clip, and there onnxruntime 1.31's
 MatMulNBits dequantizes to float32 and runs an fp32 GEMM (accuracy_level 4, int8 activations, is
-slower still); its u8 x s8 QGEMM uses the CPU's int8 units (AVX512-VNNI, AMX). Measured on this
-2-core Sapphire Rapids, 2 threads, [1500, 512] x [512, 2048]: fp32 MatMul 9.2 ms, 4-bit
-MatMulNBits 9.0 ms (11.2 at accuracy_level 4), the per-row int8 chain below 2.1 ms
-(DynamicQuantizeMatMul, one activation scale per tensor, 1.2 ms). faster-whisper's int8 encoder
-runs such GEMMs too.
+slower still); its integer QGEMM uses the CPU's int8 units (AVX512-VNNI, AMX). Measured with
+u8 x s8 weights on a 2-core Sapphire Rapids (before the uint8 weights below), 2 threads,
+[1500, 512] x [512, 2048]: fp32 MatMul 9.2 ms, 4-bit MatMulNBits 9.0 ms (11.2 at accuracy_level
+4), the per-row int8 chain below 2.1 ms (DynamicQuantizeMatMul, one activation scale per tensor,
+1.2 ms). faster-whisper's int8 encoder runs such GEMMs too. On CPUs without VNNI (AVX2) no int8
+kernel is faster than float32 (README, "ONNX speed": the int4 artifact's RTF equals fp32's there).
 
 Activations: one scale per row (per audio frame), symmetric, ``a = round(x / s_row) + 128`` as
 uint8 with zero point 128. One scale per tensor (DynamicQuantizeMatMul) was faster but doubled
