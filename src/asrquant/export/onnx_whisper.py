@@ -57,7 +57,8 @@ from ..models.whisper import Whisper
 from ..models.whisper_load import WhisperCheckpoint
 from ..quant.linear import QuantEmbedding, QuantLinear
 from ..quant.qtensor import QuantizedWeight
-from .int8_matmul import AT_EXPORT as INT8_AT_EXPORT, OP_NOTE as INT8_OP, replace_linears_int8, weights_graph
+from .int8_matmul import AT_EXPORT as INT8_AT_EXPORT, OP_NOTE as INT8_OP, OWN as INT8_OWN
+from .int8_matmul import replace_linears_int8, weights_graph
 from .int8_smoothing import ALPHAS, Smoothing, smoothing_factors
 from .matmulnbits import PackedNBits, accuracy_level_for, pack, replace_linears, replace_tied_embedding
 from .onnx_artifact import float16_storage, write_onnx_artifact
@@ -408,7 +409,8 @@ def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, 
         table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), **run, "block_size": p.block_size,
                        "input_scale": qw.input_scale is not None, "algorithm": rule.algorithm if rule else None}
     for name in set(smoothing) & set(int8):
-        table[name]["smoothing"] = smoothing[name].to_dict()
+        if int8[name] != INT8_OWN:  # a Linear's own int8 codes are used as they are, unsmoothed
+            table[name]["smoothing"] = smoothing[name].to_dict()
     return table
 
 
@@ -477,8 +479,9 @@ def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recip
     info = variant_info(recipe, accuracy_level, float_dtype,
                         tensor_schemes(model, packed, recipe, accuracy_level, float_dtype, int8, smoothing), compute)
     if smoothing:
+        smoothed = [t for t in info["tensors"].values() if (t.get("smoothing") or {}).get("alpha") is not None]
         info["int8_smoothing"] = {"calibration": smooth_clips, "alphas_tried": [None, *ALPHAS],
-                                  "smoothed": sum(s.scale is not None for s in smoothing.values())}
+                                  "smoothed": len(smoothed)}
     source = {"model": checkpoint.source, "sha256": checkpoint.source_sha256, "format": checkpoint.format}
     return write_onnx_artifact(out_dir, protos, config=whisper_config(checkpoint), tokenizer_json=checkpoint.tokenizer_json,
                                source=source, variant=variant, variant_info=info)
