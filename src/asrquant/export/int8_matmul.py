@@ -148,10 +148,13 @@ def replace_linears_int8(proto: onnx.ModelProto, qweights: dict[str, QuantizedWe
                             helper.make_tensor_value_info(w_scale, TensorProto.FLOAT, [p.n])])
             found[linear], at_load[linear] = AT_LOAD, p
         else:
-            w_kn = numpy_helper.to_array(inits[w]).astype(np.float32)
-            q, scale = own if own is not None else requantize_per_channel(w_kn if sm is None else w_kn * sm[:, None])
+            if own is not None:
+                (q, scale), found[linear] = own, OWN
+            else:
+                w_kn = numpy_helper.to_array(inits[w]).astype(np.float32)
+                q, scale = requantize_per_channel(w_kn if sm is None else w_kn * sm[:, None])
+                found[linear] = AT_EXPORT
             new_inits += [numpy_helper.from_array(as_uint8(q), w8), numpy_helper.from_array(scale, w_scale)]
-            found[linear] = OWN if own is not None else AT_EXPORT
         nodes += _int8_matmul_nodes(f"{linear}/int8", node.input[0], w8, w_scale, node.output[0], sm)
     del g.node[:]
     g.node.extend(nodes)

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-INT8_MAX = 127
+from .int8_matmul import INT8_MAX, requantize_per_channel
+
 ALPHAS = (0.25, 0.5, 0.75)
 ROW_STRIDE = 4  # every 4th frame of a clip scores the candidates (rows are quantized independently)
 
@@ -65,9 +66,10 @@ def _rows_int8(x: torch.Tensor) -> torch.Tensor:
 
 
 def _channels_int8(w_kn: torch.Tensor) -> torch.Tensor:
-    """The int8 chain's weight [K, N], dequantized: symmetric, one scale per output channel."""
-    s = w_kn.abs().amax(0, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny) / INT8_MAX
-    return torch.round(w_kn / s) * s
+    """The int8 chain's weight [K, N], dequantized: the exporter's own rule, so the scores are of
+    the weights it will write."""
+    q, scale = requantize_per_channel(w_kn.numpy())
+    return torch.from_numpy(q.astype(np.float32) * scale)
 
 
 def _inputs(model: nn.Module, names: list[str], mels: list[np.ndarray], fn) -> None:
@@ -94,16 +96,18 @@ def _inputs(model: nn.Module, names: list[str], mels: list[np.ndarray], fn) -> N
 
 
 def smoothing_factors(model: nn.Module, names: list[str], mels: list[np.ndarray],
-                      progress=None) -> dict[str, Smoothing]:
+                      progress: bool = False) -> dict[str, Smoothing]:
     """The smoothing of every Linear in ``names`` (encoder Linears of ``model``) from the frames
     of ``mels``: two passes, the channel maxima, then every candidate's error."""
+    from ..quantize import _progress
+
     amax = {}
 
     def record_max(name, x):
         m = x.abs().amax(0)
         amax[name] = m if name not in amax else torch.maximum(amax[name], m)
 
-    _inputs(model, names, mels if progress is None else progress(mels, "smoothing: channel maxima"), record_max)
+    _inputs(model, names, _progress(mels, progress, "smoothing: channel maxima"), record_max)
     w_kn = {n: model.get_submodule(n).weight.detach().float().t() for n in names}
     cands = {}
     for n in names:
@@ -122,7 +126,7 @@ def smoothing_factors(model: nn.Module, names: list[str], mels: list[np.ndarray]
             y = _rows_int8(x if s is None else x / s) @ wq
             err[name][i] += float((y - ref).double().pow(2).sum())
 
-    _inputs(model, names, mels if progress is None else progress(mels, "smoothing: choosing alpha"), score)
+    _inputs(model, names, _progress(mels, progress, "smoothing: choosing alpha"), score)
     out = {}
     for n in names:
         rel = (err[n] / max(ref_sq[n], 1e-30)).sqrt()

@@ -463,7 +463,7 @@ def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recip
     if compute == "int8" and smooth_mels:
         in_encoder_graph = [n for n in linear_names(model)
                             if n.startswith("encoder.") or n.endswith(("cross_attn.key", "cross_attn.value"))]
-        smoothing = smoothing_factors(model, in_encoder_graph, smooth_mels, _progress if progress else None)
+        smoothing = smoothing_factors(model, in_encoder_graph, smooth_mels, progress)
     protos = trace_graphs(model)
     packed = pack_linears(model)
     smooth = {n: s.scale for n, s in (smoothing or {}).items() if s.scale is not None}
@@ -485,9 +485,3 @@ def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recip
     source = {"model": checkpoint.source, "sha256": checkpoint.source_sha256, "format": checkpoint.format}
     return write_onnx_artifact(out_dir, protos, config=whisper_config(checkpoint), tokenizer_json=checkpoint.tokenizer_json,
                                source=source, variant=variant, variant_info=info)
-
-
-def _progress(items, what: str):
-    from rich.progress import track
-
-    return track(items, description=what, transient=True)
