@@ -36,8 +36,9 @@ def session_options(threads: int, mem_pattern: bool = True) -> ort.SessionOption
     # A memory pattern makes onnxruntime allocate one block for all of a run's intermediates, laid
     # out from the first run. For the encoder (a 30 s window: [1500, 2048] activations, attention
     # over 1500 frames) that block peaked 46 MB above the arena reusing freed buffers
-    # (scripts/bench/mem-pattern.py, whisper-base int4, 4 vitw8 clips: 336.6 vs 290.6 MB, a rerun 330.6 vs 284.2; the step
-    # graph's pattern made no difference), and the encoder runs once per 30 s window.
+    # (scripts/bench/mem-pattern.py, whisper-base int4, 4 vitw8 clips: 336.6 vs 290.6 MB, a rerun
+    # 330.6 vs 284.2; the step graph's pattern made no difference), and the encoder runs once per
+    # 30 s window.
     opts.enable_mem_pattern = mem_pattern
     return opts
 
