@@ -23,6 +23,13 @@ weight and bias (the model's LayerNorm changes: exporters must take non-Linear p
 the quantized model, not from the source checkpoint). Elsewhere (attention output projection,
 fc2, cross-attention keys/values) the scale stays on the Linear as ``QuantizedWeight.input_scale``,
 a multiply every reader applies.
+
+Embedding tables (a recipe's ``[embedding]``) are rounded to nearest before the loop, so the
+decoder blocks are calibrated on the lookups they will get. A tied table is also the output
+projection (logits = final norm's output @ table^T); with ``algorithm = "gptq"`` it is quantized
+again, from its float values, when the adapter yields that projection as a last block: a group
+naming the table, whose inputs are recorded from its ``norm``'s output (the quantized decoder's
+final hidden states), since a lookup reads token ids, not that tensor.
 """
 
 from __future__ import annotations
@@ -58,7 +65,8 @@ class InputGroup:
     """Linears (full module names) that read one and the same tensor.
 
     ``norm`` names the module that produced it when these Linears are all of its consumers; AWQ
-    scales can then be folded into its ``weight`` (and ``bias``).
+    scales can then be folded into its ``weight`` (and ``bias``). A tied embedding table may stand
+    alone in ``linears`` for its output projection; ``norm`` then names what it multiplies.
     """
 
     linears: list[str]
@@ -219,12 +227,32 @@ class _Stats:
         return (self.h / max(self.rows, 1)).float()
 
 
-def _hook_group(model: nn.Module, names: list[str], stats: _Stats) -> list:
+def _is_table(model: nn.Module, name: str) -> bool:
+    return isinstance(model.get_submodule(name), (nn.Embedding, QuantEmbedding))
+
+
+def _input_dim(module: nn.Module) -> int:
+    return module.embedding_dim if isinstance(module, (nn.Embedding, QuantEmbedding)) else module.in_features
+
+
+def _hook_group(model: nn.Module, group: InputGroup, stats: _Stats) -> list:
     """Pre-hooks on every Linear of a group: a tensor is recorded once, by whichever reads it first.
 
     Each Linear counts its calls; :func:`_check_group` then verifies that every Linear read
     exactly the recorded tensors (an adapter that grouped Linears with different inputs fails).
+    A tied table's projection is recorded from its ``norm``'s output instead.
     """
+    names = group.linears
+    if any(_is_table(model, n) for n in names):
+        if len(names) != 1 or group.norm is None:
+            raise RuntimeError(f"calibration adapter error: a table's output projection is a group of its own "
+                               f"with the module it multiplies as norm, not {group}")
+
+        def out_hook(_m, _args, out, n=names[0]):
+            stats.calls[n] = stats.calls.get(n, 0) + 1
+            stats.records += 1
+            stats.add(out)
+        return [model.get_submodule(group.norm).register_forward_hook(out_hook)]
     handles = []
     for n in names:
         def hook(_m, args, n=n):
@@ -285,6 +313,11 @@ class _Quantizer:
     def __init__(self, model: nn.Module, recipe: Recipe, report: QuantReport, device, fold_awq: bool):
         self.model, self.recipe, self.report, self.device, self.fold_awq = model, recipe, report, device, fold_awq
         self.done: set[str] = set()
+        self.tables: dict[str, tuple[Tensor, Rule]] = {}  # GPTQ tables waiting for their projection's inputs
+
+    def wants(self, name: str) -> bool:
+        return name in self.tables or (name not in self.done and self.recipe.rule_for(name) is not None
+                                       and not _is_table(self.model, name))
 
     def replace(self, name: str, qw: QuantizedWeight, rule: Rule, stats: _Stats | None, seconds: float,
                 note: str = "", w_eff: Tensor | None = None) -> None:
@@ -307,7 +340,26 @@ class _Quantizer:
         qw = _quantize_one(self.model.get_submodule(name).weight.detach().float(), rule, stats, self.device)
         self.replace(name, qw, rule, stats, time.perf_counter() - t)
 
+    def table(self, name: str, stats: _Stats | None) -> None:
+        """Quantize a waiting table by GPTQ on its projection's inputs (``stats``), or leave it rounded."""
+        w, rule = self.tables.pop(name)
+        t = time.perf_counter()
+        if stats is None:
+            qw, algo = self.model.get_submodule(name).qweight, "rtn"
+        else:
+            qw, algo = gptq(w, stats.hessian, rule.scheme, device=self.device, **rule.all_options()), "gptq"
+            dev = self.model.get_submodule(name).weight.device
+            _set_module(self.model, name, QuantEmbedding(qw).to(dev))
+        oerr, werr = _rel_errors(w, effective_weight(qw), None if stats is None else stats.hessian.to(w.device))
+        self.report.layers.append(LayerReport(
+            name, rule.scheme.name, algo, bits_per_weight(rule.scheme, qw.in_features), qw.codes.numel(), oerr, werr,
+            time.perf_counter() - t, EMBEDDING_NOTE,
+        ))
+
     def group(self, group: InputGroup, stats: _Stats | None) -> None:
+        if group.linears[0] in self.tables:
+            self.table(group.linears[0], stats)
+            return
         rules = {n: self.recipe.rule_for(n) for n in group.linears}
         targeted = [n for n, r in rules.items() if r is not None]
         first = rules[targeted[0]] if targeted else None
@@ -398,12 +450,15 @@ def quantize_model(
     q = _Quantizer(model, recipe, report, dev, fold_awq)
     try:
         # Before calibration, so the decoder blocks are calibrated on the rows they will be fed.
-        _quantize_embeddings(model, recipe, report)
+        q.tables = _quantize_embeddings(model, recipe, report)
         if samples:
             model.to(dev)
             report.n_samples = len(samples)
             ad = adapter if adapter is not None else make_adapter(model, samples, dev, batch_size)
-            _stream(model, ad, q, report, progress, len(targeted))
+            _stream(model, ad, q, report, progress, len(targeted) + len(q.tables))
+        for n in list(q.tables):
+            report.notes.append(f"the calibration adapter has no output projection of {n}; it stays rounded to nearest")
+            q.table(n, None)
         leftover = [n for n in targeted if n not in q.done]
         if leftover and samples:
             report.notes.append("no calibration data reached " + ", ".join(leftover) + "; quantized by RTN")
@@ -419,8 +474,12 @@ def quantize_model(
     return report
 
 
-def _quantize_embeddings(model: nn.Module, recipe: Recipe, report: QuantReport) -> None:
-    """Round the recipe's embedding tables to its ``[embedding]`` scheme (see quant.recipe)."""
+def _quantize_embeddings(model: nn.Module, recipe: Recipe, report: QuantReport) -> dict[str, tuple[Tensor, Rule]]:
+    """Round the recipe's embedding tables to its ``[embedding]`` scheme (see quant.recipe).
+
+    Returns the tables whose rule is GPTQ, with their float weights: rounded here, they are
+    reported and replaced once their output projection's inputs are known (_Quantizer.table)."""
+    waiting = {}
     for name, emb in [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]:
         rule = recipe.embedding_rule_for(name)
         if rule is None:
@@ -429,11 +488,15 @@ def _quantize_embeddings(model: nn.Module, recipe: Recipe, report: QuantReport) 
         w = emb.weight.detach().float()
         qw = rtn(w, rule.scheme)
         _set_module(model, name, QuantEmbedding.from_embedding(emb, qw))
+        if rule.algorithm != "rtn":
+            waiting[name] = (w.clone(), rule)
+            continue
         _, werr = _rel_errors(w, effective_weight(qw).to(w.device), None)
         report.layers.append(LayerReport(
             name, rule.scheme.name, "rtn", bits_per_weight(rule.scheme, qw.in_features), qw.codes.numel(), None, werr,
             time.perf_counter() - t, EMBEDDING_NOTE,
         ))
+    return waiting
 
 
 def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, progress: bool, n_targeted: int) -> None:
@@ -459,12 +522,12 @@ def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, pr
                 for n in _linear_names(model):
                     if n.startswith(prefix) and n not in grouped and n not in q.done:
                         groups.append(InputGroup([n]))
-                active = [g for g in groups if any(q.recipe.rule_for(n) for n in g.linears)]
+                active = [g for g in groups if any(q.wants(n) for n in g.linears)]
                 stats, handles = {}, []
                 for i, g in enumerate(active):
                     first = model.get_submodule(g.linears[0])
-                    stats[i] = _Stats(first.in_features, first.weight.device)
-                    handles += _hook_group(model, g.linears, stats[i])
+                    stats[i] = _Stats(_input_dim(first), first.weight.device)
+                    handles += _hook_group(model, g, stats[i])
                 t = time.perf_counter()
                 try:
                     if active:
@@ -479,8 +542,9 @@ def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, pr
                 for i, g in enumerate(active):
                     stats[i].last = None
                     _check_group(g.linears, stats[i])
+                    n_wanted = sum(1 for n in g.linears if q.wants(n))
                     q.group(g, stats[i])
-                    bar.update(task, advance=sum(1 for n in g.linears if q.recipe.rule_for(n)))
+                    bar.update(task, advance=n_wanted)
                 del stats
 
 

@@ -1,11 +1,12 @@
 """The recipe's [embedding] table: a QuantEmbedding whose dequantized table serves the lookups
 and Whisper's tied logits, saved and loaded like the quantized Linears."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from asrquant.calibrate import quantize_model, quantized_weights
+from asrquant.calibrate import CalibSample, quantize_model, quantized_weights
 from asrquant.errors import AsrQuantError
 from asrquant.models.whisper import Whisper, WhisperDims
 from asrquant.quant.linear import QuantEmbedding
@@ -27,6 +28,9 @@ group_size = -1
 symmetric = true
 """
 
+GPTQ_RECIPE = "[calibration]\nclips = 4\n" + RECIPE.replace("bits = 8", "bits = 4").replace("group_size = -1", "group_size = 32") \
+    + "algorithm = 'gptq'\n"
+
 
 def small_whisper() -> Whisper:
     torch.manual_seed(0)
@@ -46,8 +50,17 @@ def test_embedding_table_parses_round_trips_and_refuses_unknown_keys():
     assert load_recipe("gptq-int4-g64-emb8").embedding.scheme.bits == 8
     matched = parse_recipe(RECIPE.replace("[embedding]", "[embedding]\nmatch = 'encoder.*'"))
     assert matched.embedding_rule_for("decoder.token_embedding") is None
-    with pytest.raises(AsrQuantError, match="embedding.algorithm: unknown key"):
+    with pytest.raises(AsrQuantError, match="embedding.algorithm: must be one of: rtn, gptq"):
+        parse_recipe(RECIPE + "algorithm = 'awq'\n")
+    with pytest.raises(AsrQuantError, match="calibration.clips: embedding.algorithm gptq needs calibration clips"):
         parse_recipe(RECIPE + "algorithm = 'gptq'\n")
+    with pytest.raises(AsrQuantError, match="embedding.options.grid: unknown key"):
+        parse_recipe(GPTQ_RECIPE + "options = { grid = 3 }\n")
+    g = parse_recipe(GPTQ_RECIPE + "options = { damp = 0.05 }\n")
+    assert g.embedding.algorithm == "gptq" and g.embedding.option("damp") == 0.05 and g.needs_calibration
+    back = recipe_from_dict(g.to_dict()).embedding
+    assert back.algorithm == "gptq" and back.all_options() == g.embedding.all_options() and back.scheme == g.embedding.scheme
+    assert not parse_recipe(RECIPE.replace("kind", "algorithm = 'rtn'\nkind")).needs_calibration
     with pytest.raises(AsrQuantError, match="embedding.bits"):
         parse_recipe(RECIPE.replace("bits = 8", "bits = 9"))
 
@@ -87,3 +100,63 @@ def test_saved_and_loaded_with_the_linears(tmp_path):
     # The source is float16 (75.5 MB), its table 39.8 MB of it; at 8 bits the table is half that.
     table = 2 * ckpt.model.decoder.token_embedding.weight.numel()
     assert (out / "model.safetensors").stat().st_size < ckpt.size_bytes - 0.45 * table
+
+
+def _samples():
+    rng = np.random.default_rng(0)
+    return [CalibSample(rng.standard_normal((80, 200)).astype(np.float32),
+                        rng.integers(0, DIMS.n_vocab, size=int(rng.integers(5, 15))).astype(np.int64)) for _ in range(4)]
+
+
+def _final_hidden_gram(model, samples, table: torch.Tensor) -> torch.Tensor:
+    """X^T X / rows of decoder.ln's outputs, teacher forced, with ``table`` as the lookups."""
+    kept = model.decoder.token_embedding
+    model.decoder.token_embedding = nn.Embedding.from_pretrained(table)
+    xs = []
+    handle = model.decoder.ln.register_forward_hook(lambda _m, _i, out: xs.append(out.reshape(-1, out.shape[-1])))
+    with torch.no_grad():
+        for s in samples:
+            model.teacher_forced_logits(torch.as_tensor(s.mel)[None], torch.as_tensor(s.tokens)[None])
+    handle.remove()
+    model.decoder.token_embedding = kept
+    x = torch.cat(xs).double()
+    return (x.T @ x / x.shape[0]).float()
+
+
+def _output_error(w, wq, h):
+    d = w - wq
+    return torch.sqrt(torch.sum((d @ h) * d) / torch.sum((w @ h) * w)).item()
+
+
+def test_gptq_table_is_fitted_to_the_final_hidden_states():
+    samples, float_table = _samples(), small_whisper().decoder.token_embedding.weight.detach().clone()
+    model = small_whisper()
+    recipe = parse_recipe(GPTQ_RECIPE)
+    report = quantize_model(model, recipe, samples, progress=False, device="cpu")
+    qw = quantized_weights(model)["decoder.token_embedding"]
+    assert qw.scheme == recipe.embedding.scheme and torch.equal(model.decoder.token_embedding.weight, dequantize(qw))
+    row = next(l for l in report.layers if l.name == "decoder.token_embedding")
+    assert row.algorithm == "gptq" and row.note == "embedding table" and report.n_samples == 4
+    # The statistics are those of the quantized decoder's final LayerNorm, fed the rounded lookups
+    # it was calibrated with: the reported output error is the one on that Gram matrix.
+    rounded = dequantize(rtn(float_table, recipe.embedding.scheme))
+    h = _final_hidden_gram(model, samples, rounded)
+    assert row.rel_output_error == pytest.approx(_output_error(float_table, dequantize(qw), h), rel=1e-3)
+    assert row.rel_output_error < 0.8 * _output_error(float_table, rounded, h)
+
+
+def test_gptq_table_without_a_projection_block_stays_rounded():
+    from asrquant.models.whisper_calib import WhisperCalibAdapter
+
+    class NoProjection(WhisperCalibAdapter):
+        def blocks(self):
+            yield from (b for b in super().blocks() if b.name != "decoder.ln")
+
+    samples, model = _samples(), small_whisper()
+    recipe = parse_recipe(GPTQ_RECIPE)
+    report = quantize_model(model, recipe, samples, progress=False, adapter=NoProjection(model, samples, device="cpu"))
+    qw = quantized_weights(model)["decoder.token_embedding"]
+    assert torch.equal(qw.codes, rtn(small_whisper().decoder.token_embedding.weight.detach(), qw.scheme).codes)
+    row = next(l for l in report.layers if l.name == "decoder.token_embedding")
+    assert row.algorithm == "rtn" and row.rel_output_error is None
+    assert any("no output projection of decoder.token_embedding" in n for n in report.notes)

@@ -4,7 +4,8 @@ Encoder blocks run on the clips' log-mels (in batches). Then the decoder blocks 
 forced on each clip's token sequence (prompt + reference transcript + end), every position at
 once under the causal mask, which gives each position exactly the activations it has when it
 is decoded step by step with a filled KV cache; cross-attention reads the output of the
-already quantized encoder. Only the current block's inputs (and, for the decoder, the audio
+already quantized encoder. Last, the output projection: the final LayerNorm's output, which
+multiplies the tied token table. Only the current block's inputs (and, for the decoder, the audio
 features) are held.
 """
 
@@ -97,3 +98,7 @@ class WhisperCalibAdapter:
             groups = _attn_groups(p, "attn", "attn_ln") + _attn_groups(p, "cross_attn", "cross_attn_ln", False)
             yield CalibBlock(p, lambda b=block: run(b, hs), groups + _mlp_groups(p))
             hs = run(block, hs)
+
+        # The logits: decoder.ln's output times the tied token table (quantized by GPTQ on these
+        # final hidden states when the recipe asks; otherwise nothing is run here).
+        yield CalibBlock("decoder.ln", lambda: [dec.ln(h) for h in hs], [InputGroup(["decoder.token_embedding"], "decoder.ln")])

@@ -23,19 +23,24 @@ A recipe is a TOML file::
 
     [embedding]                          # optional: quantize the token embedding table(s) too
     match = "*"                          # optional: fnmatch pattern(s) on the nn.Embedding's name
-    format = "int"                       # as in a rule; always round to nearest (see below)
+    format = "int"                       # as in a rule
     bits = 8
     group_size = -1
+    algorithm = "rtn"                    # rtn | gptq (on the inputs of the tied output projection)
+    options = { }                        # gptq's options
 
 Rules target ``nn.Linear`` modules; a module matched by ``ignore`` or by no rule stays float.
 Embedding tables stay float unless the recipe has an ``[embedding]`` table (``ignore`` does not
 apply to it). A tied table is also the output projection (Whisper computes its logits with it),
-the largest matrix of a small model: 106 MB of whisper-base's 290 MB in float32. It is quantized
-before calibration, by round to nearest: the same numbers serve as lookup rows, which have no
-input statistics to weigh an error by, and as logits weights (an int4 table, RTN or GPTQ on the
-final hidden states, changed the greedy transcript of 13-16 of 33 vitw8 + dev clips for
-whisper-base; int8 with a scale per row 3, int8 in groups of 64 none:
-scripts/embedding-sensitivity.py).
+the largest matrix of a small model: 106 MB of whisper-base's 290 MB in float32. The logits are
+where its rounding costs: for whisper-base at 4 bits in groups of 64, teacher forced on 64
+held-out calibration-split clips with every Linear float, the lookups alone moved the next-token
+distribution by a KL of 0.0013 nats per position, the logits alone by 0.043. Round to nearest
+weighs every column alike; ``algorithm = "gptq"`` weighs them by the final hidden states that
+multiply the table (the adapter's projection block, see calibrate), which cut that KL to 0.013
+(``.notes``-free figures: README, issue 5). The table is rounded to nearest before calibration
+either way, so the decoder blocks are calibrated on rounded lookups, and GPTQ replaces it once
+the quantized decoder's final hidden states are known.
 
 Kinds are found from module names by :func:`module_kinds`, which knows both families' naming (Whisper: ``encoder.blocks.N.attn.query``, ``decoder.blocks.N.mlp.fc1``; Qwen3-ASR:
 ``[thinker.]audio_tower.layers.N.self_attn.q_proj``, ``[thinker.]model.layers.N.mlp.gate_proj``).
@@ -61,6 +66,7 @@ from .scheme import FORMATS, QuantScheme
 DEFAULT_IGNORE = ("decoder.token_embedding", "*lm_head*", "*embed*")
 KINDS = ("attention", "cross_attention", "mlp", "encoder", "decoder")
 ALGORITHMS = ("rtn", "gptq", "awq", "awq-lite")
+EMBEDDING_ALGORITHMS = ("rtn", "gptq")
 # Option name -> (type, default) per algorithm.
 ALGORITHM_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
     "rtn": {},
@@ -138,7 +144,7 @@ class Recipe:
     clips: int = 0
     description: str = ""
     source: str = ""
-    embedding: Rule | None = None  # the [embedding] table (algorithm rtn)
+    embedding: Rule | None = None  # the [embedding] table (algorithm rtn or gptq)
 
     def embedding_rule_for(self, name: str) -> Rule | None:
         """The rule of embedding table ``name`` (an nn.Embedding), or None (stays float)."""
@@ -156,7 +162,7 @@ class Recipe:
 
     @property
     def needs_calibration(self) -> bool:
-        return any(r.algorithm != "rtn" for r in self.rules)
+        return any(r.algorithm != "rtn" for r in self.rules + ((self.embedding,) if self.embedding else ()))
 
     def to_dict(self) -> dict:
         return {
@@ -171,8 +177,7 @@ class Recipe:
 
 def _embedding_dict(rule: Rule) -> dict:
     d = rule.to_dict()
-    for k in ("kind", "algorithm", "options"):
-        d.pop(k)
+    d.pop("kind")
     return d
 
 
@@ -255,12 +260,18 @@ class _Parser:
         if clips == 0 and any(r.algorithm != "rtn" for r in rules):
             self.fail("calibration.clips", "algorithms other than rtn need calibration clips (> 0)")
         embedding = self.embedding(data["embedding"]) if "embedding" in data else None
+        if clips == 0 and embedding is not None and embedding.algorithm != "rtn":
+            self.fail("calibration.clips", "embedding.algorithm gptq needs calibration clips (> 0)")
         return Recipe(name, rules, ignore, clips, description, self.source, embedding)
 
     def embedding(self, e) -> Rule:
         if not isinstance(e, dict):
             self.fail("embedding", "must be a table")
-        self.known(e, {"match", "format", "bits", "group_size", "symmetric", "scale_dtype"}, "embedding")
+        self.known(e, {"match", "format", "bits", "group_size", "symmetric", "scale_dtype", "algorithm", "options"},
+                   "embedding")
+        # AWQ would scale the table's columns, which its lookups cannot undo without an extra op.
+        if e.get("algorithm", "rtn") not in EMBEDDING_ALGORITHMS:
+            self.fail("embedding.algorithm", f"must be one of: {', '.join(EMBEDDING_ALGORITHMS)}, not {e['algorithm']!r}")
         return self.rule(e, "embedding")
 
     def rule(self, r, where: str) -> Rule:
