@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,6 +92,27 @@ def test_calibration_samples_carry_the_reference_after_the_prompt():
     assert s.mel.shape == (80, 3000)
     assert list(s.tokens[:2]) == tok.prompt(None) and s.tokens[-1] == tok.eot
     assert tok.decode(s.tokens[2:]).split()[:2] == ["I", "usually"]
+
+
+@pytest.mark.skipif(not VITW8.exists(), reason="shared data not present")
+def test_clips_without_a_transcript_are_decoded_unless_only_mels_are_wanted(tmp_path, monkeypatch):
+    from asrquant import transcribe
+    from asrquant.models.whisper_load import load_whisper
+
+    lines = VITW8.read_text().splitlines()[:1]
+    d = json.loads(lines[0])
+    d.update(text="", audio=str(VITW8.parent / d["audio"]))
+    (tmp_path / "m.jsonl").write_text(json.dumps(d) + "\n")
+    ckpt = load_whisper("whisper-tiny.en")
+    greedy, _ = calibration_samples(ckpt, tmp_path / "m.jsonl", 1, progress=False)
+    assert len(greedy[0].tokens) > 3  # prompt, the model's own words, end
+
+    def no_decoding(*a, **k):
+        raise AssertionError("decoded although only the log-mels were wanted")
+    monkeypatch.setattr(transcribe.WhisperTranscriber, "transcribe", no_decoding)
+    mels, _ = calibration_samples(ckpt, tmp_path / "m.jsonl", 1, progress=False, decode=False)
+    assert list(mels[0].tokens) == list(greedy[0].tokens[:2]) + [greedy[0].tokens[-1]]
+    assert np.array_equal(mels[0].mel, greedy[0].mel)
 
 
 def test_spread_covers_the_whole_manifest():

@@ -70,10 +70,12 @@ def spread(n_items: int, n: int) -> list[int]:
 
 
 def calibration_samples(ckpt: WhisperCheckpoint, manifest: str | Path, n: int,
-                        progress: bool = True) -> tuple[list[CalibSample], Calibration]:
+                        progress: bool = True, decode: bool = True) -> tuple[list[CalibSample], Calibration]:
     """Log-mels of ``n`` clips and the tokens the decoder sees for each: the prompt, then the
     reference transcript (teacher forcing) or, where a clip has none, the model's own greedy
-    output, then the end token — so every decoding position is calibrated, not only the prompt."""
+    output, then the end token — so every decoding position is calibrated, not only the prompt.
+    ``decode=False`` skips that greedy decoding (prompt and end token only) for callers that use
+    the log-mels alone."""
     from .audio import load_audio
     from .eval.manifest import read_manifest
     from .features import log_mel
@@ -91,6 +93,8 @@ def calibration_samples(ckpt: WhisperCheckpoint, manifest: str | Path, n: int,
         prompt = tok.prompt(clip.lang or "en" if ckpt.multilingual else None)
         if clip.text.strip():
             text_ids = tok.encode(" " + clip.text.strip())
+        elif not decode:
+            text_ids = []
         else:
             if transcriber is None:
                 gen = WhisperGeneration(tuple(ckpt.suppress_ids), tuple(ckpt.suppress_ids_begin), ckpt.dims.n_mels)

@@ -71,7 +71,7 @@ def smoothing_mels(ckpt, calib: str, progress: bool = True) -> tuple[list, dict]
     calibration picks them) for the int8 encoder's smoothing, and which clips they are."""
     from ..quantize import calibration_samples
 
-    samples, cal = calibration_samples(ckpt, calib, SMOOTHING_CLIPS, progress=progress)
+    samples, cal = calibration_samples(ckpt, calib, SMOOTHING_CLIPS, progress=progress, decode=False)
     return [s.mel for s in samples], cal.to_dict()
 
 

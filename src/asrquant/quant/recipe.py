@@ -33,14 +33,14 @@ Rules target ``nn.Linear`` modules; a module matched by ``ignore`` or by no rule
 Embedding tables stay float unless the recipe has an ``[embedding]`` table (``ignore`` does not
 apply to it). A tied table is also the output projection (Whisper computes its logits with it),
 the largest matrix of a small model: 106 MB of whisper-base's 290 MB in float32. The logits are
-where its rounding costs: for whisper-base at 4 bits in groups of 64, teacher forced on 64
-held-out calibration-split clips with every Linear float, the lookups alone moved the next-token
-distribution by a KL of 0.0013 nats per position, the logits alone by 0.043. Round to nearest
-weighs every column alike; ``algorithm = "gptq"`` weighs them by the final hidden states that
-multiply the table (the adapter's projection block, see calibrate), which cut that KL to 0.013
-(``.notes``-free figures: README, issue 5). The table is rounded to nearest before calibration
-either way, so the decoder blocks are calibrated on rounded lookups, and GPTQ replaces it once
-the quantized decoder's final hidden states are known.
+where its rounding costs: whisper-base's table at 4 bits in groups of 64, every Linear float,
+teacher forced on 64 held-out calibration-split clips, moved the next-token distribution by a KL
+of 0.0013 per position as lookups alone, 0.043 as logits weights alone. Round to nearest weighs
+every column alike; ``algorithm = "gptq"`` weighs them by the final hidden states that multiply
+the table, which cut the KL of both uses to 0.010 (damp 0.05; scripts/embedding-sensitivity.py).
+The table is rounded to nearest before calibration either way, so the decoder blocks are
+calibrated on rounded lookups; GPTQ replaces it once the quantized decoder's final hidden states
+are known (the adapter's last block, see calibrate).
 
 Kinds are found from module names by :func:`module_kinds`, which knows both families' naming (Whisper: ``encoder.blocks.N.attn.query``, ``decoder.blocks.N.mlp.fc1``; Qwen3-ASR:
 ``[thinker.]audio_tower.layers.N.self_attn.q_proj``, ``[thinker.]model.layers.N.mlp.gate_proj``).
