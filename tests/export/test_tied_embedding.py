@@ -87,7 +87,8 @@ def test_whisper_export_packs_its_table_once(small_ckpt, tmp_path):
                   for n in proto.graph.node if n.op_type == "MatMulNBits"}
         assert levels.pop("decoder.token_embedding.qweight") == 4 and set(levels.values()) == {0}
     manifest = json.loads((out / "manifest.json").read_text())
-    assert "decoder.token_embedding" in json.dumps(manifest)
+    table = manifest["variants"]["default"]["tensors"]["decoder.token_embedding"]
+    assert table["scheme"] == "int8-ch-sym" and table["algorithm"] == "rtn"
     # With float compute (level 0) the logits and lookups agree with the fake-quant torch decoder.
     export(replace(small_ckpt, model=model), out, recipe=recipe, variant="float-compute", accuracy_level=0)
     session = open_onnx_artifact(out, threads=1, variant="float-compute")[0].session

@@ -392,8 +392,10 @@ def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, 
     emb = model.decoder.token_embedding
     if isinstance(emb, QuantEmbedding):
         p = pack(emb.qweight, EMBEDDING)
+        rule = recipe.embedding_rule_for("decoder.token_embedding") if recipe is not None else None
         table["decoder.token_embedding"] = {
-            "scheme": emb.qweight.scheme.name, **emb.qweight.scheme.to_dict(), "algorithm": "rtn", "block_size": p.block_size,
+            "scheme": emb.qweight.scheme.name, **emb.qweight.scheme.to_dict(), "block_size": p.block_size,
+            "algorithm": rule.algorithm if rule else None,
             "op": "MatMulNBits (logits) + Gather of the packed rows (lookups)",
             "accuracy_level": accuracy_level_for(p.bits, accuracy_level)}
     for name in linear_names(model):
