@@ -1,10 +1,15 @@
 #!/bin/bash
-# The int4 artifact as it ships: gptq-int4-g64-enc32-emb4 exported with --compute int8 --fp16 and
-# --calib (the encoder's int8 inputs smoothed, see asrquant/export/int8_smoothing.py), measured
-# beside our fp32 export and faster-whisper in one run per model: speed on vitw8 + dev (quiet
-# machine, 2 threads, greedy, 3 interleaved repeats), then accuracy on the 225-clip robustness eval
-# set (2 models at a time), where the unsmoothed int8 export shows what the smoothing changes.
-# Variants: int4-i8s-fp16 (the int4 artifact), int4-i8-fp16 (same without smoothing).
+# The int4 artifact: gptq-int4-g64-enc32-emb4 exported with --compute int8 --fp16 and --calib (the
+# encoder's int8 inputs smoothed, see asrquant/export/int8_smoothing.py), measured beside our fp32
+# export and faster-whisper in one run per model: speed on vitw8 + dev (quiet machine, 2 threads,
+# greedy, 3 interleaved repeats), then accuracy on the 225-clip robustness eval set (2 models at a
+# time), where the unsmoothed int8 export shows what the smoothing changes.
+# Variants: int4-* from scripts/bench/int4-rtn-table.toml (the built-in as it was, its token table
+# rounded to nearest): int4-i8s-fp16 (then the int4 artifact), int4-i8-fp16 (same without
+# smoothing), int4-fp16 (float compute). int4g-* from the built-in as it is (the table by GPTQ on
+# the final hidden states, the Linears' codes identical): int4g-i8s-fp16, int4g-i8-fp16. Speed was
+# measured on int4-i8s-fp16; int4g-* differ from it only in the table's codes (same graphs, shapes
+# and bytes).
 set -e
 cd "$(dirname "$0")/../.."
 A=.venv/bin/asrquant
@@ -12,7 +17,7 @@ CALIB=runs/data/wild-calib/manifest.jsonl
 VITW="--data ../shared/data/vitw8/manifest.jsonl --data ../shared/data/dev/manifest.jsonl"
 for M in whisper-tiny.en whisper-base; do
   O=runs/issue5/$M-onnx; Q=runs/issue5/$M-enc32-emb4
-  [ -f $Q/manifest.json ] || $A quantize $M --recipe gptq-int4-g64-enc32-emb4 --calib $CALIB --out $Q --threads 2
+  [ -f $Q/manifest.json ] || $A quantize $M --recipe scripts/bench/int4-rtn-table.toml --calib $CALIB --out $Q --threads 2
   [ -f $O/manifest.json ] || $A export $M --out $O
   has() { python3 -c "import json,sys; sys.exit('$1' not in json.load(open('$O/manifest.json'))['variants'])"; }
   has int4-i8s-fp16 || $A export $Q --out $O --variant int4-i8s-fp16 --compute int8 --fp16 --calib $CALIB
@@ -35,3 +40,20 @@ has() { python3 -c "import json,sys; sys.exit('$1' not in json.load(open('$O/man
 has int4-fp16 || $A export runs/issue5/$M-enc32-emb4 --out $O --variant int4-fp16 --fp16
 [ -f runs/issue5/ablate-225.json ] || $A bench --model $O@int4-fp16 --data runs/data/wild-eval/eval-225.jsonl \
   --threads 1 --json runs/issue5/ablate-225.json --markdown runs/issue5/ablate-225.md
+# The recipe as it is: the token table by GPTQ (the quantized directory differs from -enc32-emb4 in
+# decoder.token_embedding's codes only), accuracy beside fp32 on the same clips; pair with the runs
+# above by python scripts/delta-split.py runs/issue5/whisper-base-int4g-eval-225.json runs/issue5/whisper-base-int4-eval-225.json.
+for M in whisper-base whisper-tiny.en; do
+  O=runs/issue5/$M-onnx; Q=runs/issue5/$M-enc32-emb4g
+  [ -f $Q/manifest.json ] || $A quantize $M --recipe gptq-int4-g64-enc32-emb4 --calib $CALIB --out $Q --threads 2
+  has int4g-i8s-fp16 || $A export $Q --out $O --variant int4g-i8s-fp16 --compute int8 --fp16 --calib $CALIB
+  has int4g-i8-fp16 || $A export $Q --out $O --variant int4g-i8-fp16 --compute int8 --fp16
+done
+M=whisper-base; O=runs/issue5/$M-onnx
+[ -f runs/issue5/$M-int4g-eval-225.json ] || $A bench --model $O --model $O@int4g-i8s-fp16 --model $O@int4g-i8-fp16 \
+  --data runs/data/wild-eval/eval-225.jsonl --threads 1 --jobs 2 \
+  --json runs/issue5/$M-int4g-eval-225.json --markdown runs/issue5/$M-int4g-eval-225.md
+M=whisper-tiny.en; O=runs/issue5/$M-onnx
+[ -f runs/issue5/$M-int4g-eval-225.json ] || $A bench --model $O --model $O@int4-i8s-fp16 --model $O@int4g-i8s-fp16 \
+  --data runs/data/wild-eval/eval-225.jsonl --threads 1 --jobs 2 \
+  --json runs/issue5/$M-int4g-eval-225.json --markdown runs/issue5/$M-int4g-eval-225.md
