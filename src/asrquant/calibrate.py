@@ -350,11 +350,7 @@ class _Quantizer:
             qw, algo = gptq(w, stats.hessian, rule.scheme, device=self.device, **rule.all_options()), "gptq"
             dev = self.model.get_submodule(name).weight.device
             _set_module(self.model, name, QuantEmbedding(qw).to(dev))
-        oerr, werr = _rel_errors(w, effective_weight(qw), None if stats is None else stats.hessian.to(w.device))
-        self.report.layers.append(LayerReport(
-            name, rule.scheme.name, algo, bits_per_weight(rule.scheme, qw.in_features), qw.codes.numel(), oerr, werr,
-            time.perf_counter() - t, EMBEDDING_NOTE,
-        ))
+        _report_table(self.report, name, rule, algo, w, qw, None if stats is None else stats.hessian, t)
 
     def group(self, group: InputGroup, stats: _Stats | None) -> None:
         if group.linears[0] in self.tables:
@@ -491,12 +487,18 @@ def _quantize_embeddings(model: nn.Module, recipe: Recipe, report: QuantReport) 
         if rule.algorithm != "rtn":
             waiting[name] = (w.clone(), rule)
             continue
-        _, werr = _rel_errors(w, effective_weight(qw).to(w.device), None)
-        report.layers.append(LayerReport(
-            name, rule.scheme.name, "rtn", bits_per_weight(rule.scheme, qw.in_features), qw.codes.numel(), None, werr,
-            time.perf_counter() - t, EMBEDDING_NOTE,
-        ))
+        _report_table(report, name, rule, "rtn", w, qw, None, t)
     return waiting
+
+
+def _report_table(report: QuantReport, name: str, rule: Rule, algo: str, w: Tensor, qw: QuantizedWeight,
+                  h: Tensor | None, started: float) -> None:
+    """The report row of an embedding table (output error only where its projection's inputs are known)."""
+    oerr, werr = _rel_errors(w, effective_weight(qw).to(w.device), None if h is None else h.to(w.device))
+    report.layers.append(LayerReport(
+        name, rule.scheme.name, algo, bits_per_weight(rule.scheme, qw.in_features), qw.codes.numel(), oerr, werr,
+        time.perf_counter() - started, EMBEDDING_NOTE,
+    ))
 
 
 def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, progress: bool, n_targeted: int) -> None:
