@@ -73,6 +73,9 @@ def main() -> None:
     p.add_argument("--held-out", type=int, default=64, help="held-out clips scored")
     p.add_argument("--bits", type=int, default=4)
     p.add_argument("--group-size", type=int, default=64)
+    p.add_argument("--damp", type=float, nargs="+", default=[0.01, 0.05], help="GPTQ dampings tried")
+    p.add_argument("--rows8", type=int, nargs="*", default=[],
+                   help="also: the first N rows (the most frequent BPE tokens) in 8 bits, the rest as above")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -108,10 +111,13 @@ def main() -> None:
     score(f"rtn {scheme.name}: lookups only", rounded, table)
     score(f"rtn {scheme.name}: logits only", table, rounded)
     score(f"rtn {scheme.name}", rounded, rounded)
-    for damp in (0.01, 0.05):
+    eight = dequantize(rtn(table, QuantScheme.int(8, args.group_size, False, "float16")))
+    for damp in args.damp:
         fitted = dequantize(gptq(table, hessian, scheme, damp=damp))
         score(f"gptq {scheme.name} damp {damp}", fitted, fitted)
-    eight = dequantize(rtn(table, QuantScheme.int(8, args.group_size, False, "float16")))
+        for n8 in args.rows8:  # GPTQ treats rows independently: the others' codes do not change
+            mixed = torch.cat([eight[:n8], fitted[n8:]])
+            score(f"  first {n8} rows int8", mixed, mixed)
     score("rtn int8 (same groups)", eight, eight)
 
 

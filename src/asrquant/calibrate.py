@@ -480,6 +480,14 @@ def _quantize_embeddings(model: nn.Module, recipe: Recipe, report: QuantReport) 
         rule = recipe.embedding_rule_for(name)
         if rule is None:
             continue
+        # A Linear holding the same Parameter (Qwen3-ASR's tied lm_head) would keep the float table
+        # and lose the tie: a bigger model whose logits are not quantized. Only a projection that
+        # reads the table itself (Whisper: x @ token_embedding.weight.T) follows it.
+        tied = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.weight is emb.weight]
+        if tied:
+            raise AsrQuantError(f"recipe {recipe.name!r}: [embedding] matches {name}, which {', '.join(tied)} "
+                                f"shares as its weight; quantizing a table tied to a Linear is not supported yet "
+                                f"(drop [embedding], or match only untied tables)")
         t = time.perf_counter()
         w = emb.weight.detach().float()
         qw = rtn(w, rule.scheme)

@@ -160,3 +160,26 @@ def test_gptq_table_without_a_projection_block_stays_rounded():
     row = next(l for l in report.layers if l.name == "decoder.token_embedding")
     assert row.algorithm == "rtn" and row.rel_output_error is None
     assert any("no output projection of decoder.token_embedding" in n for n in report.notes)
+
+
+def test_table_tied_to_a_linear_is_refused_naming_both():
+    """A Linear sharing the table's Parameter (Qwen3-ASR's lm_head) would keep the float table."""
+
+    class TiedHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(300, 64)
+            self.head = nn.Linear(64, 300, bias=False)
+            self.head.weight = self.embed.weight
+
+    model = TiedHead()
+    with pytest.raises(AsrQuantError, match=r"\[embedding\] matches embed, which head shares as its weight"):
+        quantize_model(model, parse_recipe(RECIPE), None, progress=False)
+    assert isinstance(model.embed, nn.Embedding) and model.head.weight is model.embed.weight  # untouched
+
+
+def test_qwen3_asr_refuses_a_recipe_quantizing_its_table_before_loading(tmp_path):
+    from asrquant.models.qwen3_asr_saved import quantize_qwen3_asr
+
+    with pytest.raises(AsrQuantError, match="matches model.embed_tokens; Qwen3-ASR's token table stays float"):
+        quantize_qwen3_asr(str(tmp_path / "not-a-model"), parse_recipe(RECIPE))

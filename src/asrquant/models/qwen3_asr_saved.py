@@ -79,6 +79,8 @@ def is_qwen3_asr_spec(spec: str | Path) -> bool:
 
 # ---- quantizing -------------------------------------------------------------------------------
 
+TABLE = "model.embed_tokens"
+
 def quantize_qwen3_asr(spec: str, recipe: str | Recipe, calib: str | Path | None = None,
                        progress: bool = True) -> QuantizedQwen3ASR:
     from .qwen3_asr_calib_data import calibration_samples
@@ -86,6 +88,9 @@ def quantize_qwen3_asr(spec: str, recipe: str | Recipe, calib: str | Path | None
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     if recipe.needs_calibration and calib is None:
         raise AsrQuantError(f"recipe {recipe.name!r} calibrates on audio: give --calib MANIFEST")
+    if recipe.embedding_rule_for(TABLE) is not None:  # refused before loading a model of billions of weights
+        raise AsrQuantError(f"recipe {recipe.name!r}: its [embedding] matches {TABLE}; Qwen3-ASR's token table "
+                            f"stays float (the saved format and the exporters do not carry a quantized one yet)")
     ckpt = load_qwen3_asr(spec)
     samples, cal = None, None
     if calib is not None:
