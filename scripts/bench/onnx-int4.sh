@@ -72,3 +72,28 @@ for M in whisper-base whisper-tiny.en; do
     --model faster-whisper:$M:int8 $VITW --repeat 3 --threads 2 \
     --json runs/issue5/$M-int4g-speed.json --markdown runs/issue5/$M-int4g-speed.md
 done
+# Where base's int4 loss comes from, on the whole evaluation set (pair with the run above:
+# python scripts/delta-split.py runs/issue5/whisper-base-int4g-eval-544.json runs/issue5/whisper-base-split-544.json
+# runs/issue5/whisper-base-torch-544.json --baseline runs/issue5/whisper-base-onnx@int4g-i8-fp16): the int4 artifact's
+# codes with float compute (int4g-fp16), the same Linears with the float table in int8 compute (enc32-i8-fp16, from
+# the gptq-int4-g64-enc32 quantization), and the torch fake-quant of both quantized directories.
+M=whisper-base; O=runs/issue5/$M-onnx
+[ -f runs/issue5/$M-enc32/manifest.json ] || $A quantize $M --recipe gptq-int4-g64-enc32 --calib $CALIB --out runs/issue5/$M-enc32 --threads 2
+has int4g-fp16 || $A export runs/issue5/$M-enc32-emb4g --out $O --variant int4g-fp16 --fp16
+has enc32-i8-fp16 || $A export runs/issue5/$M-enc32 --out $O --variant enc32-i8-fp16 --compute int8 --fp16
+[ -f runs/issue5/$M-split-544.json ] || $A bench --model $O@int4g-fp16 --model $O@enc32-i8-fp16 \
+  --data runs/data/wild-eval/manifest.jsonl --threads 1 --jobs 2 \
+  --json runs/issue5/$M-split-544.json --markdown runs/issue5/$M-split-544.md
+[ -f runs/issue5/$M-torch-544.json ] || $A bench --model runs/issue5/$M-enc32 --model runs/issue5/$M-enc32-emb4g \
+  --data runs/data/wild-eval/manifest.jsonl --threads 1 --jobs 2 \
+  --json runs/issue5/$M-torch-544.json --markdown runs/issue5/$M-torch-544.md
+# tiny.en: the int4 artifact unsmoothed, and with the table's GPTQ damped 0.2 (scripts/bench/int4-table-damp02.toml;
+# lower teacher-forced KL on tiny.en in scripts/embedding-sensitivity.py --damp 0.05 0.2 0.5), on the 225 clips (pair
+# with runs/issue5/whisper-tiny.en-int4g-eval-225.json, whose first row is fp32).
+M=whisper-tiny.en; O=runs/issue5/$M-onnx
+[ -f runs/issue5/$M-enc32-emb4d2/manifest.json ] || $A quantize $M --recipe scripts/bench/int4-table-damp02.toml \
+  --calib $CALIB --out runs/issue5/$M-enc32-emb4d2 --threads 2
+has int4d2-i8-fp16 || $A export runs/issue5/$M-enc32-emb4d2 --out $O --variant int4d2-i8-fp16 --compute int8 --fp16
+[ -f runs/issue5/$M-int4d2-eval-225.json ] || $A bench --model $O@int4g-i8-fp16 --model $O@int4d2-i8-fp16 \
+  --data runs/data/wild-eval/eval-225.jsonl --threads 1 --jobs 2 \
+  --json runs/issue5/$M-int4d2-eval-225.json --markdown runs/issue5/$M-int4d2-eval-225.md
