@@ -79,7 +79,8 @@ def is_qwen3_asr_spec(spec: str | Path) -> bool:
 
 # ---- quantizing -------------------------------------------------------------------------------
 
-TABLE = "model.embed_tokens"
+TABLE = "model.embed_tokens"  # the token table; its tied lm_head reads the same Parameter
+
 
 def quantize_qwen3_asr(spec: str, recipe: str | Recipe, calib: str | Path | None = None,
                        progress: bool = True) -> QuantizedQwen3ASR:
