@@ -476,18 +476,20 @@ def _quantize_embeddings(model: nn.Module, recipe: Recipe, report: QuantReport) 
     Returns the tables whose rule is GPTQ, with their float weights: rounded here, they are
     reported and replaced once their output projection's inputs are known (_Quantizer.table)."""
     waiting = {}
-    for name, emb in [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]:
-        rule = recipe.embedding_rule_for(name)
-        if rule is None:
-            continue
-        # A Linear holding the same Parameter (Qwen3-ASR's tied lm_head) would keep the float table
-        # and lose the tie: a bigger model whose logits are not quantized. Only a projection that
-        # reads the table itself (Whisper: x @ token_embedding.weight.T) follows it.
-        tied = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.weight is emb.weight]
+    tables = [(n, m, recipe.embedding_rule_for(n)) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    tables = [(n, m, rule) for n, m, rule in tables if rule is not None]
+    # A Linear holding the same Parameter (Qwen3-ASR's tied lm_head) would keep the float table and
+    # lose the tie: a bigger model whose logits are not quantized. Only a projection that reads the
+    # table itself (Whisper: x @ token_embedding.weight.T) follows it. Checked for every table
+    # before any is replaced, so a refused model is left as it was.
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    for name, emb, _ in tables:
+        tied = [n for n, m in linears if m.weight is emb.weight]
         if tied:
             raise AsrQuantError(f"recipe {recipe.name!r}: [embedding] matches {name}, which {', '.join(tied)} "
                                 f"shares as its weight; quantizing a table tied to a Linear is not supported yet "
                                 f"(drop [embedding], or match only untied tables)")
+    for name, emb, rule in tables:
         t = time.perf_counter()
         w = emb.weight.detach().float()
         qw = rtn(w, rule.scheme)

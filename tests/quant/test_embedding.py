@@ -168,6 +168,7 @@ def test_table_tied_to_a_linear_is_refused_naming_both():
     class TiedHead(nn.Module):
         def __init__(self):
             super().__init__()
+            self.untied = nn.Embedding(10, 64)  # first: it must not be replaced before the refusal either
             self.embed = nn.Embedding(300, 64)
             self.head = nn.Linear(64, 300, bias=False)
             self.head.weight = self.embed.weight
@@ -176,6 +177,7 @@ def test_table_tied_to_a_linear_is_refused_naming_both():
     with pytest.raises(AsrQuantError, match=r"\[embedding\] matches embed, which head shares as its weight"):
         quantize_model(model, parse_recipe(RECIPE), None, progress=False)
     assert isinstance(model.embed, nn.Embedding) and model.head.weight is model.embed.weight  # untouched
+    assert isinstance(model.untied, nn.Embedding)
 
 
 def test_qwen3_asr_refuses_a_recipe_quantizing_its_table_before_loading(tmp_path):
