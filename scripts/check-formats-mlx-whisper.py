@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import format_fixtures as ff  # noqa: E402
 
 from asrquant.audio import load_audio  # noqa: E402
-from asrquant.export.formats import export_format  # noqa: E402
+from asrquant.export.hf_layout import export_format  # noqa: E402
 
 TEXT_TOKENS = 50256  # ids below <|endoftext|>: the transcript without special tokens
 

@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 
 from asrquant.eval.manifest import read_manifest
-from asrquant.models.whisper_load import load_whisper
-from asrquant.quant.gptq import gptq
+from asrquant.models.whisper.load import load_whisper
+from asrquant.quant.algorithms.gptq import gptq
 from asrquant.quant.qtensor import dequantize
-from asrquant.quant.rtn import rtn
+from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme
-from asrquant.quantize import calibration_samples, spread
+from asrquant.models.whisper.saved import calibration_samples, spread
 
 PROMPT = 3  # <|startoftranscript|> <|en|> <|transcribe|>: positions scored from the first text token on
 

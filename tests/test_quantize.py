@@ -15,7 +15,7 @@ import torch
 
 from asrquant.errors import ArtifactError, AsrQuantError
 from asrquant.quant.linear import QuantLinear
-from asrquant.quantize import (calibration_samples, is_quantized_dir, load_quantized, quantize_whisper,
+from asrquant.models.whisper.saved import (calibration_samples, is_quantized_dir, load_quantized, quantize_whisper,
                                save_quantized, spread)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -81,8 +81,8 @@ def test_gptq_recipe_without_calibration_is_a_clear_error():
 
 @pytest.mark.skipif(not VITW8.exists(), reason="shared data not present")
 def test_calibration_samples_carry_the_reference_after_the_prompt():
-    from asrquant.models.whisper_load import load_whisper
-    from asrquant.tokenizer import WhisperTokenizer
+    from asrquant.models.whisper.load import load_whisper
+    from asrquant.models.whisper.tokenizer import WhisperTokenizer
 
     ckpt = load_whisper("whisper-tiny.en")
     samples, cal = calibration_samples(ckpt, VITW8, 3, progress=False)
@@ -96,8 +96,8 @@ def test_calibration_samples_carry_the_reference_after_the_prompt():
 
 @pytest.mark.skipif(not VITW8.exists(), reason="shared data not present")
 def test_clips_without_a_transcript_are_decoded_unless_only_mels_are_wanted(tmp_path, monkeypatch):
-    from asrquant import transcribe
-    from asrquant.models.whisper_load import load_whisper
+    from asrquant.models.whisper import transcribe
+    from asrquant.models.whisper.load import load_whisper
 
     lines = VITW8.read_text().splitlines()[:1]
     d = json.loads(lines[0])
@@ -125,7 +125,7 @@ def test_bench_warns_when_evaluating_on_calibration_clips(tmp_path):
     from asrquant.bench import calibration_overlap
     from asrquant.eval.manifest import read_manifest
 
-    from asrquant.models.whisper_load import load_whisper
+    from asrquant.models.whisper.load import load_whisper
 
     qm = quantize_whisper("whisper-tiny.en", "rtn-int4-g64", None, progress=False)
     qm.calibration = calibration_samples(load_whisper("whisper-tiny.en"), VITW8, 2, progress=False)[1]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asrquant.runtime.onnx_whisper import open_onnx_artifact
+from asrquant.models.whisper.onnx_session import open_onnx_artifact
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ def child(spec: str, pattern: bool) -> None:
 
     from asrquant.audio import load_audio
     from asrquant.eval.manifest import read_manifest
-    from asrquant.runtime import onnx_whisper as ow
+    from asrquant.models.whisper import onnx_session as ow
 
     def load(path, threads, mem_pattern=True):  # the encoder's session gets `pattern`, the others their default
         opts = ow.session_options(threads, pattern if path.name.startswith("encoder") else mem_pattern)

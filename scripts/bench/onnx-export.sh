@@ -23,7 +23,7 @@ for M in whisper-tiny.en whisper-base; do
   has gptq-emb4-fp16 || .venv/bin/asrquant export $E4 --out $O --variant gptq-emb4-fp16 --fp16
   has gptq-emb4-i8-fp16 || .venv/bin/asrquant export $E4 --out $O --variant gptq-emb4-i8-fp16 --compute int8 --fp16
   for A in default k_quant; do
-    has ort-$A-a4 || .venv/bin/python -m asrquant.export.ort_quantizer $O --variant ort-$A-a4 --algorithm $A --accuracy-level 4
+    has ort-$A-a4 || .venv/bin/python -m asrquant.export.onnx.ort_quantizer $O --variant ort-$A-a4 --algorithm $A --accuracy-level 4
   done
-  has ort-hqq || .venv/bin/python -m asrquant.export.ort_quantizer $O --variant ort-hqq --algorithm hqq  # sets no accuracy_level
+  has ort-hqq || .venv/bin/python -m asrquant.export.onnx.ort_quantizer $O --variant ort-hqq --algorithm hqq  # sets no accuracy_level
 done

@@ -160,10 +160,10 @@ def _quantize_once(spec: str, calib: str | None, threads: int) -> str | None:
     """For ``MODEL@RECIPE``: quantize once (in its own process, cached by model, recipe and
     calibration set) and return the saved directory every repetition then loads."""
     from .engines import PEERS, split_recipe
-    from .export.onnx_layout import is_onnx_artifact
+    from .runtime.onnx_layout import is_onnx_artifact
     from .quant.recipe import load_recipe
-    from .quantize import SAVED_VERSION, is_quantized_dir
-    from .registry import cache_dir
+    from .models.whisper.saved import SAVED_VERSION, is_quantized_dir
+    from .models.whisper.hub import cache_dir
 
     if spec.partition(":")[0] in PEERS or is_onnx_artifact(spec):
         return None  # a peer, or DIR@VARIANT of an ONNX export
@@ -190,7 +190,7 @@ def _quantize_once(spec: str, calib: str | None, threads: int) -> str | None:
 def _calibration_record(run_dir: str) -> dict | None:
     """The calibration a quantized dir (quantization.json) or an ONNX variant (``DIR@VARIANT``,
     its manifest entry, as onnxruntime's GPTQ variants record it) was made with."""
-    from .export.onnx_layout import DEFAULT_VARIANT, is_onnx_artifact, split_spec
+    from .runtime.onnx_layout import DEFAULT_VARIANT, is_onnx_artifact, split_spec
 
     if is_onnx_artifact(run_dir):
         directory, variant = split_spec(run_dir)

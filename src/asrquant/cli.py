@@ -70,7 +70,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from .quantize import cmd_quantize as run  # torch: imported only when quantizing
+    from .models.whisper.saved import cmd_quantize as run  # torch: imported only when quantizing
 
     return run(args)
 

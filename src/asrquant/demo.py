@@ -23,7 +23,7 @@ def _export(model: str, out: Path, calib: Path, threads: int) -> None:
     """fp32 export plus the RECIPE variant, in their own processes (torch freed before the bench)."""
     from .artifact import verify
     from .errors import AsrQuantError
-    from .export.onnx_layout import LAYOUT_VERSION
+    from .runtime.onnx_layout import LAYOUT_VERSION
 
     base = [sys.executable, "-m", "asrquant.cli", "export", model, "--out", str(out)]
     steps = [base, base + ["--recipe", RECIPE, "--calib", str(calib), "--variant", "int4"]]
@@ -51,7 +51,7 @@ def run_demo(args) -> int:
     from .bench import bench
     from .cli import write_reports
     from .data.default_set import default_bench_set, default_calib_set
-    from .registry import cache_dir
+    from .models.whisper.hub import cache_dir
 
     console = Console(stderr=True)
     console.print("[bold]asrquant demo[/] 1/3: the default evaluation and calibration sets (cached after the first run)")

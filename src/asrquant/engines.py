@@ -22,8 +22,8 @@ import numpy as np
 
 from .decoding import find_loop
 from .errors import ModelError
-from .tokenizer import WhisperTokenizer
-from .transcribe import Transcript
+from .models.whisper.tokenizer import WhisperTokenizer
+from .models.whisper.transcribe import Transcript
 
 
 class Engine(Protocol):
@@ -84,7 +84,7 @@ class TransformersPeer:
     def __init__(self, spec: str, source: str, threads: int):
         import torch
 
-        from .models.whisper_load import build_transformers_whisper, load_whisper
+        from .models.whisper.load import build_transformers_whisper, load_whisper
 
         try:
             from transformers import WhisperFeatureExtractor
@@ -136,27 +136,27 @@ def _split_peer(spec: str) -> tuple[str, str, str]:
 
 
 def open_engine(spec: str, threads: int = 2, calib: str | None = None) -> Engine:
-    from . import registry
+    from .models.whisper import hub as registry
 
     kind, name, compute = _split_peer(spec)
     if kind == "faster-whisper":
         return FasterWhisperPeer(spec, registry.resolve(name), compute, threads)
     if kind == "transformers":
         return TransformersPeer(spec, name, threads)
-    from .export.onnx_layout import is_onnx_artifact, onnx_family
+    from .runtime.onnx_layout import is_onnx_artifact, onnx_family
 
     if is_onnx_artifact(spec):  # DIR or DIR@VARIANT of `asrquant export`: onnxruntime, no torch
         if onnx_family(spec) == "qwen3-asr":
-            from .runtime.onnx_qwen3_asr import open_onnx_engine as open_qwen3_asr_onnx
+            from .models.qwen3_asr.onnx_session import open_onnx_engine as open_qwen3_asr_onnx
 
             return open_qwen3_asr_onnx(spec, threads)
-        from .runtime.onnx_whisper import open_onnx_engine
+        from .models.whisper.onnx_session import open_onnx_engine
 
         return open_onnx_engine(spec, threads)
-    from .models.qwen3_asr_saved import is_qwen3_asr_spec
+    from .models.qwen3_asr.saved import is_qwen3_asr_spec
 
     if is_qwen3_asr_spec(spec):  # by the directory's config: a checkpoint, saved quantized, or @RECIPE
-        from .runtime.torch_qwen3_asr import open_torch_engine
+        from .models.qwen3_asr.torch_session import open_torch_engine
 
         return open_torch_engine(spec, threads, calib)
     return open_ours(spec, threads, calib)
@@ -172,10 +172,10 @@ def open_ours(spec: str, threads: int = 2, calib: str | None = None) -> OursTorc
     """Our torch reference: a checkpoint, a saved quantized model, or MODEL@RECIPE quantized now."""
     import torch
 
-    from .models.whisper_load import load_whisper
-    from .quantize import is_quantized_dir, load_quantized, quantize_whisper
-    from .runtime.torch_whisper import WhisperTorchSession
-    from .transcribe import WhisperGeneration, WhisperTranscriber
+    from .models.whisper.load import load_whisper
+    from .models.whisper.saved import is_quantized_dir, load_quantized, quantize_whisper
+    from .models.whisper.torch_session import WhisperTorchSession
+    from .models.whisper.transcribe import WhisperGeneration, WhisperTranscriber
 
     torch.set_num_threads(threads)
     model, recipe = split_recipe(spec)

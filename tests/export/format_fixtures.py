@@ -49,8 +49,8 @@ def recipe(spec: str):
 
 def quantized_tiny(spec: str):
     """whisper-tiny.en quantized in memory by a recipe (RTN: no calibration)."""
-    from asrquant.calibrate import quantize_model
-    from asrquant.models.whisper_load import load_whisper
+    from asrquant.quant.calibrate import quantize_model
+    from asrquant.models.whisper.load import load_whisper
 
     ckpt = load_whisper("whisper-tiny.en")
     r = recipe(spec)
@@ -62,8 +62,8 @@ def quantized_qwen(directory: Path, spec: str):
     """A small random Qwen3-ASR checkpoint written to ``directory``, loaded and quantized."""
     from qwen.qwen3_asr_fixture import small_dims, write_random_checkpoint
 
-    from asrquant.calibrate import quantize_model
-    from asrquant.models.qwen3_asr_load import load_qwen3_asr
+    from asrquant.quant.calibrate import quantize_model
+    from asrquant.models.qwen3_asr.load import load_qwen3_asr
 
     write_random_checkpoint(directory, small_dims(), seed=0, shards=2)
     ckpt = load_qwen3_asr(directory)
@@ -104,7 +104,7 @@ class ReadLinear(nn.Module):
 
 def whisper_from_hf_readback(ckpt, readback):
     """Our Whisper built only from a compressed-tensors / NVFP4 read-back (HF names)."""
-    from asrquant.models.whisper_load import from_hf_state_dict
+    from asrquant.models.whisper.load import from_hf_state_dict
 
     sd = dict(readback.tensors)
     sd.update({f"{m}.weight": w.float() for m, w in readback.weights.items()})
@@ -114,7 +114,7 @@ def whisper_from_hf_readback(ckpt, readback):
 
 def whisper_from_mlx_readback(ckpt, readback):
     """Our Whisper built only from an MLX read-back (mlx_whisper names and layouts)."""
-    from asrquant.models.whisper import Whisper
+    from asrquant.models.whisper.model import Whisper
 
     sd = {}
     for k, v in list(readback.tensors.items()) + [(f"{m}.weight", w) for m, w in readback.weights.items()]:
@@ -126,7 +126,7 @@ def whisper_from_mlx_readback(ckpt, readback):
 
 
 def _hf_to_ours(ckpt, hf_module: str) -> str:
-    from asrquant.export.formats import family_info, linear_names
+    from asrquant.export.hf_layout import family_info, linear_names
 
     fam = family_info(ckpt)
     return {fam.hf_module(n): n for n in linear_names(ckpt.model)}[hf_module]
@@ -152,9 +152,9 @@ def shortest_clips(n: int) -> list[dict]:
 def greedy_tokens(ckpt, model, clips: list[dict]) -> list[list[int]]:
     """Greedy tokens of each clip through our torch runner (WhisperTorchSession)."""
     from asrquant.audio import load_audio
-    from asrquant.runtime.torch_whisper import WhisperTorchSession
-    from asrquant.tokenizer import WhisperTokenizer
-    from asrquant.transcribe import WhisperGeneration, WhisperTranscriber
+    from asrquant.models.whisper.torch_session import WhisperTorchSession
+    from asrquant.models.whisper.tokenizer import WhisperTokenizer
+    from asrquant.models.whisper.transcribe import WhisperGeneration, WhisperTranscriber
 
     gen = WhisperGeneration(tuple(ckpt.suppress_ids), tuple(ckpt.suppress_ids_begin), ckpt.dims.n_mels)
     t = WhisperTranscriber(WhisperTorchSession(model), WhisperTokenizer(ckpt.tokenizer_json, ckpt.multilingual), gen)

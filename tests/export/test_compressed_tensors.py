@@ -13,9 +13,9 @@ from format_fixtures import one_torch_thread  # noqa: F401  (autouse)
 from format_fixtures import (INT4_SYM_G128, NVFP4_RTN, greedy_tokens, needs_tiny, needs_vitw8, quantized_qwen,
                              quantized_tiny, set_input_scale, shortest_clips, whisper_from_hf_readback)
 
-from asrquant.calibrate import quantized_weights
+from asrquant.quant.calibrate import quantized_weights
 from asrquant.errors import ArtifactError, AsrQuantError
-from asrquant.export.formats import export_format, family_info
+from asrquant.export.hf_layout import export_format, family_info
 from asrquant.export.readers import read_compressed_tensors
 from asrquant.quant.qtensor import dequantize
 

@@ -6,7 +6,7 @@ import numpy as np
 import soundfile as sf
 
 from asrquant.cli import main
-from asrquant.models.whisper_load import write_hf_checkpoint
+from asrquant.models.whisper.load import write_hf_checkpoint
 
 
 def test_export_then_transcribe(small_ckpt, tmp_path, capsys):

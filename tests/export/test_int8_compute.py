@@ -10,13 +10,13 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from asrquant.export.int8_matmul import AT_EXPORT, AT_LOAD, OP, OWN, replace_linears_int8, requantize_per_channel, weights_graph
-from asrquant.export.matmulnbits import pack
-from asrquant.export.onnx_artifact import float16_storage
-from asrquant.export.onnx_layout import resolve_graph_files
+from asrquant.export.onnx.int8_matmul import AT_EXPORT, AT_LOAD, OP, OWN, replace_linears_int8, requantize_per_channel, weights_graph
+from asrquant.export.onnx.matmulnbits import pack
+from asrquant.export.onnx.artifact import float16_storage
+from asrquant.runtime.onnx_layout import resolve_graph_files
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.recipe import parse_recipe
-from asrquant.quant.rtn import rtn
+from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme
 
 from onnx_fixtures import export, small_checkpoint
@@ -157,7 +157,7 @@ scale_dtype = "float16"
 
 @pytest.fixture(scope="module")
 def int8_variant(tmp_path_factory):
-    from asrquant.calibrate import quantize_model
+    from asrquant.quant.calibrate import quantize_model
 
     out = tmp_path_factory.mktemp("int8") / "art"
     ckpt = small_checkpoint()
@@ -193,7 +193,7 @@ def test_encoder_graph_runs_int8_and_decoders_matmulnbits_at_level_4(int8_varian
 
 
 def test_int8_encoder_stays_close_to_the_float_compute_one(int8_variant):
-    from asrquant.runtime.onnx_whisper import open_onnx_artifact
+    from asrquant.models.whisper.onnx_session import open_onnx_artifact
 
     out = int8_variant
     mel = np.random.default_rng(0).standard_normal((1, 80, 3000)).astype(np.float32)
@@ -228,7 +228,7 @@ def test_an_encoder_that_takes_weights_needs_its_encoder_weights_graph(int8_vari
                              None) == {}
 
 
-# --- smoothing (asrquant.export.int8_smoothing) ----------------------------------------------------
+# --- smoothing (asrquant.export.onnx.smoothing) ----------------------------------------------------
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -266,7 +266,7 @@ def test_smoothing_is_chosen_per_linear_and_never_raises_the_calibration_error()
     """A channel made 50 x louder after block 0's attention norm: its query/key/value are smoothed
     and their int8 error on the calibration frames drops; no Linear ends worse than unsmoothed; the
     decoder's cross-attention keys/values (computed in the encoder graph) are scored too."""
-    from asrquant.export.int8_smoothing import ALPHAS, smoothing_factors
+    from asrquant.export.onnx.smoothing import ALPHAS, smoothing_factors
 
     ckpt = small_checkpoint(seed=3)
     model = ckpt.model
@@ -287,11 +287,11 @@ def test_smoothing_is_chosen_per_linear_and_never_raises_the_calibration_error()
 
 
 def test_an_int8_export_calibrated_for_smoothing_records_it_and_stays_close(int8_variant):
-    from asrquant.runtime.onnx_whisper import open_onnx_artifact
+    from asrquant.models.whisper.onnx_session import open_onnx_artifact
 
     ckpt = small_checkpoint()
     recipe = parse_recipe(ENCODER_AND_DECODER_INT4)
-    from asrquant.calibrate import quantize_model
+    from asrquant.quant.calibrate import quantize_model
 
     quantize_model(ckpt.model, recipe, None, progress=False)
     with torch.no_grad():

@@ -8,9 +8,9 @@ import torch
 from onnx import TensorProto, helper
 
 from asrquant.errors import ModelError
-from asrquant.export.matmulnbits import pack, replace_linears, weight_name
+from asrquant.export.onnx.matmulnbits import pack, replace_linears, weight_name
 from asrquant.quant.qtensor import dequantize
-from asrquant.quant.rtn import rtn
+from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme
 
 SCHEMES = [

@@ -16,13 +16,13 @@ from format_fixtures import one_torch_thread  # noqa: F401  (autouse)
 from format_fixtures import (greedy_tokens, needs_tiny, needs_vitw8, quantized_qwen, quantized_tiny, set_input_scale,
                              shortest_clips, whisper_from_mlx_readback)
 
-from asrquant.calibrate import quantized_weights
+from asrquant.quant.calibrate import quantized_weights
 from asrquant.errors import AsrQuantError
-from asrquant.export.formats import export_format, family_info
+from asrquant.export.hf_layout import export_format, family_info
 from asrquant.export.mlx import exact_through_mlx, layer_arrays, layer_params, mlx_module
 from asrquant.export.readers import read_mlx, read_mlx_with_mlx, unpack_mlx
 from asrquant.quant.qtensor import dequantize
-from asrquant.quant.rtn import rtn
+from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme
 
 mx = pytest.importorskip("mlx.core")

@@ -14,9 +14,9 @@ from format_fixtures import one_torch_thread  # noqa: F401  (autouse)
 from format_fixtures import (NVFP4_RTN, greedy_tokens, needs_tiny, needs_vitw8, quantized_qwen, quantized_tiny,
                              set_input_scale, shortest_clips, whisper_from_hf_readback)
 
-from asrquant.calibrate import quantized_weights
+from asrquant.quant.calibrate import quantized_weights
 from asrquant.errors import AsrQuantError
-from asrquant.export.formats import export_format, family_info
+from asrquant.export.hf_layout import export_format, family_info
 from asrquant.export.readers import read_nvfp4
 from asrquant.quant.qtensor import dequantize
 

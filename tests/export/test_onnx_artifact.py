@@ -7,12 +7,12 @@ import onnx
 import pytest
 
 from asrquant.artifact import sha256_file
-from asrquant.calibrate import quantize_model
+from asrquant.quant.calibrate import quantize_model
 from asrquant.errors import ArtifactError
-from asrquant.export.onnx_layout import resolve_graph_files
+from asrquant.runtime.onnx_layout import resolve_graph_files
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.recipe import parse_recipe
-from asrquant.runtime.onnx_whisper import open_onnx_artifact
+from asrquant.models.whisper.onnx_session import open_onnx_artifact
 
 from onnx_fixtures import DECODER_ONLY_INT4, export, small_checkpoint
 from test_matmulnbits import dequantize_matmulnbits
@@ -190,7 +190,7 @@ def test_onnxruntime_quantizer_variant(small_artifact, tmp_path):
     pytest.importorskip("onnx_ir")
     import shutil
 
-    from asrquant.export.ort_quantizer import add_ort_variant
+    from asrquant.export.onnx.ort_quantizer import add_ort_variant
 
     copy = tmp_path / "art"
     shutil.copytree(small_artifact, copy)

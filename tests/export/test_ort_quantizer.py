@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 
 from asrquant.errors import AsrQuantError
-from asrquant.export.onnx_layout import GRAPHS, graph_file
-from asrquant.export.ort_quantizer import ALGORITHMS, add_ort_variant, check_options
-from asrquant.runtime.onnx_whisper import open_onnx_artifact
+from asrquant.runtime.onnx_layout import GRAPHS, graph_file
+from asrquant.export.onnx.ort_quantizer import ALGORITHMS, add_ort_variant, check_options
+from asrquant.models.whisper.onnx_session import open_onnx_artifact
 
 pytest.importorskip("onnx_ir")  # onnxruntime's matmul_nbits_quantizer imports it
 
@@ -68,7 +68,7 @@ def test_each_algorithm_writes_a_variant_the_runner_decodes(algorithm, artifact,
 
 
 def test_gptq_reader_feeds_match_the_graph_inputs(small_artifact, calib_manifest):
-    from asrquant.export.ort_calibration import calibration_clips, graph_readers
+    from asrquant.export.onnx.ort_calibration import calibration_clips, graph_readers
 
     cal = calibration_clips(small_artifact, calib_manifest, 2)
     assert cal.clips[0].tokens[-1] == cal.clips[1].tokens[-1]  # both end with the end token

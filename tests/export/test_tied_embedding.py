@@ -13,9 +13,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from asrquant.errors import ModelError
-from asrquant.export.matmulnbits import pack, replace_tied_embedding
+from asrquant.export.onnx.matmulnbits import pack, replace_tied_embedding
 from asrquant.quant.qtensor import dequantize
-from asrquant.quant.rtn import rtn
+from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme
 
 from onnx_fixtures import export
@@ -68,10 +68,10 @@ def test_table_read_by_anything_else_is_refused():
 
 
 def test_whisper_export_packs_its_table_once(small_ckpt, tmp_path):
-    from asrquant.calibrate import quantize_model
+    from asrquant.quant.calibrate import quantize_model
     from asrquant.quant.recipe import parse_recipe
-    from asrquant.runtime.onnx_whisper import open_onnx_artifact
-    from asrquant.runtime.torch_whisper import WhisperTorchSession
+    from asrquant.models.whisper.onnx_session import open_onnx_artifact
+    from asrquant.models.whisper.torch_session import WhisperTorchSession
 
     recipe = parse_recipe("[[rules]]\nkind = 'mlp'\nbits = 4\ngroup_size = 32\n"
                           "[embedding]\nbits = 8\ngroup_size = -1\nsymmetric = true\n")

@@ -40,13 +40,13 @@ def vitw8_rows() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def tiny_en():
-    from asrquant.models.whisper_load import load_whisper
+    from asrquant.models.whisper.load import load_whisper
 
     return load_whisper("whisper-tiny.en")
 
 
 @pytest.fixture(scope="session")
 def base():
-    from asrquant.models.whisper_load import load_whisper
+    from asrquant.models.whisper.load import load_whisper
 
     return load_whisper("whisper-base")

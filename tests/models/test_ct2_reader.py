@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from asrquant.errors import ModelError
-from asrquant.models.ct2_reader import read_ct2
+from asrquant.models.whisper.ct2_reader import read_ct2
 
 from .conftest import has_package, needs_tiny, needs_transformers
 
@@ -57,7 +57,7 @@ def ct2_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @needs_tiny
 def test_real_tiny_en_header_and_arrays(tiny_en):
-    from asrquant.registry import resolve
+    from asrquant.models.whisper.hub import resolve
 
     m = read_ct2(resolve("whisper-tiny.en") / "model.bin")
     assert (m.binary_version, m.spec_name, m.spec_revision) == (6, "WhisperSpec", 3)
@@ -124,7 +124,7 @@ def test_legacy_binary_versions(tmp_path, version):
 
 @needs_tiny
 def test_truncated_real_file_names_file_and_variable(tmp_path):
-    from asrquant.registry import resolve
+    from asrquant.models.whisper.hub import resolve
 
     src = (resolve("whisper-tiny.en") / "model.bin").read_bytes()
     for cut, expect in [
@@ -207,7 +207,7 @@ def test_reads_what_ctranslate2_writes_int8(tiny_en, tmp_path):
     """ctranslate2's own converter writes an int8_float16 model.bin; we read it back."""
     from ctranslate2.converters import TransformersConverter
 
-    from asrquant.models.whisper_load import load_whisper, write_hf_checkpoint
+    from asrquant.models.whisper.load import load_whisper, write_hf_checkpoint
 
     hf_dir = write_hf_checkpoint(tiny_en, tmp_path / "hf")
     out = tmp_path / "ct2-int8"

@@ -32,7 +32,7 @@ def setup(request):
     from tokenizers import Tokenizer
     from transformers import WhisperFeatureExtractor
 
-    from asrquant.models.whisper_load import build_transformers_whisper
+    from asrquant.models.whisper.load import build_transformers_whisper
 
     ckpt = request.getfixturevalue("tiny_en" if request.param == "tiny" else "base")
     hf = build_transformers_whisper(ckpt)
@@ -61,7 +61,7 @@ def _our_logits(model, audio_features, tokens):
 @torch.no_grad()
 def test_encoder_and_teacher_forced_logits(setup):
     ckpt, hf, _, _, clips = setup
-    from asrquant.models.whisper_load import build_transformers_whisper
+    from asrquant.models.whisper.load import build_transformers_whisper
 
     enc_diff = logit_diff = eager_diff = 0.0
     for clip_id, _, tokens, ours_enc, their_enc in clips:

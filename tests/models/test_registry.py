@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from asrquant import registry
+from asrquant.models.whisper import hub as registry
 from asrquant.errors import ModelError
 
 from .conftest import needs_base, needs_tiny

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from asrquant.errors import ModelError
-from asrquant.models import whisper_load
-from asrquant.models.whisper import Whisper, WhisperDims
-from asrquant.models.whisper_load import (
+from asrquant.models.whisper import load as whisper_load
+from asrquant.models.whisper.model import Whisper, WhisperDims
+from asrquant.models.whisper.load import (
     from_hf_state_dict,
     load_whisper,
     to_hf_state_dict,
@@ -36,7 +36,7 @@ def assert_same_weights(a: Whisper, b: Whisper) -> None:
 
 @needs_tiny
 def test_tiny_en_checkpoint_fields(tiny_en):
-    from asrquant.registry import resolve
+    from asrquant.models.whisper.hub import resolve
 
     c = tiny_en
     assert c.format == "ct2" and c.dims == WhisperDims(80, 1500, 384, 6, 4, 51864, 448, 384, 6, 4)
@@ -178,7 +178,7 @@ def test_bad_directories(tiny_en, tmp_path):
     with pytest.raises(ModelError, match="empty: not a Whisper checkpoint"):
         load_whisper(tmp_path / "empty")
     # A truncated CT2 model.bin.
-    from asrquant.registry import resolve
+    from asrquant.models.whisper.hub import resolve
 
     ct2 = tmp_path / "ct2"
     shutil.copytree(resolve("whisper-tiny.en"), ct2)
@@ -200,7 +200,7 @@ def test_bad_directories(tiny_en, tmp_path):
 def test_ct2_without_tokenizer_json_builds_one_from_the_vocabulary(tiny_en, tmp_path):
     from tokenizers import Tokenizer
 
-    from asrquant.registry import resolve
+    from asrquant.models.whisper.hub import resolve
 
     ct2 = tmp_path / "ct2"
     shutil.copytree(resolve("whisper-tiny.en"), ct2)
@@ -221,7 +221,7 @@ def test_ct2_without_tokenizer_json_builds_one_from_the_vocabulary(tiny_en, tmp_
 @needs_tiny
 def test_hashes_are_cached(tiny_en, monkeypatch):
     from asrquant import artifact
-    from asrquant.registry import resolve
+    from asrquant.models.whisper.hub import resolve
 
     weights = resolve("whisper-tiny.en") / "model.bin"
     first = whisper_load.weights_sha256([weights])

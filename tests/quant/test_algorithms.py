@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from asrquant.quant.awq import awq, awq_search
-from asrquant.quant.gptq import GPTQError, gptq, inverse_hessian_cholesky
+from asrquant.quant.algorithms.awq import awq, awq_search
+from asrquant.quant.algorithms.gptq import GPTQError, gptq, inverse_hessian_cholesky
 from asrquant.quant.qtensor import dequantize, effective_weight
-from asrquant.quant.rtn import rtn
+from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme
 
 SCHEMES = [QuantScheme.int(4, 64), QuantScheme.int(4, 32, True), QuantScheme.int(3, -1), QuantScheme.int(8, -1, True),
@@ -143,8 +143,8 @@ def heavy_tailed_layer(out=96, n=256, tokens=2048, seed=0):
 
 @pytest.mark.parametrize("scheme", [QuantScheme.int(4, 64), QuantScheme.int(4, 32, True)], ids=lambda s: s.name)
 def test_gptq_clip_search_picks_grid_factors_and_lowers_the_error_on_heavy_tailed_weights(scheme):
-    from asrquant.quant.gptq import CLIP_GRID, clip_search
-    from asrquant.quant.rtn import fake_quantize
+    from asrquant.quant.algorithms.gptq import CLIP_GRID, clip_search
+    from asrquant.quant.algorithms.rtn import fake_quantize
 
     w, x = heavy_tailed_layer()
     h = x.T @ x

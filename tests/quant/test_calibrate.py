@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from asrquant.calibrate import CalibSample, quantize_model, quantized_weights
+from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
 from asrquant.errors import AsrQuantError
-from asrquant.models.whisper import Whisper, WhisperDims
-from asrquant.models.whisper_calib import WhisperCalibAdapter
+from asrquant.models.whisper.model import Whisper, WhisperDims
+from asrquant.models.whisper.calib import WhisperCalibAdapter
 from asrquant.quant.linear import QuantLinear
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.recipe import builtin_recipes, load_recipe

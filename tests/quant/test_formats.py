@@ -8,7 +8,7 @@ import torch
 
 from quant_refs import E2M1_REF, E4M3_REF, ref_round
 
-from asrquant.quant.formats import (
+from asrquant.quant.numerics import (
     e2m1_decode,
     e2m1_encode,
     e4m3_decode,

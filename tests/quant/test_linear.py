@@ -4,7 +4,7 @@ from torch import nn
 
 from asrquant.quant.linear import QuantLinear
 from asrquant.quant.qtensor import dequantize
-from asrquant.quant.rtn import rtn
+from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from asrquant.quant.qtensor import QuantizedWeight, dequantize, effective_weight, pack_int, unpack_int
-from asrquant.quant.rtn import rtn
+from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme
 
 from quant_refs import E2M1_REF, E4M3_REF
@@ -136,7 +136,7 @@ def test_tensors_round_trip_and_input_scale():
 
 
 def test_fake_quantize_is_dequantize_of_rtn():
-    from asrquant.quant.rtn import fake_quantize
+    from asrquant.quant.algorithms.rtn import fake_quantize
 
     w = weight(inp=100)
     for scheme in INT_SCHEMES[::3] + [QuantScheme.nvfp4(), QuantScheme.mxfp4()]:

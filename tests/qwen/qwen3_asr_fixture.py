@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asrquant.models.qwen3_asr import Qwen3ASR, Qwen3ASRDims
-from asrquant.models.qwen3_asr_load import write_checkpoint
+from asrquant.models.qwen3_asr.model import Qwen3ASR, Qwen3ASRDims
+from asrquant.models.qwen3_asr.load import write_checkpoint
 
 QWEN3_ADDED = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",

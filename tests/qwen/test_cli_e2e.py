@@ -18,12 +18,12 @@ from asrquant.audio import load_audio
 from asrquant.cli import main
 from asrquant.engines import open_engine
 from asrquant.errors import ArtifactError
-from asrquant.models.qwen3_asr_calib_data import calibration_samples
-from asrquant.models.qwen3_asr_load import load_qwen3_asr
-from asrquant.models.qwen3_asr_saved import is_qwen3_asr_spec, quantize_qwen3_asr
-from asrquant.quantize import load_quantized
-from asrquant.runtime.qwen3_asr_transcribe import Qwen3ASREngine, Qwen3ASRTranscriber
-from asrquant.runtime.torch_qwen3_asr import Qwen3ASRTorchSession
+from asrquant.models.qwen3_asr.calib_data import calibration_samples
+from asrquant.models.qwen3_asr.load import load_qwen3_asr
+from asrquant.models.qwen3_asr.saved import is_qwen3_asr_spec, quantize_qwen3_asr
+from asrquant.models.whisper.saved import load_quantized
+from asrquant.models.qwen3_asr.transcribe import Qwen3ASREngine, Qwen3ASRTranscriber
+from asrquant.models.qwen3_asr.torch_session import Qwen3ASRTorchSession
 
 from .qwen3_asr_fixture import write_clips, write_random_checkpoint
 
@@ -120,7 +120,7 @@ def test_cli_export_onnx_engine_tokens_equal_torch_fake_quant(work):
 
 
 def test_whisper_runner_refuses_a_qwen_export_by_name(work):
-    from asrquant.runtime.onnx_whisper import open_onnx_artifact
+    from asrquant.models.whisper.onnx_session import open_onnx_artifact
 
     with pytest.raises(ArtifactError, match="qwen3-asr"):
         open_onnx_artifact(work["onnx"])
@@ -129,7 +129,7 @@ def test_whisper_runner_refuses_a_qwen_export_by_name(work):
 def test_qwen_runner_refuses_another_familys_export_by_name(work, tmp_path):
     import shutil
 
-    from asrquant.runtime.onnx_qwen3_asr import open_onnx_artifact
+    from asrquant.models.qwen3_asr.onnx_session import open_onnx_artifact
 
     copy = tmp_path / "onnx"
     shutil.copytree(work["onnx"], copy)

@@ -14,12 +14,12 @@ import torch
 from .qwen3_asr_fixture import random_model, small_dims, tone, write_random_checkpoint, write_tokenizer_files
 
 from asrquant.errors import ModelError
-from asrquant.models import qwen3_asr_load as ql
-from asrquant.models.qwen3_asr import Qwen3ASRDims, chunk_mel
-from asrquant.models.qwen3_asr_features import chunk_mel as chunk_mel_np
-from asrquant.models.qwen3_asr_features import n_audio_tokens, qwen3_asr_log_mel
-from asrquant.models.qwen3_asr_load import load_qwen3_asr, write_checkpoint
-from asrquant.models.qwen3_asr_prompt import Qwen3ASRTokenizer, normalize_language, parse_output, render_prompt
+from asrquant.models.qwen3_asr import load as ql
+from asrquant.models.qwen3_asr.model import Qwen3ASRDims, chunk_mel
+from asrquant.models.qwen3_asr.features import chunk_mel as chunk_mel_np
+from asrquant.models.qwen3_asr.features import n_audio_tokens, qwen3_asr_log_mel
+from asrquant.models.qwen3_asr.load import load_qwen3_asr, write_checkpoint
+from asrquant.models.qwen3_asr.tokenizer import Qwen3ASRTokenizer, normalize_language, parse_output, render_prompt
 
 
 @pytest.fixture(autouse=True)
@@ -234,7 +234,7 @@ def _write_adapter(d: Path, model, r=4, alpha=8, seed=5) -> dict[str, torch.Tens
 def _write_router(path: Path, seed=0):
     from safetensors.torch import save_file
 
-    from asrquant.models.qwen3_asr_router import AudioQualityClassifier
+    from asrquant.models.qwen3_asr.router import AudioQualityClassifier
 
     torch.manual_seed(seed)
     config = {"n_mels": 80, "d_model": 32, "nhead": 4, "dim_feedforward": 64, "max_len": 3000, "num_classes": 2}

@@ -12,7 +12,7 @@ import torch
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from asrquant.models.qwen3_asr_features import chunk_mel, qwen3_asr_log_mel  # noqa: E402
+from asrquant.models.qwen3_asr.features import chunk_mel, qwen3_asr_log_mel  # noqa: E402
 
 from .qwen3_asr_fixture import random_model, small_dims, tone  # noqa: E402
 

@@ -34,9 +34,9 @@ qwen_asr = pytest.importorskip("qwen_asr", reason="qwen-asr is installed only in
 
 from .qwen3_asr_fixture import small_dims, tone, write_random_checkpoint  # noqa: E402
 
-from asrquant.models.qwen3_asr_features import qwen3_asr_log_mel  # noqa: E402
-from asrquant.models.qwen3_asr_load import load_qwen3_asr  # noqa: E402
-from asrquant.models.qwen3_asr_prompt import Qwen3ASRTokenizer  # noqa: E402
+from asrquant.models.qwen3_asr.features import qwen3_asr_log_mel  # noqa: E402
+from asrquant.models.qwen3_asr.load import load_qwen3_asr  # noqa: E402
+from asrquant.models.qwen3_asr.tokenizer import Qwen3ASRTokenizer  # noqa: E402
 
 ENC_TOL, LOGIT_TOL, FEAT_TOL = 1e-4, 1e-3, 1e-4
 

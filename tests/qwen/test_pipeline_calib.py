@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from asrquant.calibrate import CalibSample, quantize_model, quantized_weights
+from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
 from asrquant.errors import AsrQuantError
-from asrquant.models.qwen3_asr_calib import Qwen3ASRCalibAdapter
-from asrquant.models.qwen3_asr_features import qwen3_asr_log_mel
+from asrquant.models.qwen3_asr.calib import Qwen3ASRCalibAdapter
+from asrquant.models.qwen3_asr.features import qwen3_asr_log_mel
 from asrquant.quant.recipe import load_recipe
 
 from .qwen3_asr_fixture import random_model, small_dims, tone

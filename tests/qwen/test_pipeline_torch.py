@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from asrquant.calibrate import quantize_model
+from asrquant.quant.calibrate import quantize_model
 from asrquant.decoding import DecodeOptions, decode
-from asrquant.models.qwen3_asr_features import qwen3_asr_log_mel
-from asrquant.models.qwen3_asr_load import load_qwen3_asr
+from asrquant.models.qwen3_asr.features import qwen3_asr_log_mel
+from asrquant.models.qwen3_asr.load import load_qwen3_asr
 from asrquant.quant.recipe import load_recipe
-from asrquant.runtime.torch_qwen3_asr import Qwen3ASRTorchSession, Qwen3ASRTranscriber, qwen3_asr_rules
+from asrquant.models.qwen3_asr.torch_session import Qwen3ASRTorchSession, Qwen3ASRTranscriber, qwen3_asr_rules
 
-from asrquant.models.qwen3_asr_prompt import parse_output
+from asrquant.models.qwen3_asr.tokenizer import parse_output
 
 from .qwen3_asr_fixture import random_model, small_dims, tone, write_random_checkpoint
 

@@ -7,7 +7,7 @@ import pytest
 
 from asrquant.artifact import write_manifest
 from asrquant.errors import ArtifactError
-from asrquant.runtime.onnx_whisper import open_onnx_artifact
+from asrquant.models.whisper.onnx_session import open_onnx_artifact
 
 
 def test_other_layout_is_refused(small_artifact, tmp_path):

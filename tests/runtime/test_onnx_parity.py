@@ -7,14 +7,14 @@ whisper-tiny.en on every clip of shared/data vitw8 + dev, greedy:
   clips that differ are printed;
 - so does a variant whose token embedding is quantized too (int4, asymmetric: the logits
   MatMulNBits and the row lookups read one packed table).
-whisper-base takes longer: ``python -m asrquant.export.parity`` runs the same check (see the
+whisper-base takes longer: ``python -m asrquant.export.onnx.parity`` runs the same check (see the
 module's doc).
 """
 
 import pytest
 
-from asrquant.export.parity import compare, torch_reference
-from asrquant.runtime.onnx_whisper import open_onnx_artifact
+from asrquant.export.onnx.parity import compare, torch_reference
+from asrquant.models.whisper.onnx_session import open_onnx_artifact
 
 from onnx_fixtures import MANIFESTS, needs_data, needs_tiny
 
@@ -36,7 +36,7 @@ THREADS = 1  # on a shared, busy machine one thread per side decodes fastest (no
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
     from asrquant.export.command import load
-    from asrquant.export.onnx_whisper import export_onnx
+    from asrquant.models.whisper.onnx_graphs import export_onnx
 
     out = tmp_path_factory.mktemp("tiny") / "onnx"
     ckpt, _ = load("whisper-tiny.en")

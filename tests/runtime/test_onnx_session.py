@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from asrquant.features import log_mel
-from asrquant.runtime.onnx_whisper import MIN_CAPACITY, open_onnx_artifact
-from asrquant.runtime.torch_whisper import WhisperTorchSession
+from asrquant.models.whisper.onnx_session import MIN_CAPACITY, open_onnx_artifact
+from asrquant.models.whisper.torch_session import WhisperTorchSession
 
 
 def audio(seconds=3.0, seed=0):
@@ -98,7 +98,7 @@ def test_runner_never_imports_torch(small_artifact):
     code = (
         "import sys\n"
         "import numpy as np\n"
-        "import asrquant.runtime.onnx_whisper\n"
+        "import asrquant.models.whisper.onnx_session\n"
         "assert 'torch' not in sys.modules, 'import pulled in torch'\n"
         "from asrquant.engines import open_engine\n"
         f"engine = open_engine({str(small_artifact)!r}, threads=1)\n"

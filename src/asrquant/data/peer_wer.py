@@ -6,7 +6,7 @@ timestamps, language forced -- the settings the bench uses for every engine.
 
     python -m asrquant.data.peer_wer runs/data/wild-eval [--model whisper-base] [--out table.json]
 
-``--model`` is a CTranslate2 directory or a registry name (resolved with asrquant.registry).
+``--model`` is a CTranslate2 directory or a registry name (resolved with asrquant.models.whisper.hub).
 Needs the ``peers`` extra (faster-whisper).
 """
 
@@ -32,7 +32,7 @@ def transcribe_manifest(manifest: str | Path, model: str = "whisper-base", threa
 
     mpath = Path(model)
     if not mpath.is_dir():
-        from .. import registry
+        from ..models.whisper import hub as registry
 
         mpath = registry.resolve(model)
     manifest = Path(manifest)

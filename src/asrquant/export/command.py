@@ -42,14 +42,14 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     if args.format != "onnx":
-        from .formats import run_format
+        from .hf_layout import run_format
 
         return run_format(args)
-    from .onnx_whisper import export_onnx
+    from ..models.whisper.onnx_graphs import export_onnx
 
     ckpt, recipe = load(args.model, args.recipe, args.calib, progress=not args.quiet)
     if getattr(ckpt, "family", "whisper") == "qwen3-asr":
-        from .onnx_qwen3_asr import export_onnx_qwen3_asr
+        from ..models.qwen3_asr.onnx_graphs import export_onnx_qwen3_asr
 
         out = export_onnx_qwen3_asr(ckpt, args.out, recipe=recipe, variant=args.variant,
                                     accuracy_level=args.accuracy_level, fp16=args.fp16, compute=args.compute)
@@ -69,7 +69,7 @@ SMOOTHING_CLIPS = 16
 def smoothing_mels(ckpt, calib: str, progress: bool = True) -> tuple[list, dict]:
     """Log-mels of SMOOTHING_CLIPS clips of ``calib`` (spread over the manifest, as a recipe's
     calibration picks them) for the int8 encoder's smoothing, and which clips they are."""
-    from ..quantize import calibration_samples
+    from ..models.whisper.saved import calibration_samples
 
     samples, cal = calibration_samples(ckpt, calib, SMOOTHING_CLIPS, progress=progress, decode=False)
     return [s.mel for s in samples], cal.to_dict()
@@ -79,9 +79,9 @@ def load(model: str, recipe: str | None = None, calib: str | None = None, progre
     """(checkpoint, recipe or None): a model as it is, quantized now by ``recipe``, or a model
     saved by ``asrquant quantize`` (its own recipe)."""
     from ..errors import AsrQuantError
-    from ..models.qwen3_asr_saved import is_qwen3_asr_spec
-    from ..models.whisper_load import load_whisper
-    from ..quantize import is_quantized_dir, load_quantized, quantize_checkpoint
+    from ..models.qwen3_asr.saved import is_qwen3_asr_spec
+    from ..models.whisper.load import load_whisper
+    from ..models.whisper.saved import is_quantized_dir, load_quantized, quantize_checkpoint
 
     if is_quantized_dir(model):
         if recipe:
@@ -92,7 +92,7 @@ def load(model: str, recipe: str | None = None, calib: str | None = None, progre
         quantized = quantize_checkpoint(model, recipe, calib, progress=progress)
         return quantized.ckpt, quantized.recipe
     if is_qwen3_asr_spec(model):
-        from ..models.qwen3_asr_load import load_qwen3_asr
+        from ..models.qwen3_asr.load import load_qwen3_asr
 
         return load_qwen3_asr(model), None
     return load_whisper(model), None

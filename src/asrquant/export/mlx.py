@@ -54,7 +54,7 @@ from torch import nn
 from ..artifact import atomic_dir, write_manifest
 from ..errors import AsrQuantError
 from ..quant.qtensor import QuantizedWeight, dequantize, pack_int
-from .formats import (FamilyInfo, compact, float_tensors, linear_names, manifest_fields, refuse_input_scale,
+from .hf_layout import (FamilyInfo, compact, float_tensors, linear_names, manifest_fields, refuse_input_scale,
                       require_quantized, write_config, write_support_files)
 
 FORMAT = "mlx"

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..artifact import verify
 from ..errors import ArtifactError
-from .formats import WEIGHTS_FILE
+from .hf_layout import WEIGHTS_FILE
 
 # E2M1 values by code, from the format's definition (sign bit 3; bias 1; one mantissa bit).
 E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .formats import e2m1_values, e4m3_decode, e8m0_decode
+from .numerics import e2m1_values, e4m3_decode, e8m0_decode
 from .scheme import QuantScheme
 
 

@@ -2,7 +2,7 @@
 
 An ``--compute int8`` export of a 4- or 8-bit recipe keeps the encoder's codes at the recipe's bits
 and lets this graph expand them to the int8 per-channel weights the encoder's integer GEMMs read
-(see :mod:`asrquant.export.int8_matmul`). Both runners (Whisper, Qwen3-ASR) load it here.
+(see :mod:`asrquant.export.onnx.int8_matmul`). Both runners (Whisper, Qwen3-ASR) load it here.
 """
 
 from __future__ import annotations

@@ -1,0 +1,104 @@
+"""Whisper's calibration adapter: the order in which blocks see real audio.
+
+Encoder blocks run on the clips' log-mels (in batches). Then the decoder blocks run teacher
+forced on each clip's token sequence (prompt + reference transcript + end), every position at
+once under the causal mask, which gives each position exactly the activations it has when it
+is decoded step by step with a filled KV cache; cross-attention reads the output of the
+already quantized encoder. Last, the output projection: the final LayerNorm's output, which
+multiplies the tied token table. Only the current block's inputs (and, for the decoder, the audio
+features) are held.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from ...quant.calibrate import CalibBlock, CalibSample, InputGroup
+from ...errors import AsrQuantError
+from .model import Whisper
+
+
+def _attn_groups(prefix: str, attn: str, norm: str, self_fed: bool = True) -> list[InputGroup]:
+    p = f"{prefix}.{attn}"
+    if self_fed:
+        return [InputGroup([f"{p}.query", f"{p}.key", f"{p}.value"], f"{prefix}.{norm}"), InputGroup([f"{p}.out"])]
+    return [InputGroup([f"{p}.query"], f"{prefix}.{norm}"), InputGroup([f"{p}.key", f"{p}.value"]),
+            InputGroup([f"{p}.out"])]
+
+
+def _mlp_groups(prefix: str) -> list[InputGroup]:
+    return [InputGroup([f"{prefix}.mlp.fc1"], f"{prefix}.mlp_ln"), InputGroup([f"{prefix}.mlp.fc2"])]
+
+
+class WhisperCalibAdapter:
+    def __init__(self, model: Whisper, samples: list[CalibSample], device=None, batch_size: int = 4):
+        self.model = model
+        self.samples = samples
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.batch_size = max(1, batch_size)
+        d = model.dims
+        for i, smp in enumerate(samples):
+            if smp.mel.ndim != 2 or smp.mel.shape[0] != d.n_mels or smp.mel.shape[1] > 2 * d.n_audio_ctx:
+                raise AsrQuantError(
+                    f"calibration sample {i}: mel must be [{d.n_mels}, <= {2 * d.n_audio_ctx}], got {list(smp.mel.shape)}"
+                )
+            if smp.tokens.ndim != 1 or not 0 < len(smp.tokens) <= d.n_text_ctx:
+                raise AsrQuantError(
+                    f"calibration sample {i}: tokens must be 1..{d.n_text_ctx} ids, got shape {list(smp.tokens.shape)}"
+                )
+
+    def _mel_batches(self) -> list[torch.Tensor]:
+        """Consecutive samples of equal mel shape stacked, at most ``batch_size`` each."""
+        out, cur = [], []
+        for s in self.samples:
+            mel = torch.as_tensor(s.mel, dtype=torch.float32)
+            if cur and (len(cur) == self.batch_size or cur[0].shape != mel.shape):
+                out.append(torch.stack(cur))
+                cur = []
+            cur.append(mel)
+        if cur:
+            out.append(torch.stack(cur))
+        return out
+
+    def blocks(self) -> Iterator[CalibBlock]:
+        enc, dec = self.model.encoder, self.model.decoder
+        xs = []
+        for mel in self._mel_batches():
+            x = F.gelu(enc.conv1(mel.to(self.device)))
+            x = F.gelu(enc.conv2(x)).transpose(1, 2)
+            xs.append(x + enc.positional_embedding[: x.shape[1]])
+
+        for i, block in enumerate(enc.blocks):
+            p = f"encoder.blocks.{i}"
+            yield CalibBlock(p, lambda b=block: [b(x) for x in xs], _attn_groups(p, "attn", "attn_ln") + _mlp_groups(p))
+            xs = [block(x) for x in xs]
+
+        audio = [a[None] for x in xs for a in enc.ln_post(x)]  # per sample [1, ctx, d]
+        del xs
+        hs = []
+        for s in self.samples:
+            tok = torch.as_tensor(s.tokens, dtype=torch.long, device=self.device)[None]
+            hs.append(dec.token_embedding(tok) + dec.positional_embedding[: tok.shape[1]])
+
+        def run(block, hs):
+            out = []
+            for h, a in zip(hs, audio):
+                t = h.shape[1]
+                mask = torch.ones(t, t, dtype=torch.bool, device=h.device).tril() if t > 1 else None
+                empty = h.new_zeros(1, 0, h.shape[2])
+                ck, cv = block.cross_attn.key(a), block.cross_attn.value(a)
+                out.append(block(h, empty, empty, ck, cv, mask)[0])
+            return out
+
+        for i, block in enumerate(dec.blocks):
+            p = f"decoder.blocks.{i}"
+            groups = _attn_groups(p, "attn", "attn_ln") + _attn_groups(p, "cross_attn", "cross_attn_ln", False)
+            yield CalibBlock(p, lambda b=block: run(b, hs), groups + _mlp_groups(p))
+            hs = run(block, hs)
+
+        # The logits: decoder.ln's output times the tied token table (quantized by GPTQ on these
+        # final hidden states when the recipe asks; otherwise nothing is run here).
+        yield CalibBlock("decoder.ln", lambda: [dec.ln(h) for h in hs], [InputGroup(["decoder.token_embedding"], "decoder.ln")])

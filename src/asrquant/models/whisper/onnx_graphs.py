@@ -1,0 +1,489 @@
+"""Trace a Whisper (float, or fake-quant by a recipe) into the three graphs of an ONNX artifact.
+
+    encoder          mel [B, n_mels, 3000] -> cross_k [L, B, H, dh, A], cross_v [L, B, H, A, dh]
+    decoder_prefill  tokens [B, T], cross_k_i, cross_v_i (per layer)
+                     -> logits [B, V] (last position), new_k [L, B, H, dh, T], new_v [L, B, H, T, dh]
+    decoder_step     tokens [B, T], position [1], past_k_i [B, H, dh, C], past_v_i [B, H, C, dh],
+                     cross_k_i, cross_v_i -> logits [B, V], new_k [L, B, H, dh, T], new_v [L, B, H, T, dh]
+                     (T = 1 per decoding step; the runner also feeds it the prompt, see below)
+
+Choices, and why:
+- The cross-attention key/value projections run once per clip, inside the encoder graph.
+- The encoder's sinusoidal positions are computed by the graph, not stored, when they are the
+  formula (:mod:`.onnx_positions`; 1.15 MB of tiny.en's int4 artifact).
+- Keys and values are kept split by head, keys already transposed ([.., dh, ctx]), so no graph
+  transposes a cache per step; the cross and past caches come in per layer, so no graph gathers a
+  layer out of a stacked cache (a Gather copies). The cross caches have batch 1 and broadcast over
+  the beams.
+- The step graph attends to a preallocated buffer of C positions: those < ``position`` plus the
+  new tokens themselves, the others masked. The runner writes the returned keys/values into its
+  buffer in place, O(1) per step; nothing concatenates.
+- The step graph takes T tokens, so the runner prefills through it too and holds ONE decoder
+  session: each onnxruntime session keeps its own prepacked copy of the weights (the 106 MB
+  embedding of whisper-base included), and a second session cost 117 MB of peak memory for no
+  speed (whisper-base GPTQ int4, 2 threads: prompt through decoder_prefill 105 ms, through
+  decoder_step 92 ms; peak RSS of a transcription 636 -> 520 MB).
+  decoder_prefill stays in the artifact, sharing the weights file, for runtimes without a cache
+  buffer of their own.
+- Every Linear is ``x @ weight_t + bias`` on an initializer named ``<module>.weight_t``: the
+  MatMul + Add form onnxruntime's fusions and its own quantizer look for, and the name by which
+  :mod:`.matmulnbits` finds the Linear to pack. The logits reuse the token embedding through
+  ``Gemm(transB=1)`` instead of storing its transpose.
+- The TorchScript exporter (``dynamo=False``): with torch 2.13 it gives clean graphs (one
+  LayerNormalization, MatMul, Softmax... per step of the math) whose initializers keep the
+  parameter names, which the packing relies on; the dynamo exporter needs onnxscript, not a
+  dependency here.
+- No offline fusions: onnxruntime.transformers' optimizer (model_type "bart") finds no attention
+  in these graphs and only adds SkipLayerNormalization, which measured no faster (whisper-base,
+  1 thread: encoder 1554 vs 1625 ms, step 37.7 vs 38.1 ms). onnxruntime's own load-time
+  optimizer already fuses BiasGelu, the query scale into the MatMul, and Transpose + MatMul.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+import warnings
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import helper
+from torch import Tensor, nn
+
+from .model import Whisper
+from .load import WhisperCheckpoint
+from ...quant.linear import QuantEmbedding, QuantLinear
+from ...quant.qtensor import QuantizedWeight
+from ...export.onnx.int8_matmul import AT_EXPORT as INT8_AT_EXPORT, OP_NOTE as INT8_OP, OWN as INT8_OWN
+from ...export.onnx.int8_matmul import replace_linears_int8, weights_graph
+from ...export.onnx.smoothing import ALPHAS, Smoothing, smoothing_factors
+from ...export.onnx.matmulnbits import PackedNBits, accuracy_level_for, pack, replace_linears, replace_tied_embedding
+from ...export.onnx.artifact import float16_storage, write_onnx_artifact
+from ...runtime.onnx_layout import ENCODER_WEIGHTS
+from .onnx_positions import compute_positions_in_graph
+
+OPSET = 17  # LayerNormalization is one op from 17
+ENCODER_QUERY_ROWS = 300  # encoder self-attention in chunks of queries (see attend_in_chunks)
+TRACE_BATCH, TRACE_TOKENS, TRACE_CAPACITY = 2, 3, 5  # distinct sizes so no dimension is traced as a constant
+
+
+class LinearT(nn.Module):
+    """``(x * inv_input_scale) @ weight_t + bias``, built from an nn.Linear or a QuantLinear."""
+
+    def __init__(self, linear: nn.Module):
+        super().__init__()
+        self.weight_t = nn.Parameter(linear.weight.detach().float().t().contiguous(), requires_grad=False)
+        bias = linear.bias
+        self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
+        inv = getattr(linear, "inv_input_scale", None)
+        self.inv_input_scale = None if inv is None else nn.Parameter(inv.detach().float().clone(), requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.inv_input_scale is not None:
+            x = x * self.inv_input_scale
+        y = torch.matmul(x, self.weight_t)
+        return y if self.bias is None else y + self.bias
+
+
+def linear_names(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, QuantLinear))]
+
+
+def export_copy(model: Whisper) -> Whisper:
+    """A float32 CPU copy of ``model`` whose Linears are :class:`LinearT` (same module names)."""
+    m = copy.deepcopy(model).float().cpu().eval()
+    for name in linear_names(m):
+        parent, _, leaf = name.rpartition(".")
+        setattr(m.get_submodule(parent), leaf, LinearT(m.get_submodule(name)))
+    return m
+
+
+def split_heads(x: Tensor, n_head: int) -> Tensor:
+    """[B, T, D] -> [B, H, T, dh]."""
+    return x.reshape(x.shape[0], x.shape[1], n_head, -1).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """[B, H, T, dh] -> [B, T, D]."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
+
+
+def attend(q: Tensor, k_t: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+    """softmax(q k^T / sqrt(dh) + mask) v with k given transposed, heads split."""
+    scores = torch.matmul(q * head_scale(q), k_t)
+    if mask is not None:
+        scores = scores + mask
+    return torch.matmul(scores.softmax(-1), v)
+
+
+def attend_in_chunks(q: Tensor, k_t: Tensor, v: Tensor, rows: int) -> Tensor:
+    """:func:`attend` over ``rows`` queries at a time. Each chunk's scores and probabilities
+    ([B, H, rows, ctx]) are freed before the next chunk's, so the encoder's peak memory is a
+    fraction of the full [B, H, 1500, 1500] twice over; the result is the same."""
+    n = q.shape[2]  # static in the encoder: n_audio_ctx
+    return torch.cat([attend(q[:, :, i : i + rows], k_t, v) for i in range(0, n, rows)], dim=2)
+
+
+def head_scale(q: Tensor) -> float:
+    # int() makes the head size a traced constant, not a Shape -> Pow computation in the graph.
+    return int(q.shape[-1]) ** -0.5
+
+
+def mlp_residual(block: nn.Module, x: Tensor) -> Tensor:
+    return x + block.mlp.fc2(F.gelu(block.mlp.fc1(block.mlp_ln(x))))
+
+
+def cross_attention(block: nn.Module, x: Tensor, cross_k: Tensor, cross_v: Tensor, n_head: int) -> Tensor:
+    q = split_heads(block.cross_attn.query(block.cross_attn_ln(x)), n_head)
+    return x + block.cross_attn.out(merge_heads(attend(q, cross_k, cross_v)))
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, m: Whisper):
+        super().__init__()
+        self.encoder, self.decoder = m.encoder, m.decoder
+        self.n_head, self.n_text_head = m.dims.n_audio_head, m.dims.n_text_head
+
+    def forward(self, mel: Tensor):
+        enc = self.encoder
+        x = F.gelu(enc.conv1(mel))
+        x = F.gelu(enc.conv2(x)).transpose(1, 2)
+        x = x + enc.positional_embedding
+        for block in enc.blocks:
+            h = block.attn_ln(x)
+            q, k, v = (split_heads(p(h), self.n_head) for p in (block.attn.query, block.attn.key, block.attn.value))
+            x = x + block.attn.out(merge_heads(attend_in_chunks(q, k.transpose(-1, -2), v, ENCODER_QUERY_ROWS)))
+            x = mlp_residual(block, x)
+        x = enc.ln_post(x)
+        h = self.n_text_head
+        ks = [split_heads(b.cross_attn.key(x), h).transpose(-1, -2) for b in self.decoder.blocks]
+        vs = [split_heads(b.cross_attn.value(x), h) for b in self.decoder.blocks]
+        return torch.stack(ks), torch.stack(vs)
+
+
+class PrefillGraph(nn.Module):
+    """The prompt, all positions at once under a causal mask; returns the last position's hidden
+    state (the logits Gemm is added to the graph afterwards, see :func:`add_logits`)."""
+
+    def __init__(self, m: Whisper):
+        super().__init__()
+        self.decoder = m.decoder
+        self.n_head = m.dims.n_text_head
+
+    def forward(self, tokens: Tensor, *cross: Tensor):
+        dec, n = self.decoder, len(self.decoder.blocks)
+        t = tokens.shape[1]
+        x = dec.token_embedding(tokens) + dec.positional_embedding[:t]
+        pos = torch.arange(t)
+        mask = torch.zeros(t, t).masked_fill(pos[None, :] > pos[:, None], float("-inf"))
+        new_k, new_v = [], []
+        for i, block in enumerate(dec.blocks):
+            h = block.attn_ln(x)
+            q, k, v = (split_heads(p(h), self.n_head) for p in (block.attn.query, block.attn.key, block.attn.value))
+            k_t = k.transpose(-1, -2)
+            x = x + block.attn.out(merge_heads(attend(q, k_t, v, mask)))
+            x = cross_attention(block, x, cross[i], cross[n + i], self.n_head)
+            x = mlp_residual(block, x)
+            new_k.append(k_t)
+            new_v.append(v)
+        return dec.ln(x[:, -1]), torch.stack(new_k), torch.stack(new_v)
+
+
+class StepGraph(nn.Module):
+    """T new tokens per row (one when decoding, the prompt when prefilling through it) against
+    preallocated cache buffers of C positions (see the module doc)."""
+
+    def __init__(self, m: Whisper):
+        super().__init__()
+        self.decoder = m.decoder
+        self.n_head = m.dims.n_text_head
+
+    def forward(self, tokens: Tensor, position: Tensor, *caches: Tensor):
+        dec, n = self.decoder, len(self.decoder.blocks)
+        past_k, past_v, cross_k, cross_v = (caches[j * n : (j + 1) * n] for j in range(4))
+        t = tokens.shape[1]
+        new_pos = torch.arange(t)
+        x = dec.token_embedding(tokens) + dec.positional_embedding.index_select(0, position + new_pos)
+        capacity = past_k[0].shape[-1]
+        # The buffer holds positions < ``position``; the new tokens see each other causally.
+        past_mask = torch.zeros(capacity).masked_fill(torch.arange(capacity) >= position, float("-inf"))
+        new_mask = torch.zeros(t, t).masked_fill(new_pos[None, :] > new_pos[:, None], float("-inf"))
+        new_k, new_v = [], []
+        for i, block in enumerate(dec.blocks):
+            h = block.attn_ln(x)
+            q, k, v = (split_heads(p(h), self.n_head) for p in (block.attn.query, block.attn.key, block.attn.value))
+            q = q * head_scale(q)
+            k_t = k.transpose(-1, -2)
+            scores = torch.cat([torch.matmul(q, past_k[i]) + past_mask, torch.matmul(q, k_t) + new_mask], -1)
+            p = scores.softmax(-1)
+            o = torch.matmul(p[..., :capacity], past_v[i]) + torch.matmul(p[..., capacity:], v)
+            x = x + block.attn.out(merge_heads(o))
+            x = cross_attention(block, x, cross_k[i], cross_v[i], self.n_head)
+            x = mlp_residual(block, x)
+            new_k.append(k_t)
+            new_v.append(v)
+        return dec.ln(x[:, -1]), torch.stack(new_k), torch.stack(new_v)
+
+
+def layer_names(prefix: str, n_layer: int) -> list[str]:
+    return [f"{prefix}_{i}" for i in range(n_layer)]
+
+
+def cross_input_names(n_layer: int) -> list[str]:
+    return layer_names("cross_k", n_layer) + layer_names("cross_v", n_layer)
+
+
+def _trace(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str], axes: dict) -> onnx.ModelProto:
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy-exporter deprecation and tracer notes
+        torch.onnx.export(module, args, f, dynamo=False, opset_version=OPSET, input_names=inputs,
+                          output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
+    return onnx.load_from_string(f.getvalue())
+
+
+def trace_encoder(m: Whisper) -> onnx.ModelProto:
+    d = m.dims
+    mel = torch.zeros(1, d.n_mels, 2 * d.n_audio_ctx)
+    axes = {"mel": {0: "batch"}, "cross_k": {1: "batch"}, "cross_v": {1: "batch"}}
+    proto = _trace(EncoderGraph(m), (mel,), ["mel"], ["cross_k", "cross_v"], axes)
+    compute_positions_in_graph(proto, m.encoder.positional_embedding.numpy())
+    return proto
+
+
+def _cross_examples(m: Whisper) -> list[Tensor]:
+    d = m.dims
+    dh = d.n_text_state // d.n_text_head
+    k = [torch.randn(1, d.n_text_head, dh, d.n_audio_ctx) for _ in range(d.n_text_layer)]
+    v = [torch.randn(1, d.n_text_head, d.n_audio_ctx, dh) for _ in range(d.n_text_layer)]
+    return k + v
+
+
+def _cross_axes(n_layer: int) -> dict:
+    return {name: {0: "cross_batch"} for name in cross_input_names(n_layer)}
+
+
+def trace_prefill(m: Whisper) -> onnx.ModelProto:
+    n = m.dims.n_text_layer
+    tokens = torch.zeros(TRACE_BATCH, TRACE_TOKENS, dtype=torch.long)
+    inputs = ["tokens"] + cross_input_names(n)
+    axes = {"tokens": {0: "batch", 1: "tokens"}, "hidden": {0: "batch"},
+            "new_k": {1: "batch", 4: "tokens"}, "new_v": {1: "batch", 3: "tokens"}, **_cross_axes(n)}
+    proto = _trace(PrefillGraph(m), (tokens, *_cross_examples(m)), inputs, ["hidden", "new_k", "new_v"], axes)
+    return add_logits(proto)
+
+
+def trace_step(m: Whisper) -> onnx.ModelProto:
+    d = m.dims
+    n, dh = d.n_text_layer, d.n_text_state // d.n_text_head
+    b, c = TRACE_BATCH, TRACE_CAPACITY
+    tokens = torch.zeros(b, TRACE_TOKENS, dtype=torch.long)
+    position = torch.tensor([2], dtype=torch.long)
+    past_k = [torch.randn(b, d.n_text_head, dh, c) for _ in range(n)]
+    past_v = [torch.randn(b, d.n_text_head, c, dh) for _ in range(n)]
+    inputs = ["tokens", "position"] + layer_names("past_k", n) + layer_names("past_v", n) + cross_input_names(n)
+    axes = {"tokens": {0: "batch", 1: "tokens"}, "hidden": {0: "batch"},
+            "new_k": {1: "batch", 4: "tokens"}, "new_v": {1: "batch", 3: "tokens"},
+            **{k: {0: "batch", 3: "capacity"} for k in layer_names("past_k", n)},
+            **{v: {0: "batch", 2: "capacity"} for v in layer_names("past_v", n)}, **_cross_axes(n)}
+    args = (tokens, position, *past_k, *past_v, *_cross_examples(m))
+    return add_logits(_trace(StepGraph(m), args, inputs, ["hidden", "new_k", "new_v"], axes))
+
+
+EMBEDDING = "decoder.token_embedding.weight"
+
+
+def add_logits(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace the ``hidden`` output by ``logits = Gemm(hidden, E, transB=1)``, E the token
+    embedding the graph already holds for its Gather (Whisper ties the two)."""
+    g = proto.graph
+    if EMBEDDING not in {t.name for t in g.initializer}:
+        raise RuntimeError(f"traced decoder has no initializer {EMBEDDING}")
+    g.node.append(helper.make_node("Gemm", ["hidden", EMBEDDING], ["logits"], name="/logits/Gemm", transB=1))
+    hidden = next(o for o in g.output if o.name == "hidden")
+    logits = helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", "n_vocab"])
+    outputs = [logits if o.name == "hidden" else o for o in g.output]
+    del g.output[:]
+    g.output.extend(outputs)
+    g.value_info.append(hidden)
+    return proto
+
+
+def trace_graphs(model: Whisper) -> dict[str, onnx.ModelProto]:
+    """The three float graphs of ``model`` (fake-quant Linears traced with their dequantized weights)."""
+    m = export_copy(model)
+    with torch.no_grad():
+        return {"encoder": trace_encoder(m), "decoder_prefill": trace_prefill(m), "decoder_step": trace_step(m)}
+
+
+# --- the artifact ----------------------------------------------------------------------------
+
+
+def quantized_linears(model: nn.Module) -> dict[str, QuantizedWeight]:
+    return {n: m.qweight for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+
+
+def pack_linears(model: Whisper) -> dict[str, PackedNBits]:
+    return {n: pack(qw, n) for n, qw in quantized_linears(model).items()}
+
+
+COMPUTE = ("float", "int8")
+INT8_GRAPHS = ("encoder",)  # the graphs whose Linears multiply every audio frame (both families)
+
+
+def decoder_accuracy_level(accuracy_level: int | None, compute: str) -> int | None:
+    """With ``compute="int8"`` the MatMulNBits left in the decoders default to accuracy_level 4:
+    at one row per step it is the fast kernel (whisper-base logits, 2 threads: 0.36 vs 1.16 ms)."""
+    return 4 if accuracy_level is None and compute == "int8" else accuracy_level
+
+
+def quantize_graphs(protos: dict[str, onnx.ModelProto], packed: dict[str, PackedNBits], accuracy_level: int | None,
+                    compute: str = "float", qweights: dict[str, QuantizedWeight] | None = None,
+                    smooth: dict[str, np.ndarray] | None = None) -> dict[str, str]:
+    """Quantized Linears -> MatMulNBits; with ``compute="int8"`` every Linear of the encoder graph
+    (quantized or float; ``qweights`` are the recipe's weights) -> int8 GEMMs instead (see
+    :mod:`.int8_matmul`), and ``protos`` gains the ``encoder_weights`` graph when some of their
+    int8 weights are expanded at load; ``smooth``: the int8 Linears' input smoothing
+    (:mod:`.int8_smoothing`). Returns the Linears that run in int8 -> where their int8 weights
+    come from."""
+    if compute not in COMPUTE:
+        raise ValueError(f"compute must be one of {COMPUTE}, not {compute!r}")
+    found, int8, at_load = set(), {}, {}
+    for name, proto in list(protos.items()):
+        if compute == "int8" and name in INT8_GRAPHS:
+            stored, expand = replace_linears_int8(proto, qweights or {}, packed, smooth)
+            int8.update(stored)
+            at_load.update(expand)
+        else:
+            found.update(replace_linears(proto, packed, decoder_accuracy_level(accuracy_level, compute)))
+    missing = sorted(set(packed) - found - set(int8))
+    if missing:
+        raise RuntimeError(f"quantized Linears not found in the traced graphs: {', '.join(missing)}")
+    if at_load:
+        protos[ENCODER_WEIGHTS] = weights_graph(at_load, smooth)
+    return int8
+
+
+def pack_embedding(model: Whisper) -> PackedNBits | None:
+    """The token embedding packed for MatMulNBits when the recipe quantized it, else None."""
+    emb = model.decoder.token_embedding
+    return pack(emb.qweight, EMBEDDING) if isinstance(emb, QuantEmbedding) else None
+
+
+def quantize_embedding(protos: dict[str, onnx.ModelProto], p: PackedNBits, accuracy_level: int | None) -> None:
+    """The decoder graphs' logits and lookups read the one packed table (see replace_tied_embedding)."""
+    for name in ("decoder_prefill", "decoder_step"):
+        if not replace_tied_embedding(protos[name], EMBEDDING, p, accuracy_level):
+            raise RuntimeError(f"{name}: traced decoder has no initializer {EMBEDDING}")
+
+
+def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, accuracy_level: int | None = None,
+                   float_dtype: str = "float32", int8: dict[str, str] | None = None,
+                   smoothing: dict[str, Smoothing] | None = None) -> dict:
+    """How every Linear is stored and run, and under "*" every other weight (convolutions, norms,
+    embeddings). ``int8``: the Linears run by int8 GEMMs (see quantize_graphs); ``smoothing``:
+    their input smoothing, when the export calibrated one."""
+    int8, smoothing = int8 or {}, smoothing or {}
+    qweights = quantized_linears(model)
+    table = {"*": {"scheme": float_dtype}}
+    emb = model.decoder.token_embedding
+    if isinstance(emb, QuantEmbedding):
+        p = pack(emb.qweight, EMBEDDING)
+        rule = recipe.embedding_rule_for("decoder.token_embedding") if recipe is not None else None
+        table["decoder.token_embedding"] = {
+            "scheme": emb.qweight.scheme.name, **emb.qweight.scheme.to_dict(), "block_size": p.block_size,
+            "algorithm": rule.algorithm if rule else None,
+            "op": "MatMulNBits (logits) + Gather of the packed rows (lookups)",
+            "accuracy_level": accuracy_level_for(p.bits, accuracy_level)}
+    for name in linear_names(model):
+        if name not in packed:
+            table[name] = ({"scheme": "int8-ch-sym", "stored": INT8_AT_EXPORT, "op": INT8_OP} if name in int8 else
+                           {"scheme": float_dtype, "op": "MatMul"})
+            continue
+        qw, p = qweights[name], packed[name]
+        rule = recipe.rule_for(name) if recipe is not None else None
+        run = ({"op": INT8_OP, "stored": int8[name]}
+               if name in int8 else
+               {"op": "MatMulNBits", "accuracy_level": accuracy_level_for(p.bits, accuracy_level)})
+        table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), **run, "block_size": p.block_size,
+                       "input_scale": qw.input_scale is not None, "algorithm": rule.algorithm if rule else None}
+    for name in set(smoothing) & set(int8):
+        if int8[name] != INT8_OWN:  # a Linear's own int8 codes are used as they are, unsmoothed
+            table[name]["smoothing"] = smoothing[name].to_dict()
+    return table
+
+
+def whisper_config(ckpt: WhisperCheckpoint) -> dict:
+    d = ckpt.dims
+    return {
+        "family": "whisper",
+        "dims": d.to_dict(),
+        "multilingual": ckpt.multilingual,
+        "n_mels": d.n_mels,
+        "suppress_ids": list(ckpt.suppress_ids),
+        "suppress_ids_begin": list(ckpt.suppress_ids_begin),
+        "lang_ids": list(ckpt.lang_ids),
+        "alignment_heads": [list(h) for h in ckpt.alignment_heads],
+        "opset": OPSET,
+        "cache_layout": {
+            "cross_k": "[layer, batch, head, head_dim, audio_ctx]",
+            "cross_v": "[layer, batch, head, audio_ctx, head_dim]",
+            "past_k_i": "[batch, head, head_dim, capacity]",
+            "past_v_i": "[batch, head, capacity, head_dim]",
+        },
+    }
+
+
+def variant_info(recipe, accuracy_level: int | None, float_dtype: str, tensors: dict, compute: str = "float") -> dict:
+    """What a variant's manifest entry says of how it was made (both families' exporters)."""
+    return {
+        "recipe": recipe.to_dict() if recipe is not None else None,
+        "accuracy_level": "auto" if accuracy_level is None else accuracy_level,
+        "compute": compute,
+        "float_storage": float_dtype,
+        "tensors": tensors,
+        "exporter": {"method": "torch.onnx.export(dynamo=False)", "torch": torch.__version__,
+                     "onnx": onnx.__version__, "opset": OPSET},
+    }
+
+
+def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recipe=None, variant: str | None = None,
+                accuracy_level: int | None = None, fp16: bool = False, compute: str = "float",
+                smooth_mels: list[np.ndarray] | None = None, smooth_clips: dict | None = None,
+                progress: bool = False) -> Path:
+    """Trace ``model`` (the checkpoint's, possibly quantized in place by ``recipe``), pack its
+    QuantLinears as MatMulNBits and write the artifact (or the variant) at ``out_dir``.
+
+    ``fp16`` stores the weights left in float as float16 (see :func:`.onnx_artifact.float16_storage`).
+    ``compute="int8"`` runs the encoder's Linears in int8 (see :mod:`.int8_matmul`), their inputs
+    smoothed as calibrated on ``smooth_mels`` (log-mels of calibration clips) when given
+    (:mod:`.int8_smoothing`; ``smooth_clips``, which clips they are, goes in the manifest)."""
+    smoothing = None
+    if compute == "int8" and smooth_mels:
+        in_encoder_graph = [n for n in linear_names(model)
+                            if n.startswith("encoder.") or n.endswith(("cross_attn.key", "cross_attn.value"))]
+        smoothing = smoothing_factors(model, in_encoder_graph, smooth_mels, progress)
+    protos = trace_graphs(model)
+    packed = pack_linears(model)
+    smooth = {n: s.scale for n, s in (smoothing or {}).items() if s.scale is not None}
+    int8 = quantize_graphs(protos, packed, accuracy_level, compute, quantized_linears(model), smooth)
+    accuracy_level = decoder_accuracy_level(accuracy_level, compute)
+    embedding = pack_embedding(model)
+    if embedding is not None:
+        quantize_embedding(protos, embedding, accuracy_level)
+    if fp16:
+        for proto in protos.values():
+            float16_storage(proto)
+    float_dtype = "float16" if fp16 else "float32"
+    info = variant_info(recipe, accuracy_level, float_dtype,
+                        tensor_schemes(model, packed, recipe, accuracy_level, float_dtype, int8, smoothing), compute)
+    if smoothing:
+        smoothed = [t for t in info["tensors"].values() if (t.get("smoothing") or {}).get("alpha") is not None]
+        info["int8_smoothing"] = {"calibration": smooth_clips, "alphas_tried": [None, *ALPHAS],
+                                  "smoothed": len(smoothed)}
+    source = {"model": checkpoint.source, "sha256": checkpoint.source_sha256, "format": checkpoint.format}
+    return write_onnx_artifact(out_dir, protos, config=whisper_config(checkpoint), tokenizer_json=checkpoint.tokenizer_json,
+                               source=source, variant=variant, variant_info=info)

@@ -1,0 +1,40 @@
+"""The torch reference session for Whisper (float, or fake-quant when Linears are QuantLinear)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .model import Whisper
+
+
+class WhisperTorchSession:
+    def __init__(self, model: Whisper):
+        self.model = model.eval()
+        self.max_positions = model.dims.n_text_ctx
+
+    @torch.inference_mode()
+    def encode(self, mel: np.ndarray):
+        """mel [n_mels, frames] -> cross-attention keys/values [n_layer, 1, n_audio_ctx, n_state]."""
+        audio_features = self.model.encoder(torch.from_numpy(mel).unsqueeze(0))
+        return self.model.decoder.cross_kv(audio_features)
+
+    @torch.inference_mode()
+    def prefill(self, enc, prompt: np.ndarray, batch: int):
+        cross_k, cross_v = (t.expand(-1, batch, -1, -1) for t in enc)
+        tokens = torch.from_numpy(prompt).unsqueeze(0).expand(batch, -1)
+        past_k, past_v = self.model.decoder.empty_cache(batch)
+        logits, k, v = self.model.decoder(tokens, past_k, past_v, cross_k, cross_v)
+        return logits[:, -1].numpy(), (k, v, cross_k, cross_v)
+
+    @torch.inference_mode()
+    def step(self, tokens: np.ndarray, cache):
+        k, v, cross_k, cross_v = cache
+        logits, new_k, new_v = self.model.decoder(torch.from_numpy(tokens)[:, None], k, v, cross_k, cross_v)
+        return logits[:, -1].numpy(), (torch.cat([k, new_k], 2), torch.cat([v, new_v], 2), cross_k, cross_v)
+
+    def reorder(self, cache, rows: np.ndarray):
+        k, v, cross_k, cross_v = cache
+        idx = torch.from_numpy(rows)
+        # Cross-attention rows are copies of one clip's keys: nothing to reorder.
+        return k.index_select(1, idx), v.index_select(1, idx), cross_k, cross_v

@@ -1,0 +1,90 @@
+"""Whisper transcription over any session: 30 s windows, language, prompt, decoding rules.
+
+Shared by the torch reference and the onnxruntime runner; imports no torch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...decoding import DecodeOptions, LogitRules, decode
+from ...features import log_mel
+from .tokenizer import WhisperTokenizer
+
+SAMPLE_RATE = 16000
+WINDOW_SAMPLES = 30 * SAMPLE_RATE
+
+
+@dataclass
+class Transcript:
+    text: str
+    language: str | None = None
+    tokens: list[int] = field(default_factory=list)
+    # One entry per 30 s window: how its decoding ended ("eot", "loop", "max_length").
+    stops: list[str] = field(default_factory=list)
+    # Seconds spent on log-mels + the encoder (the rest of a transcription is decoding); None
+    # where an engine does not say (the peers).
+    encode_s: float | None = None
+
+    @property
+    def looped(self) -> bool:
+        return "loop" in self.stops
+
+    @property
+    def hit_max_length(self) -> bool:
+        return "max_length" in self.stops
+
+
+@dataclass(frozen=True)
+class WhisperGeneration:
+    """What the checkpoint's config says about decoding."""
+
+    suppress_ids: tuple[int, ...]
+    suppress_ids_begin: tuple[int, ...]
+    n_mels: int
+
+
+class WhisperTranscriber:
+    def __init__(self, session, tokenizer: WhisperTokenizer, generation: WhisperGeneration):
+        self.session = session
+        self.tokenizer = tokenizer
+        self.generation = generation
+        self.rules = LogitRules(
+            eot=tokenizer.eot,
+            suppress=tuple(generation.suppress_ids),
+            suppress_begin=tuple(generation.suppress_ids_begin),
+            # Without-timestamps decoding: a timestamp token can only be noise.
+            suppress_from=tokenizer.timestamp_begin,
+        )
+
+    def detect_language(self, enc) -> str:
+        langs = self.tokenizer.specials.languages
+        logits, _ = self.session.prefill(enc, np.array([self.tokenizer.specials.sot], dtype=np.int64), 1)
+        codes, ids = zip(*langs.items())
+        return codes[int(np.argmax(logits[0, list(ids)]))]
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None, beam_size: int = 1,
+                   max_new_tokens: int = 224, loop_guard: bool = True) -> Transcript:
+        """Consecutive 30 s windows, each decoded on its own (no conditioning on earlier text)."""
+        opts = DecodeOptions(beam_size=beam_size, max_new_tokens=max_new_tokens, loop_guard=loop_guard)
+        out = Transcript(text="", language=language if self.tokenizer.multilingual else "en")
+        texts = []
+        n_windows = max(1, -(-len(audio) // WINDOW_SAMPLES))
+        out.encode_s = 0.0
+        for w in range(n_windows):
+            window = audio[w * WINDOW_SAMPLES : (w + 1) * WINDOW_SAMPLES]
+            t = time.perf_counter()
+            enc = self.session.encode(log_mel(window, n_mels=self.generation.n_mels))
+            out.encode_s += time.perf_counter() - t
+            if self.tokenizer.multilingual and out.language is None:
+                out.language = self.detect_language(enc)
+            prompt = self.tokenizer.prompt(out.language if self.tokenizer.multilingual else None)
+            result = decode(self.session, enc, prompt, self.rules, opts)
+            out.tokens += result.tokens
+            out.stops.append(result.stopped)
+            texts.append(self.tokenizer.decode(result.tokens))
+        out.text = " ".join(t for t in texts if t)
+        return out

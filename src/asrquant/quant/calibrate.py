@@ -1,0 +1,574 @@
+"""Calibrate on real audio and quantize a model by recipe, one block at a time.
+
+The loop (sequential, as GPTQ does it), for every block of the model in execution order:
+
+    1. run the block over every calibration sample's input to it, with hooks on its Linears
+       accumulating, per group of Linears that read the same tensor, H = X^T X and sum |x|
+    2. quantize the block's targeted Linears by their recipe rule (RTN, GPTQ, AWQ, AWQ-lite)
+       and replace each by a :class:`QuantLinear`
+    3. run the now quantized block to get the next block's inputs
+
+Only one block's inputs for all samples are held at a time, and the statistics of one block, so
+memory stays bounded by the largest block rather than by the model's depth.
+
+The model family plugs in through a :class:`BlockAdapter`: it yields :class:`CalibBlock`s in
+execution order, owning the data flow (what the inputs are, how the encoder output conditions
+the decoder); this module owns statistics, algorithms and the report. Whisper's adapter is
+:class:`asrquant.models.whisper.calib.WhisperCalibAdapter`; register another with
+:func:`register_adapter`.
+
+AWQ scales: when every targeted consumer of a normalisation layer (a group with ``norm`` set)
+uses the same AWQ rule, one scale is searched for them jointly and folded into that layer's
+weight and bias (the model's LayerNorm changes: exporters must take non-Linear parameters from
+the quantized model, not from the source checkpoint). Elsewhere (attention output projection,
+fc2, cross-attention keys/values) the scale stays on the Linear as ``QuantizedWeight.input_scale``,
+a multiply every reader applies.
+
+Embedding tables (a recipe's ``[embedding]``) are rounded to nearest before the loop, so the
+decoder blocks are calibrated on the lookups they will get. A tied table is also the output
+projection (logits = final norm's output @ table^T); with ``algorithm = "gptq"`` it is quantized
+again, from its float values, when the adapter yields that projection as a last block: a group
+naming the table, whose inputs are recorded from its ``norm``'s output (the quantized decoder's
+final hidden states), since a lookup reads token ids, not that tensor.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import AsrQuantError
+from .algorithms.awq import apply_awq, search_awq
+from .algorithms.gptq import gptq
+from .linear import QuantEmbedding, QuantLinear
+from .qtensor import QuantizedWeight, dequantize, effective_weight
+from .recipe import Recipe, Rule
+from .algorithms.rtn import rtn
+from .scheme import bits_per_weight
+
+
+@dataclass
+class CalibSample:
+    """One calibration clip: its log-mel and the decoder tokens (prompt + reference + end)."""
+
+    mel: np.ndarray  # float32 [n_mels, frames]
+    tokens: np.ndarray  # int64 [T]
+
+
+@dataclass
+class InputGroup:
+    """Linears (full module names) that read one and the same tensor.
+
+    ``norm`` names the module that produced it when these Linears are all of its consumers; AWQ
+    scales can then be folded into its ``weight`` (and ``bias``). A tied embedding table may stand
+    alone in ``linears`` for its output projection; ``norm`` then names what it multiplies.
+    """
+
+    linears: list[str]
+    norm: str | None = None
+
+
+@dataclass
+class CalibBlock:
+    name: str
+    run: Callable[[], None]  # runs the block over every calibration input (outputs unused)
+    groups: list[InputGroup]
+
+
+class BlockAdapter(Protocol):
+    def blocks(self) -> Iterator[CalibBlock]:
+        """Yield the blocks in execution order. On resuming after a yield, the block's Linears
+        may have been replaced by QuantLinears: compute the block's outputs then, with the
+        quantized block, as the next block's inputs. Keep one block's inputs at a time."""
+
+
+_ADAPTERS: list[tuple[type, Callable]] = []
+
+
+def register_adapter(model_type: type, factory: Callable[..., BlockAdapter]) -> None:
+    """``factory(model, samples, device=..., batch_size=...)`` builds the adapter for a model type."""
+    _ADAPTERS.insert(0, (model_type, factory))
+
+
+def make_adapter(model: nn.Module, samples: list[CalibSample], device, batch_size: int) -> BlockAdapter:
+    from ..models.qwen3_asr import calib as _qwen3_asr_calib  # noqa: F401  (registers the Qwen3-ASR adapter)
+    from ..models.whisper.model import Whisper
+    from ..models.whisper.calib import WhisperCalibAdapter
+
+    for typ, factory in _ADAPTERS + [(Whisper, WhisperCalibAdapter)]:
+        if isinstance(model, typ):
+            return factory(model, samples, device=device, batch_size=batch_size)
+    raise AsrQuantError(f"no calibration adapter for {type(model).__name__}; see asrquant.quant.calibrate.register_adapter")
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+EMBEDDING_NOTE = "embedding table"
+
+
+@dataclass
+class LayerReport:
+    name: str
+    scheme: str
+    algorithm: str
+    bits_per_weight: float
+    params: int
+    rel_output_error: float | None  # ||X W^T - X Wq^T|| / ||X W^T|| on the calibration inputs
+    rel_weight_error: float  # ||W - Wq|| / ||W||
+    seconds: float
+    note: str = ""
+
+
+@dataclass
+class QuantReport:
+    recipe: str
+    layers: list[LayerReport] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # Linears left in float (ignored or no rule)
+    n_samples: int = 0
+    n_tokens: dict = field(default_factory=dict)  # calibration tokens seen per block kind
+    seconds: float = 0.0
+    forward_seconds: float = 0.0  # of which: running blocks and collecting statistics
+    device: str = "cpu"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def quantized_params(self) -> int:
+        return sum(l.params for l in self.layers)
+
+    @property
+    def mean_bits_per_weight(self) -> float:
+        p = self.quantized_params
+        return sum(l.bits_per_weight * l.params for l in self.layers) / p if p else 0.0
+
+    @property
+    def mean_rel_output_error(self) -> float | None:
+        errs = [l.rel_output_error for l in self.layers if l.rel_output_error is not None]
+        return float(np.mean(errs)) if errs else None
+
+    def to_dict(self) -> dict:
+        return {
+            "recipe": self.recipe,
+            "n_samples": self.n_samples,
+            "n_tokens": self.n_tokens,
+            "device": self.device,
+            "seconds": round(self.seconds, 3),
+            "forward_seconds": round(self.forward_seconds, 3),
+            "quantized_layers": len(self.layers),
+            "quantized_params": self.quantized_params,
+            "mean_bits_per_weight": round(self.mean_bits_per_weight, 4),
+            "mean_rel_output_error": self.mean_rel_output_error,
+            "kept": list(self.kept),
+            "notes": list(self.notes),
+            "layers": [asdict(l) for l in self.layers],
+        }
+
+    def what_quantized(self) -> str:
+        tables = sum(l.note == EMBEDDING_NOTE for l in self.layers)
+        return f"{len(self.layers) - tables} Linears" + (f" + {tables} embedding table" if tables else "")
+
+    def to_markdown(self) -> str:
+        fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
+        lines = [
+            f"### Quantization report: `{self.recipe}`",
+            "",
+            f"{len(self.layers)} weights quantized ({self.what_quantized()}; {self.quantized_params:,} elements, "
+            f"{self.mean_bits_per_weight:.3f} bits/weight on average), {len(self.kept)} kept in float; "
+            f"{self.n_samples} calibration clips; {self.seconds:.1f} s on {self.device} "
+            f"({self.forward_seconds:.1f} s running blocks).",
+            "",
+            "| layer | scheme | algorithm | bits/weight | rel. output error | rel. weight error | s | note |",
+            "|---|---|---|---:|---:|---:|---:|---|",
+        ]
+        for l in self.layers:
+            lines.append(
+                f"| {l.name} | {l.scheme} | {l.algorithm} | {l.bits_per_weight:.3f} | {fmt(l.rel_output_error)} "
+                f"| {l.rel_weight_error:.4f} | {l.seconds:.2f} | {l.note} |"
+            )
+        mean = self.mean_rel_output_error
+        lines.append(f"| **total** | | | {self.mean_bits_per_weight:.3f} | {fmt(mean)} (mean) | | {self.seconds:.1f} | |")
+        if self.kept:
+            lines += ["", "Kept in float: " + ", ".join(f"`{k}`" for k in self.kept)]
+        for n in self.notes:
+            lines += ["", f"Note: {n}"]
+        return "\n".join(lines) + "\n"
+
+
+# --- statistics -----------------------------------------------------------------------------------
+
+
+class _Stats:
+    """X^T X and sum |x| over the rows of one input tensor seen by a group of Linears."""
+
+    def __init__(self, n: int, device):
+        self.h = torch.zeros(n, n, dtype=torch.float64, device=device)
+        self.abs_sum = torch.zeros(n, dtype=torch.float64, device=device)
+        self.rows = 0
+        self.last: Tensor | None = None
+        self.records = 0
+        self.calls: dict[str, int] = {}
+
+    def add(self, x: Tensor) -> None:
+        x2 = x.detach().reshape(-1, x.shape[-1]).float()
+        self.h += (x2.T @ x2).double()
+        self.abs_sum += x2.abs().sum(0).double()
+        self.rows += x2.shape[0]
+
+    @property
+    def mean_abs(self) -> Tensor:
+        return (self.abs_sum / max(self.rows, 1)).float()
+
+    @property
+    def hessian(self) -> Tensor:
+        return (self.h / max(self.rows, 1)).float()
+
+
+def _is_table(model: nn.Module, name: str) -> bool:
+    return isinstance(model.get_submodule(name), (nn.Embedding, QuantEmbedding))
+
+
+def _input_dim(module: nn.Module) -> int:
+    return module.embedding_dim if isinstance(module, (nn.Embedding, QuantEmbedding)) else module.in_features
+
+
+def _hook_group(model: nn.Module, group: InputGroup, stats: _Stats) -> list:
+    """Pre-hooks on every Linear of a group: a tensor is recorded once, by whichever reads it first.
+
+    Each Linear counts its calls; :func:`_check_group` then verifies that every Linear read
+    exactly the recorded tensors (an adapter that grouped Linears with different inputs fails).
+    A tied table's projection is recorded from its ``norm``'s output instead.
+    """
+    names = group.linears
+    if any(_is_table(model, n) for n in names):
+        if len(names) != 1 or group.norm is None:
+            raise RuntimeError(f"calibration adapter error: a table's output projection is a group of its own "
+                               f"with the module it multiplies as norm, not {group}")
+
+        def out_hook(_m, _args, out, n=names[0]):
+            stats.calls[n] = stats.calls.get(n, 0) + 1
+            stats.records += 1
+            stats.add(out)
+        return [model.get_submodule(group.norm).register_forward_hook(out_hook)]
+    handles = []
+    for n in names:
+        def hook(_m, args, n=n):
+            stats.calls[n] = stats.calls.get(n, 0) + 1
+            if args[0] is not stats.last:
+                stats.last = args[0]
+                stats.records += 1
+                stats.add(args[0])
+        handles.append(model.get_submodule(n).register_forward_pre_hook(hook))
+    return handles
+
+
+def _check_group(names: list[str], stats: _Stats) -> None:
+    bad = [n for n in names if stats.calls.get(n, 0) != stats.records]
+    if bad:
+        raise RuntimeError(f"calibration adapter error: {', '.join(bad)} do not read the same inputs as {names}")
+
+
+# --- quantizing --------------------------------------------------------------------------------
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, module)
+
+
+def _rel_errors(w: Tensor, wq: Tensor, h: Tensor | None) -> tuple[float | None, float]:
+    d = w - wq
+    werr = (d.norm() / w.norm().clamp(min=1e-30)).item()
+    if h is None:
+        return None, werr
+    num = torch.sum((d @ h) * d).clamp(min=0)
+    den = torch.sum((w @ h) * w).clamp(min=1e-30)
+    return torch.sqrt(num / den).item(), werr
+
+
+def _awq_search(w: Tensor, rule: Rule, stats: _Stats, device):
+    """(input_scale, clip ratios or None, info) of AWQ or AWQ-lite (no clipping search) by ``rule``."""
+    opts = rule.all_options()
+    clip = rule.algorithm == "awq" and opts["clip"]
+    return search_awq(w, stats.mean_abs, None, rule.scheme, opts["grid"], clip, stats.hessian,
+                opts.get("clip_grid", 20), opts.get("max_shrink", 0.5), device)
+
+
+def _quantize_one(w: Tensor, rule: Rule, stats: _Stats | None, device) -> QuantizedWeight:
+    algo = rule.algorithm
+    if algo == "rtn":
+        return rtn(w, rule.scheme)
+    if stats is None:
+        raise AsrQuantError(f"algorithm {algo} needs calibration data")
+    if algo == "gptq":
+        return gptq(w, stats.hessian, rule.scheme, device=device, **rule.all_options())
+    s, ratios, info = _awq_search(w, rule, stats, device)
+    return apply_awq(w, s, ratios, rule.scheme, info)
+
+
+class _Quantizer:
+    def __init__(self, model: nn.Module, recipe: Recipe, report: QuantReport, device, fold_awq: bool):
+        self.model, self.recipe, self.report, self.device, self.fold_awq = model, recipe, report, device, fold_awq
+        self.done: set[str] = set()
+        self.tables: dict[str, tuple[Tensor, Rule]] = {}  # GPTQ tables waiting for their projection's inputs
+
+    def wants(self, name: str) -> bool:
+        return name in self.tables or (name not in self.done and self.recipe.rule_for(name) is not None
+                                       and not _is_table(self.model, name))
+
+    def replace(self, name: str, qw: QuantizedWeight, rule: Rule, stats: _Stats | None, seconds: float,
+                note: str = "", w_eff: Tensor | None = None) -> None:
+        lin = self.model.get_submodule(name)
+        w = lin.weight.detach().float()
+        h = None if stats is None else stats.hessian.to(w.device)
+        wq = (w_eff if w_eff is not None else effective_weight(qw)).to(w.device)
+        oerr, werr = _rel_errors(w, wq, h)
+        _set_module(self.model, name, QuantLinear.from_linear(lin, qw))
+        self.done.add(name)
+        info = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in qw.info.items()
+                         if k != "scale_search_loss")
+        self.report.layers.append(LayerReport(
+            name, rule.scheme.name, rule.algorithm, bits_per_weight(rule.scheme, qw.in_features),
+            qw.codes.numel(), oerr, werr, seconds, "; ".join(x for x in (note, info) if x),
+        ))
+
+    def single(self, name: str, rule: Rule, stats: _Stats | None) -> None:
+        t = time.perf_counter()
+        qw = _quantize_one(self.model.get_submodule(name).weight.detach().float(), rule, stats, self.device)
+        self.replace(name, qw, rule, stats, time.perf_counter() - t)
+
+    def table(self, name: str, stats: _Stats | None) -> None:
+        """Quantize a waiting table by GPTQ on its projection's inputs (``stats``), or leave it rounded."""
+        w, rule = self.tables.pop(name)
+        t = time.perf_counter()
+        if stats is None:
+            qw, algo = self.model.get_submodule(name).qweight, "rtn"
+        else:
+            qw, algo = gptq(w, stats.hessian, rule.scheme, device=self.device, **rule.all_options()), "gptq"
+            dev = self.model.get_submodule(name).weight.device
+            _set_module(self.model, name, QuantEmbedding(qw).to(dev))
+        _report_table(self.report, name, rule, algo, w, qw, None if stats is None else stats.hessian, t)
+
+    def group(self, group: InputGroup, stats: _Stats | None) -> None:
+        if group.linears[0] in self.tables:
+            self.table(group.linears[0], stats)
+            return
+        rules = {n: self.recipe.rule_for(n) for n in group.linears}
+        targeted = [n for n, r in rules.items() if r is not None]
+        first = rules[targeted[0]] if targeted else None
+        if (
+            self.fold_awq and stats is not None and group.norm is not None and first is not None
+            and first.algorithm in ("awq", "awq-lite") and all(rules[n] is first for n in targeted)
+            and self._foldable(group.norm)
+        ):
+            self.awq_folded(group, targeted, first, stats)
+            return
+        for n in targeted:
+            self.single(n, rules[n], stats)
+
+    def _foldable(self, norm: str) -> bool:
+        m = self.model.get_submodule(norm)
+        return isinstance(getattr(m, "weight", None), Tensor)
+
+    def awq_folded(self, group: InputGroup, targeted: list[str], rule: Rule, stats: _Stats) -> None:
+        """One scale for all consumers of ``group.norm``, searched jointly and folded into it."""
+        t = time.perf_counter()
+        ws = [self.model.get_submodule(n).weight.detach().float() for n in targeted]
+        s, ratios, info = _awq_search(torch.cat(ws), rule, stats, self.device)
+        seconds = (time.perf_counter() - t) / len(targeted)
+        norm = self.model.get_submodule(group.norm)
+        with torch.no_grad():
+            sd = s.to(norm.weight.device, norm.weight.dtype)
+            norm.weight.div_(sd)
+            if getattr(norm, "bias", None) is not None:
+                norm.bias.div_(sd)
+            for n in group.linears:  # untargeted consumers stay float and absorb the scale exactly
+                if n not in targeted and isinstance(self.model.get_submodule(n), nn.Linear):
+                    self.model.get_submodule(n).weight.mul_(sd[None, :])
+        row = 0
+        for n, w in zip(targeted, ws):
+            t = time.perf_counter()
+            r = None if ratios is None else ratios[row : row + w.shape[0]]
+            row += w.shape[0]
+            qw = apply_awq(w.cpu(), s, r, rule.scheme, info)
+            qw.input_scale = None  # folded into the norm
+            qw.info["folded_into"] = group.norm
+            w_eff = dequantize(qw) / s[None, :]
+            self.replace(n, qw, rule, stats, seconds + time.perf_counter() - t, w_eff=w_eff)
+
+
+def _linear_names(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def quantize_model(
+    model: nn.Module,
+    recipe: Recipe,
+    samples: list[CalibSample] | None = None,
+    progress: bool = True,
+    *,
+    device: str | torch.device | None = None,
+    batch_size: int = 4,
+    fold_awq: bool = True,
+    adapter: BlockAdapter | None = None,
+) -> QuantReport:
+    """Replace the recipe's targeted ``nn.Linear``s by :class:`QuantLinear`s in place.
+
+    With ``samples`` the model is streamed block by block (see the module doc) and the report
+    has output errors on them; recipes that only use RTN need none. The recipe's
+    ``calibration.clips`` caps the samples used. ``device`` defaults to CUDA when present; the
+    model is returned to its own device afterwards. ``fold_awq=False`` keeps every AWQ scale
+    as the Linear's ``input_scale`` instead of folding shared ones into LayerNorms. ``adapter``
+    overrides the model family's calibration adapter (see :func:`register_adapter`).
+    """
+    t0 = time.perf_counter()
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    report = QuantReport(recipe=recipe.name, device=str(dev))
+    names = _linear_names(model)
+    targeted = [n for n in names if recipe.rule_for(n) is not None]
+    report.kept = [n for n in names if n not in targeted]
+    if recipe.needs_calibration and not samples:
+        raise AsrQuantError(f"recipe {recipe.name!r} needs calibration clips ({recipe.clips}); none were given")
+    if samples and recipe.clips and len(samples) > recipe.clips:
+        samples = samples[: recipe.clips]
+    if samples and recipe.clips and len(samples) < recipe.clips:
+        report.notes.append(f"the recipe asks for {recipe.clips} calibration clips; {len(samples)} were given")
+
+    try:
+        orig_device = next(model.parameters()).device
+    except StopIteration:
+        orig_device = torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    q = _Quantizer(model, recipe, report, dev, fold_awq)
+    try:
+        # Before calibration, so the decoder blocks are calibrated on the rows they will be fed.
+        q.tables = _quantize_embeddings(model, recipe, report)
+        if samples:
+            model.to(dev)
+            report.n_samples = len(samples)
+            ad = adapter if adapter is not None else make_adapter(model, samples, dev, batch_size)
+            _stream(model, ad, q, report, progress, len(targeted) + len(q.tables))
+        for n in list(q.tables):
+            report.notes.append(f"the calibration adapter has no output projection of {n}; it stays rounded to nearest")
+            q.table(n, None)
+        leftover = [n for n in targeted if n not in q.done]
+        if leftover and samples:
+            report.notes.append("no calibration data reached " + ", ".join(leftover) + "; quantized by RTN")
+        for n in _progress_iter(leftover, progress, "quantizing"):
+            rule = recipe.rule_for(n)
+            if rule.algorithm != "rtn":
+                rule = Rule(rule.scheme, "rtn", rule.match, rule.kinds)
+            q.single(n, rule, None)
+    finally:
+        model.to(orig_device)
+        model.train(was_training)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _quantize_embeddings(model: nn.Module, recipe: Recipe, report: QuantReport) -> dict[str, tuple[Tensor, Rule]]:
+    """Round the recipe's embedding tables to its ``[embedding]`` scheme (see quant.recipe).
+
+    Returns the tables whose rule is GPTQ, with their float weights: rounded here, they are
+    reported and replaced once their output projection's inputs are known (_Quantizer.table)."""
+    waiting = {}
+    tables = [(n, m, recipe.embedding_rule_for(n)) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    tables = [(n, m, rule) for n, m, rule in tables if rule is not None]
+    # A Linear holding the same Parameter (Qwen3-ASR's tied lm_head) would keep the float table and
+    # lose the tie: a bigger model whose logits are not quantized. Only a projection that reads the
+    # table itself (Whisper: x @ token_embedding.weight.T) follows it. Checked for every table
+    # before any is replaced, so a refused model is left as it was.
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    for name, emb, _ in tables:
+        tied = [n for n, m in linears if m.weight is emb.weight]
+        if tied:
+            raise AsrQuantError(f"recipe {recipe.name!r}: [embedding] matches {name}, which {', '.join(tied)} "
+                                f"shares as its weight; quantizing a table tied to a Linear is not supported yet "
+                                f"(drop [embedding], or match only untied tables)")
+    for name, emb, rule in tables:
+        t = time.perf_counter()
+        w = emb.weight.detach().float()
+        qw = rtn(w, rule.scheme)
+        _set_module(model, name, QuantEmbedding.from_embedding(emb, qw))
+        if rule.algorithm != "rtn":
+            waiting[name] = (w.clone(), rule)
+            continue
+        _report_table(report, name, rule, "rtn", w, qw, None, t)
+    return waiting
+
+
+def _report_table(report: QuantReport, name: str, rule: Rule, algo: str, w: Tensor, qw: QuantizedWeight,
+                  h: Tensor | None, started: float) -> None:
+    """The report row of an embedding table (output error only where its projection's inputs are known)."""
+    oerr, werr = _rel_errors(w, effective_weight(qw).to(w.device), None if h is None else h.to(w.device))
+    report.layers.append(LayerReport(
+        name, rule.scheme.name, algo, bits_per_weight(rule.scheme, qw.in_features), qw.codes.numel(), oerr, werr,
+        time.perf_counter() - started, EMBEDDING_NOTE,
+    ))
+
+
+def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, progress: bool, n_targeted: int) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    cols = (TextColumn("[bold]calibrate+quantize"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+            TimeElapsedColumn())
+    with Progress(*cols, disable=not progress, transient=False) as bar:
+        task = bar.add_task("", total=n_targeted)
+        with torch.no_grad():
+            blocks = iter(adapter.blocks())
+            while True:
+                t = time.perf_counter()
+                block = next(blocks, None)  # the adapter runs the previous (quantized) block here
+                report.forward_seconds += time.perf_counter() - t
+                if block is None:
+                    break
+                bar.update(task, description=block.name)
+                groups = list(block.groups)
+                grouped = {n for g in groups for n in g.linears}
+                # Linears of the block the adapter did not group: each on its own.
+                prefix = block.name + "."
+                for n in _linear_names(model):
+                    if n.startswith(prefix) and n not in grouped and n not in q.done:
+                        groups.append(InputGroup([n]))
+                active = [g for g in groups if any(q.wants(n) for n in g.linears)]
+                stats, handles = {}, []
+                for i, g in enumerate(active):
+                    first = model.get_submodule(g.linears[0])
+                    stats[i] = _Stats(_input_dim(first), first.weight.device)
+                    handles += _hook_group(model, g, stats[i])
+                t = time.perf_counter()
+                try:
+                    if active:
+                        block.run()
+                finally:
+                    for h in handles:
+                        h.remove()
+                report.forward_seconds += time.perf_counter() - t
+                kind = block.name.split(".")[0]
+                if active:
+                    report.n_tokens[kind] = max(report.n_tokens.get(kind, 0), stats[0].rows)
+                for i, g in enumerate(active):
+                    stats[i].last = None
+                    _check_group(g.linears, stats[i])
+                    n_wanted = sum(1 for n in g.linears if q.wants(n))
+                    q.group(g, stats[i])
+                    bar.update(task, advance=n_wanted)
+                del stats
+
+
+def _progress_iter(items, progress: bool, what: str):
+    if not progress or not items:
+        yield from items
+        return
+    from rich.progress import track
+
+    yield from track(items, description=what)
+
+
+def quantized_weights(model: nn.Module) -> dict[str, QuantizedWeight]:
+    """Every QuantLinear's and QuantEmbedding's :class:`QuantizedWeight`, by module name."""
+    return {n: m.qweight for n, m in model.named_modules() if isinstance(m, (QuantLinear, QuantEmbedding))}

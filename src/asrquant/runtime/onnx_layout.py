@@ -1,0 +1,134 @@
+"""The file layout of an asrquant ONNX artifact, shared by the writer and the torch-free runner.
+
+    manifest.json            kind "onnx"; source model and hash; per variant: recipe, graph files,
+                             the scheme of every Linear; every file with its sha256
+    config.json              dimensions, generation settings, cache layout
+    tokenizer.json
+    encoder.onnx             + encoder.onnx.data   mel -> cross-attention keys/values, every layer
+    decoder_prefill.onnx     prompt -> last logits and the prompt's self-attention keys/values
+    decoder_step.onnx        one token + cache buffers -> logits and the token's keys/values
+    decoder.onnx.data        the decoder weights, stored once, referenced by both decoder graphs
+    encoder_weights.onnx     optional (``--compute int8`` of a 4- or 8-bit recipe): no inputs; computes
+                             the int8 weights the encoder graph then takes as inputs, from codes
+                             stored at the recipe's bits (see asrquant.export.onnx.int8_matmul)
+
+A variant (say ``int4``) lives beside the default files with the variant in the name
+(``decoder_step.int4.onnx``, ``decoder.int4.onnx.data``). A graph the variant leaves unchanged is
+not written again: the runner falls back to the unsuffixed file, the convention of the
+qwen3-asr-onnx exports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ArtifactError
+
+KIND = "onnx"
+# The graphs' interface (inputs, outputs, cache layout) the runner expects. Bump it with any
+# change to that interface: a runner refuses an artifact of another layout instead of failing
+# inside onnxruntime. Layout 2 added the optional encoder_weights graph; layout 1 artifacts are
+# layout 2 artifacts without it, so both are read.
+LAYOUT_VERSION = 2
+READABLE_LAYOUTS = (1, 2)
+
+
+def check_onnx_manifest(manifest: dict, path: Path, remedy: str, family: str | None = None) -> None:
+    """Refuse a manifest that is not an ONNX export of this layout (and, given ``family``, of
+    that model family); ``remedy`` says what to do."""
+    if manifest.get("kind") != KIND:
+        raise ArtifactError(f"{path}: kind {manifest.get('kind')!r}, not an ONNX export")
+    if family is not None and manifest.get("family") != family:
+        raise ArtifactError(f"{path}: an ONNX export of a {manifest.get('family')!r} model; this reads {family!r} exports")
+    if manifest.get("layout") not in READABLE_LAYOUTS:
+        raise ArtifactError(f"{path}: ONNX layout {manifest.get('layout')!r}, this version reads layouts "
+                            f"{', '.join(map(str, READABLE_LAYOUTS))}; {remedy}")
+DEFAULT_VARIANT = "default"
+GRAPHS = ("encoder", "decoder_prefill", "decoder_step")
+# Optional graph -> the graph it serves: written only by some variants, resolved with that graph.
+ENCODER_WEIGHTS = "encoder_weights"
+OPTIONAL_GRAPHS = {ENCODER_WEIGHTS: "encoder"}
+ALL_GRAPHS = GRAPHS + tuple(OPTIONAL_GRAPHS)
+# Graphs that share one external weights file: both decoder graphs read the same tensors.
+WEIGHTS_STEM = {"encoder": "encoder", "decoder_prefill": "decoder", "decoder_step": "decoder",
+                ENCODER_WEIGHTS: ENCODER_WEIGHTS}
+VARIANT_SEPARATOR = "@"  # engine spec "DIR@int4" opens variant int4 of DIR
+
+
+def _suffix(variant: str | None) -> str:
+    return "" if variant in (None, DEFAULT_VARIANT) else f".{variant}"
+
+
+def graph_file(graph: str, variant: str | None = None) -> str:
+    return f"{graph}{_suffix(variant)}.onnx"
+
+
+def weights_file(graph: str, variant: str | None = None) -> str:
+    return f"{WEIGHTS_STEM[graph]}{_suffix(variant)}.onnx.data"
+
+
+def check_variant_name(variant: str) -> str:
+    if not variant or not all(c.isalnum() or c in "-_" for c in variant):
+        raise ValueError(f"variant name {variant!r}: use letters, digits, '-' and '_' only")
+    return variant
+
+
+def resolve_graph_files(directory: Path, variant: str | None) -> dict[str, str]:
+    """Graph -> file name for ``variant``: the suffixed file where it exists, else the default.
+    An optional graph comes from where the graph it serves came from, and only if it is there."""
+    out = {}
+    for g in GRAPHS:
+        own = graph_file(g, variant)
+        out[g] = own if (directory / own).is_file() else graph_file(g)
+    for g, owner in OPTIONAL_GRAPHS.items():
+        f = graph_file(g, variant) if out[owner] == graph_file(owner, variant) else graph_file(g)
+        if (directory / f).is_file():
+            out[g] = f
+    return out
+
+
+def variant_graph_files(directory: Path, manifest: dict, variant: str | None, manifest_name: str) -> tuple[str, dict[str, str]]:
+    """(variant name, graph -> file) of a verified artifact: ``variant`` or the default one, each
+    graph resolved with fallback and required to be listed in the manifest (the runners' check)."""
+    name = variant or manifest.get("default_variant", "default")
+    variants = manifest.get("variants", {})
+    if name not in variants:
+        raise ArtifactError(f"{directory / manifest_name}: no variant {name!r} (has: {', '.join(sorted(variants))})")
+    files = resolve_graph_files(directory, name)
+    for g, f in files.items():
+        if f not in manifest["files"]:
+            raise ArtifactError(f"{directory / f}: graph {g} of variant {name!r} is not listed in {manifest_name}")
+    return name, files
+
+
+def split_spec(spec: str) -> tuple[Path, str | None]:
+    """``DIR`` or ``DIR@VARIANT`` -> (directory, variant or None)."""
+    path, sep, variant = str(spec).rpartition(VARIANT_SEPARATOR)
+    if sep and variant and Path(path).is_dir():
+        return Path(path), variant
+    return Path(spec), None
+
+
+def onnx_family(spec: str) -> str | None:
+    """The model family an ONNX artifact (``DIR`` or ``DIR@VARIANT``) records in its manifest."""
+    import json
+
+    directory, _ = split_spec(spec)
+    try:
+        return json.loads((directory / "manifest.json").read_text()).get("family")
+    except (OSError, ValueError):
+        return None
+
+
+def is_onnx_artifact(spec: str) -> bool:
+    """True for a directory (optionally ``@variant``) whose manifest says kind "onnx"."""
+    import json
+
+    directory, _ = split_spec(spec)
+    manifest = directory / "manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text()).get("kind") == KIND
+    except (OSError, ValueError):
+        return False
