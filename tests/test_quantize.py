@@ -15,8 +15,11 @@ import torch
 
 from asrquant.errors import ArtifactError, AsrQuantError
 from asrquant.quant.linear import QuantLinear
-from asrquant.models.whisper.saved import (calibration_samples, is_quantized_dir, load_quantized, quantize_whisper,
-                               save_quantized, spread)
+from asrquant.families import is_quantized_dir
+from asrquant.models.whisper.calib import calibration_samples
+from asrquant.quant.calibrate import spread
+from asrquant.quant.command import quantize
+from asrquant.quant.saved import load_quantized, save_quantized
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VITW8 = SHARED / "vitw8" / "manifest.jsonl"
@@ -25,7 +28,7 @@ VITW8 = SHARED / "vitw8" / "manifest.jsonl"
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     torch.set_num_threads(2)
-    qm = quantize_whisper("whisper-tiny.en", "mixed-8attn-4mlp", None, progress=False)
+    qm = quantize("whisper-tiny.en", "mixed-8attn-4mlp", None, progress=False)
     out = tmp_path_factory.mktemp("q") / "tiny-mixed"
     save_quantized(qm, out)
     return qm, out
@@ -76,7 +79,7 @@ def test_tampered_file_is_refused_naming_it(saved, tmp_path):
 
 def test_gptq_recipe_without_calibration_is_a_clear_error():
     with pytest.raises(AsrQuantError, match="--calib"):
-        quantize_whisper("whisper-tiny.en", "gptq-int4-g64", None, progress=False)
+        quantize("whisper-tiny.en", "gptq-int4-g64", None, progress=False)
 
 
 @pytest.mark.skipif(not VITW8.exists(), reason="shared data not present")
@@ -127,7 +130,7 @@ def test_bench_warns_when_evaluating_on_calibration_clips(tmp_path):
 
     from asrquant.models.whisper.load import load_whisper
 
-    qm = quantize_whisper("whisper-tiny.en", "rtn-int4-g64", None, progress=False)
+    qm = quantize("whisper-tiny.en", "rtn-int4-g64", None, progress=False)
     qm.calibration = calibration_samples(load_whisper("whisper-tiny.en"), VITW8, 2, progress=False)[1]
     save_quantized(qm, tmp_path / "q")
     clips = read_manifest(VITW8)

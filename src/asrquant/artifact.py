@@ -74,6 +74,14 @@ def read_manifest(directory: str | Path) -> dict:
         raise ArtifactError(f"{path}: not valid JSON ({e})") from None
 
 
+def read_json(path: str | Path) -> dict:
+    """A JSON file of an artifact, or an ArtifactError naming the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: cannot read ({e})") from None
+
+
 def verify(directory: str | Path, check_hashes: bool = True) -> dict:
     """Return the manifest if every listed file exists with the listed size and sha256."""
     directory = Path(directory)

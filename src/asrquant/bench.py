@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import AsrQuantError, AudioError
+from .families import is_quantized_dir
 from .eval.manifest import Clip, read_manifests
 
 
@@ -159,17 +160,15 @@ def _aggregate(rows: list[dict]) -> dict:
 def _quantize_once(spec: str, calib: str | None, threads: int) -> str | None:
     """For ``MODEL@RECIPE``: quantize once (in its own process, cached by model, recipe and
     calibration set) and return the saved directory every repetition then loads."""
-    from .engines import PEERS, split_recipe
-    from .runtime.onnx_layout import is_onnx_artifact
+    from .cache import cache_dir
     from .quant.recipe import load_recipe
-    from .models.whisper.saved import SAVED_VERSION, is_quantized_dir
-    from .models.whisper.hub import cache_dir
+    from .quant.saved import SAVED_VERSION
+    from .spec import parse
 
-    if spec.partition(":")[0] in PEERS or is_onnx_artifact(spec):
-        return None  # a peer, or DIR@VARIANT of an ONNX export
-    model, recipe_name = split_recipe(spec)
-    if recipe_name is None:
-        return None
+    parsed = parse(spec)
+    if parsed.kind != "model" or parsed.recipe is None:
+        return None  # a peer, an ONNX export (or one of its variants), a saved or plain model
+    model, recipe_name = parsed.model, parsed.recipe
     recipe = load_recipe(recipe_name)
     if not recipe.needs_calibration:
         calib = None  # round to nearest needs no audio; calibrating would only fill the report's errors
@@ -190,10 +189,12 @@ def _quantize_once(spec: str, calib: str | None, threads: int) -> str | None:
 def _calibration_record(run_dir: str) -> dict | None:
     """The calibration a quantized dir (quantization.json) or an ONNX variant (``DIR@VARIANT``,
     its manifest entry, as onnxruntime's GPTQ variants record it) was made with."""
-    from .runtime.onnx_layout import DEFAULT_VARIANT, is_onnx_artifact, split_spec
+    from .runtime.onnx_layout import DEFAULT_VARIANT
+    from .spec import parse
 
-    if is_onnx_artifact(run_dir):
-        directory, variant = split_spec(run_dir)
+    parsed = parse(run_dir)
+    if parsed.kind == "onnx":
+        directory, variant = Path(parsed.model), parsed.variant
         variants = json.loads((directory / "manifest.json").read_text()).get("variants", {})
         return variants.get(variant or DEFAULT_VARIANT, {}).get("calibration")
     qfile = Path(run_dir) / "quantization.json"

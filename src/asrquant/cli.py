@@ -6,7 +6,6 @@ import argparse
 import json
 import shlex
 import sys
-from pathlib import Path
 
 from .errors import AsrQuantError
 
@@ -34,19 +33,6 @@ def cmd_transcribe(args) -> int:
     return status
 
 
-def write_reports(report: dict, command: str, json_path=None, markdown_path=None, plot_path=None) -> str:
-    from .eval.report import plot, to_markdown
-
-    md = to_markdown(report, command)
-    for path, text in ((json_path, json.dumps(report, indent=1, ensure_ascii=False)), (markdown_path, md)):
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text + ("\n" if not text.endswith("\n") else ""), encoding="utf-8")
-    if plot_path:
-        plot(report, plot_path)
-    return md
-
-
 def require_matplotlib() -> None:
     """Before a long run, not after it: --plot needs matplotlib."""
     import importlib.util
@@ -57,6 +43,7 @@ def require_matplotlib() -> None:
 
 def cmd_bench(args) -> int:
     from .bench import bench
+    from .eval.report import write_reports
 
     if args.plot:
         require_matplotlib()
@@ -70,7 +57,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from .models.whisper.saved import cmd_quantize as run  # torch: imported only when quantizing
+    from .quant.command import cmd_quantize as run  # torch: imported only when quantizing
 
     return run(args)
 

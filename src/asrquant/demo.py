@@ -49,9 +49,9 @@ def run_demo(args) -> int:
     from rich.console import Console
 
     from .bench import bench
-    from .cli import write_reports
+    from .cache import cache_dir
     from .data.default_set import default_bench_set, default_calib_set
-    from .models.whisper.hub import cache_dir
+    from .eval.report import write_reports
 
     console = Console(stderr=True)
     console.print("[bold]asrquant demo[/] 1/3: the default evaluation and calibration sets (cached after the first run)")

@@ -1,12 +1,5 @@
-"""Open a model SPEC as something that transcribes: ours (torch or onnxruntime) or a peer.
-
-SPEC forms:
-    whisper-base | PATH                  ours, torch reference (HF, CTranslate2 or asrquant dir;
-                                         a Qwen3-ASR / Mega-ASR directory too)
-    PATH@RECIPE                          ours, torch, quantized now by RECIPE
-    PATH[@VARIANT] (an asrquant ONNX export)  ours, onnxruntime, no torch (Whisper or Qwen3-ASR)
-    faster-whisper:NAME_OR_DIR:COMPUTE   CTranslate2 through the faster-whisper package
-    transformers:NAME_OR_DIR             Hugging Face WhisperForConditionalGeneration
+"""Open a model SPEC (see asrquant.spec) as an engine that transcribes: ours, any family, with
+torch (the fake-quant reference) or onnxruntime (an export, no torch), or a peer.
 
 Every engine decodes the same way: temperature 0 only, the same beam and maximum length, no
 VAD, no conditioning on earlier text, no timestamps.
@@ -14,35 +7,14 @@ VAD, no conditioning on earlier text, no timestamps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-import numpy as np
-
+from . import families
 from .decoding import find_loop
 from .errors import ModelError
-from .models.whisper.tokenizer import WhisperTokenizer
-from .models.whisper.transcribe import Transcript
-
-
-class Engine(Protocol):
-    spec: str
-    engine: str
-    size_bytes: int
-
-    def transcribe(self, audio: np.ndarray, language: str | None, beam_size: int, max_new_tokens: int) -> Transcript: ...
-
-
-@dataclass
-class OursTorch:
-    spec: str
-    transcriber: object
-    size_bytes: int
-    engine: str = "asrquant-torch"
-
-    def transcribe(self, audio, language, beam_size, max_new_tokens):
-        return self.transcriber.transcribe(audio, language, beam_size, max_new_tokens)
+from .models.whisper import hub
+from .spec import parse
+from .transcript import Engine, OursEngine, Transcript
 
 
 def _peer_stops(tokens: list[int], max_new_tokens: int) -> list[str]:
@@ -85,6 +57,7 @@ class TransformersPeer:
         import torch
 
         from .models.whisper.load import build_transformers_whisper, load_whisper
+        from .models.whisper.tokenizer import WhisperTokenizer
 
         try:
             from transformers import WhisperFeatureExtractor
@@ -122,69 +95,27 @@ class TransformersPeer:
         return Transcript(text, language, tokens, stops)
 
 
-PEERS = ("faster-whisper", "transformers")
-
-
-def _split_peer(spec: str) -> tuple[str, str, str]:
-    kind, _, rest = spec.partition(":")
-    if kind == "faster-whisper":
-        name, sep, compute = rest.rpartition(":")
-        if not sep:
-            name, compute = rest, "float32"
-        return kind, name, compute
-    return kind, rest, ""
-
-
 def open_engine(spec: str, threads: int = 2, calib: str | None = None) -> Engine:
-    from .models.whisper import hub as registry
-
-    kind, name, compute = _split_peer(spec)
-    if kind == "faster-whisper":
-        return FasterWhisperPeer(spec, registry.resolve(name), compute, threads)
-    if kind == "transformers":
-        return TransformersPeer(spec, name, threads)
-    from .runtime.onnx_layout import is_onnx_artifact, onnx_family
-
-    if is_onnx_artifact(spec):  # DIR or DIR@VARIANT of `asrquant export`: onnxruntime, no torch
-        if onnx_family(spec) == "qwen3-asr":
-            from .models.qwen3_asr.onnx_session import open_onnx_engine as open_qwen3_asr_onnx
-
-            return open_qwen3_asr_onnx(spec, threads)
-        from .models.whisper.onnx_session import open_onnx_engine
+    """Any SPEC -> its engine; ``calib`` calibrates a ``MODEL@RECIPE`` quantized now."""
+    parsed = parse(spec)
+    if parsed.peer == "faster-whisper":
+        return FasterWhisperPeer(spec, hub.resolve(parsed.model), parsed.compute, threads)
+    if parsed.peer == "transformers":
+        return TransformersPeer(spec, parsed.model, threads)
+    if parsed.kind == "onnx":
+        from .runtime.onnx import open_onnx_engine  # onnxruntime only: no torch on this path
 
         return open_onnx_engine(spec, threads)
-    from .models.qwen3_asr.saved import is_qwen3_asr_spec
-
-    if is_qwen3_asr_spec(spec):  # by the directory's config: a checkpoint, saved quantized, or @RECIPE
-        from .models.qwen3_asr.torch_session import open_torch_engine
-
-        return open_torch_engine(spec, threads, calib)
-    return open_ours(spec, threads, calib)
+    return open_torch_engine(spec, threads, calib)
 
 
-def split_recipe(spec: str) -> tuple[str, str | None]:
-    """``MODEL@RECIPE`` -> (MODEL, RECIPE); a plain model -> (spec, None)."""
-    model, sep, recipe = spec.rpartition("@")
-    return (model, recipe) if sep and model and recipe else (spec, None)
-
-
-def open_ours(spec: str, threads: int = 2, calib: str | None = None) -> OursTorch:
+def open_torch_engine(spec: str, threads: int = 2, calib: str | None = None) -> OursEngine:
     """Our torch reference: a checkpoint, a saved quantized model, or MODEL@RECIPE quantized now."""
     import torch
 
-    from .models.whisper.load import load_whisper
-    from .models.whisper.saved import is_quantized_dir, load_quantized, quantize_whisper
-    from .models.whisper.torch_session import WhisperTorchSession
-    from .models.whisper.transcribe import WhisperGeneration, WhisperTranscriber
+    from .quant.command import load_checkpoint
 
     torch.set_num_threads(threads)
-    model, recipe = split_recipe(spec)
-    if is_quantized_dir(spec):
-        ckpt = load_quantized(spec).ckpt
-    elif recipe is not None and not Path(spec).exists():
-        ckpt = quantize_whisper(model, recipe, calib).ckpt
-    else:
-        ckpt = load_whisper(spec)
-    tokenizer = WhisperTokenizer(ckpt.tokenizer_json, multilingual=ckpt.dims.n_vocab >= 51865)
-    generation = WhisperGeneration(tuple(ckpt.suppress_ids), tuple(ckpt.suppress_ids_begin), ckpt.dims.n_mels)
-    return OursTorch(spec, WhisperTranscriber(WhisperTorchSession(ckpt.model), tokenizer, generation), ckpt.size_bytes)
+    ckpt, _ = load_checkpoint(spec, calib=calib, progress=False)
+    transcriber = families.module(ckpt.family, "torch_session").open_transcriber(ckpt, spec)
+    return OursEngine(spec, transcriber, ckpt.size_bytes, "asrquant-torch")

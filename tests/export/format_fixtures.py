@@ -126,7 +126,8 @@ def whisper_from_mlx_readback(ckpt, readback):
 
 
 def _hf_to_ours(ckpt, hf_module: str) -> str:
-    from asrquant.export.hf_layout import family_info, linear_names
+    from asrquant.export.hf_layout import family_info
+    from asrquant.quant.linear import linear_names
 
     fam = family_info(ckpt)
     return {fam.hf_module(n): n for n in linear_names(ckpt.model)}[hf_module]

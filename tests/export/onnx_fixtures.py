@@ -47,4 +47,4 @@ def small_checkpoint(seed: int = 0):
 def export(ckpt, out, **kw):
     from asrquant.models.whisper.onnx_graphs import export_onnx
 
-    return export_onnx(ckpt.model, out, checkpoint=ckpt, **kw)
+    return export_onnx(ckpt, out, **kw)

@@ -15,7 +15,8 @@ from format_fixtures import (INT4_SYM_G128, NVFP4_RTN, greedy_tokens, needs_tiny
 
 from asrquant.quant.calibrate import quantized_weights
 from asrquant.errors import ArtifactError, AsrQuantError
-from asrquant.export.hf_layout import export_format, family_info
+from asrquant.export.command import export_format
+from asrquant.export.hf_layout import family_info
 from asrquant.export.readers import read_compressed_tensors
 from asrquant.quant.qtensor import dequantize
 

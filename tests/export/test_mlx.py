@@ -18,8 +18,9 @@ from format_fixtures import (greedy_tokens, needs_tiny, needs_vitw8, quantized_q
 
 from asrquant.quant.calibrate import quantized_weights
 from asrquant.errors import AsrQuantError
-from asrquant.export.hf_layout import export_format, family_info
-from asrquant.export.mlx import exact_through_mlx, layer_arrays, layer_params, mlx_module
+from asrquant.export.command import export_format
+from asrquant.export.hf_layout import family_info
+from asrquant.export.mlx import exact_through_mlx, layer_arrays, layer_params
 from asrquant.export.readers import read_mlx, read_mlx_with_mlx, unpack_mlx
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.algorithms.rtn import rtn
@@ -53,7 +54,7 @@ def test_files_hold_our_codes_scales_and_zero_points(mixed):
 
     arrays, fam = load_file(str(out / "weights.safetensors")), family_info(ckpt)
     for name, qw in quantized_weights(ckpt.model).items():
-        m = mlx_module(fam, name)
+        m = fam.mlx.module(name)
         codes = unpack_mlx(arrays[f"{m}.weight"], qw.scheme.bits, qw.in_features)
         assert np.array_equal(codes, qw.codes.numpy()), name
         s = arrays[f"{m}.scales"]
@@ -74,7 +75,7 @@ def test_mixed_recipe_through_mlx_itself_is_ours_bit_for_bit(mixed):
     assert len(qws) == len(by_mlx.weights) == 64  # encoder 4 blocks x 6 Linears, decoder 4 x 10
     for name, qw in qws.items():
         assert qw.scheme.scale_dtype == "float16", name
-        assert torch.equal(by_mlx.weights[mlx_module(fam, name)], dequantize(qw)), name
+        assert torch.equal(by_mlx.weights[fam.mlx.module(name)], dequantize(qw)), name
     assert json.loads((out / "manifest.json").read_text())["exact_through_mlx"] is True
 
 
@@ -114,7 +115,7 @@ def test_int8_per_channel_and_mxfp4(tmp_path):
         assert block == ({"group_size": 128, "bits": 8, "mode": "affine"} if spec == "int8"
                          else {"group_size": 32, "bits": 4, "mode": "mxfp4"})
         for name, qw in quantized_weights(ckpt.model).items():
-            back = rb.weights[mlx_module(fam, name)]
+            back = rb.weights[fam.mlx.module(name)]
             assert torch.equal(back, dequantize(qw)) if exact else close_to_ours(back, qw), name
 
 

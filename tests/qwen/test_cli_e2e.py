@@ -18,12 +18,15 @@ from asrquant.audio import load_audio
 from asrquant.cli import main
 from asrquant.engines import open_engine
 from asrquant.errors import ArtifactError
-from asrquant.models.qwen3_asr.calib_data import calibration_samples
+from asrquant.families import family_of
+from asrquant.models.qwen3_asr.calib import calibration_samples
 from asrquant.models.qwen3_asr.load import load_qwen3_asr
-from asrquant.models.qwen3_asr.saved import is_qwen3_asr_spec, quantize_qwen3_asr
-from asrquant.models.whisper.saved import load_quantized
-from asrquant.models.qwen3_asr.transcribe import Qwen3ASREngine, Qwen3ASRTranscriber
 from asrquant.models.qwen3_asr.torch_session import Qwen3ASRTorchSession
+from asrquant.models.qwen3_asr.transcribe import EngineTranscriber, Qwen3ASRTranscriber
+from asrquant.quant.command import quantize
+from asrquant.quant.saved import load_quantized
+from asrquant.spec import parse
+from asrquant.transcript import OursEngine
 
 from .qwen3_asr_fixture import write_clips, write_random_checkpoint
 
@@ -49,9 +52,9 @@ def work(tmp_path_factory):
     return dict(root=root, ckpt=ckpt_dir, calib=calib, eval=evals, quantized=quantized, onnx=onnx_dir)
 
 
-def _engine_of(ckpt) -> Qwen3ASREngine:
+def _engine_of(ckpt) -> OursEngine:
     tr = Qwen3ASRTranscriber(Qwen3ASRTorchSession(ckpt.model), ckpt.tokenizer(), ckpt.dims.n_window, ckpt.dims.n_mels)
-    return Qwen3ASREngine("in-memory", tr, ckpt.size_bytes, "asrquant-torch")
+    return OursEngine("in-memory", EngineTranscriber(tr, "in-memory"), ckpt.size_bytes, "asrquant-torch")
 
 
 def _tokens(engine, work, language="en"):
@@ -70,7 +73,7 @@ def test_calibration_samples_are_prompt_reference_and_end(work):
     want = tok.prompt_ids(n_audio, "", "English") + tok.encode("the cat sat on the mat") + [tok.specials.im_end]
     assert first.tokens.tolist() == want and first.mel.shape[0] == ckpt.dims.n_mels
     # No reference and no language: the unforced prompt, then what the float model itself writes.
-    own = _engine_of(ckpt).transcriber.transcribe(load_audio(work["calib"].parent / "cal-c.wav")).result.tokens
+    own = _engine_of(ckpt).transcriber.transcriber.transcribe(load_audio(work["calib"].parent / "cal-c.wav")).result.tokens
     n_audio = ckpt.dims.n_audio_tokens(samples[2].mel.shape[1])
     assert samples[2].tokens.tolist() == tok.prompt_ids(n_audio) + own + [tok.specials.im_end]
 
@@ -84,7 +87,7 @@ def test_cli_quantize_round_trips_to_the_in_memory_model(work):
     assert cal["ids"] == [c[0] for c in CALIB] and len(cal["audio_sha256"]) == 3
     assert saved.recipe.name == RECIPE and len(saved.report["layers"]) == 29
 
-    memory = quantize_qwen3_asr(str(work["ckpt"]), RECIPE, work["calib"], progress=False)
+    memory = quantize(str(work["ckpt"]), RECIPE, work["calib"], progress=False)
     a, b = memory.ckpt.model.state_dict(), saved.ckpt.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert saved.ckpt.model.lm_head.weight is saved.ckpt.model.model.embed_tokens.weight  # tied, stored once
@@ -149,16 +152,16 @@ def test_onnx_engine_runs_without_torch(work):
 
 
 def test_family_is_read_from_the_config_not_the_name(work, tmp_path):
-    assert is_qwen3_asr_spec(work["ckpt"]) and is_qwen3_asr_spec(work["quantized"])
-    assert is_qwen3_asr_spec(f"{work['ckpt']}@rtn-int4-g64")
+    assert family_of(work["ckpt"]) == "qwen3-asr" and family_of(work["quantized"]) == "qwen3-asr"
+    assert parse(f"{work['ckpt']}@rtn-int4-g64").family == "qwen3-asr"
     mega = tmp_path / "mega-root"  # Mega-ASR's layout: the checkpoint in a subfolder
     mega.mkdir()
     (mega / "Qwen3-ASR-1.7B").symlink_to(work["ckpt"], target_is_directory=True)
-    assert is_qwen3_asr_spec(mega)
+    assert family_of(mega) == "qwen3-asr"
     named = tmp_path / "Qwen3-ASR-1.7B"  # a name that says Qwen, a config that does not
     named.mkdir()
     (named / "config.json").write_text(json.dumps({"model_type": "whisper"}))
-    assert not is_qwen3_asr_spec(named)
+    assert family_of(named) == "whisper"
 
 
 def test_bench_runs_the_checkpoint_and_the_onnx_export(work, tmp_path, monkeypatch):

@@ -40,12 +40,12 @@ def artifact(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny") / "onnx"
     ckpt, _ = load("whisper-tiny.en")
-    export_onnx(ckpt.model, out, checkpoint=ckpt)
+    export_onnx(ckpt, out)
     ckpt, recipe = load("whisper-tiny.en", RECIPE, progress=False)
-    export_onnx(ckpt.model, out, checkpoint=ckpt, recipe=recipe, variant="int4")
+    export_onnx(ckpt, out, recipe=recipe, variant="int4")
     (out.parent / "emb4.toml").write_text(EMBEDDING_RECIPE)
     ckpt, recipe = load("whisper-tiny.en", str(out.parent / "emb4.toml"), progress=False)
-    export_onnx(ckpt.model, out, checkpoint=ckpt, recipe=recipe, variant="emb4")
+    export_onnx(ckpt, out, recipe=recipe, variant="emb4")
     return out
 
 

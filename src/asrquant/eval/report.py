@@ -6,7 +6,9 @@ bootstrap interval over clips and in words, because a delta of one word on a sma
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 from .metrics import bootstrap_ci
 
@@ -147,3 +149,15 @@ def plot(report: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_reports(report: dict, command: str, json_path=None, markdown_path=None, plot_path=None) -> str:
+    """The markdown report (returned), and the JSON report, the markdown and the plot where paths are given."""
+    md = to_markdown(report, command)
+    for path, text in ((json_path, json.dumps(report, indent=1, ensure_ascii=False)), (markdown_path, md)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text + ("\n" if not text.endswith("\n") else ""), encoding="utf-8")
+    if plot_path:
+        plot(report, plot_path)
+    return md

@@ -1,4 +1,5 @@
-"""``asrquant export``: load -> (calibrate + quantize by recipe) -> ONNX artifact.
+"""``asrquant export``: load -> (calibrate + quantize by recipe) -> an artifact for a runtime
+(ONNX by default; compressed-tensors, NVFP4, MLX).
 
     asrquant export whisper-base --out runs/base-onnx
     asrquant export whisper-base --recipe gptq-int4-g64 --calib CALIB/manifest.jsonl \\
@@ -6,12 +7,18 @@
     asrquant export runs/base-gptq --out runs/base-onnx --variant gptq   (saved by asrquant quantize)
     asrquant export runs/base-gptq --out runs/base-onnx --variant gptq-i8 --compute int8
     asrquant export QWEN3_ASR_DIR --recipe gptq-int4-g64 --calib CALIB/manifest.jsonl --out runs/qwen-onnx
+    asrquant export whisper-base --recipe gptq-int4-g64 --calib CALIB/manifest.jsonl --format mlx --out runs/base-mlx
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from pathlib import Path
+
+from .. import families
+from ..errors import AsrQuantError
 
 
 def register(subparsers) -> None:
@@ -35,64 +42,68 @@ def register(subparsers) -> None:
                         "MatMulNBits at accuracy_level 4; with --calib, the encoder's inputs smoothed per "
                         "channel (SmoothQuant) where that lowers the int8 error on the calibration clips")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--format", default="onnx", choices=("onnx", "compressed-tensors", "nvfp4", "mlx"),
+    p.add_argument("--format", default="onnx", choices=FORMATS,
                    help="onnx (onnxruntime), compressed-tensors (vLLM), nvfp4 (TensorRT-LLM), mlx (mlx-audio)")
     p.set_defaults(func=run)
 
 
+# Format -> (module under asrquant.export, its writer). A writer takes (model, FamilyInfo, the
+# quantized Linears' QuantizedWeights, out_dir, recipe, **options); ONNX, whose graphs are the
+# family's own, is written by the family's onnx_graphs.export_onnx instead.
+WRITERS = {
+    "compressed-tensors": ("compressed_tensors", "write_compressed_tensors"),
+    "nvfp4": ("nvfp4", "write_nvfp4"),
+    "mlx": ("mlx", "write_mlx"),
+}
+FORMATS = ("onnx", *WRITERS)
+ONNX_ONLY = ("variant", "fp16", "accuracy_level", "compute")
+
+
 def run(args) -> int:
-    if args.format != "onnx":
-        from .hf_layout import run_format
+    from ..quant.command import load_checkpoint  # torch: imported only when exporting
 
-        return run_format(args)
-    from ..models.whisper.onnx_graphs import export_onnx
-
-    ckpt, recipe = load(args.model, args.recipe, args.calib, progress=not args.quiet)
-    if getattr(ckpt, "family", "whisper") == "qwen3-asr":
-        from ..models.qwen3_asr.onnx_graphs import export_onnx_qwen3_asr
-
-        out = export_onnx_qwen3_asr(ckpt, args.out, recipe=recipe, variant=args.variant,
-                                    accuracy_level=args.accuracy_level, fp16=args.fp16, compute=args.compute)
-    else:
-        mels, clips = (smoothing_mels(ckpt, args.calib, progress=not args.quiet)
-                       if args.compute == "int8" and args.calib else (None, None))
-        out = export_onnx(ckpt.model, args.out, checkpoint=ckpt, recipe=recipe, variant=args.variant,
-                          accuracy_level=args.accuracy_level, fp16=args.fp16, compute=args.compute,
-                          smooth_mels=mels, smooth_clips=clips, progress=not args.quiet)
-    print(f"wrote {out}" + (f" (variant {args.variant})" if args.variant else ""), file=sys.stderr)
+    check_options(args)
+    ckpt, recipe = load_checkpoint(args.model, args.recipe, args.calib, progress=not args.quiet)
+    if args.format == "onnx":
+        onnx_graphs = families.module(ckpt.family, "onnx_graphs")
+        out = onnx_graphs.export_onnx(ckpt, args.out, recipe=recipe, variant=args.variant,
+                                      accuracy_level=args.accuracy_level, fp16=args.fp16, compute=args.compute,
+                                      calib=args.calib if args.compute == "int8" else None, progress=not args.quiet)
+        print(f"wrote {out}" + (f" (variant {args.variant})" if args.variant else ""), file=sys.stderr)
+        return 0
+    out = export_format(args.format, ckpt, args.out, recipe)
+    print(f"wrote {out} ({args.format})", file=sys.stderr)
     return 0
 
 
-SMOOTHING_CLIPS = 16
+def check_options(args) -> None:
+    """Before any work: the ONNX-only flags are refused with another --format."""
+    if args.format == "onnx":
+        return
+    given = {"variant": args.variant, "fp16": args.fp16, "accuracy_level": args.accuracy_level is not None,
+             "compute": args.compute != "float"}
+    for option in ONNX_ONLY:
+        if given[option]:
+            flag = "--" + option.replace("_", "-")
+            raise AsrQuantError(f"{flag} is an ONNX option; --format {args.format} does not take it")
 
 
-def smoothing_mels(ckpt, calib: str, progress: bool = True) -> tuple[list, dict]:
-    """Log-mels of SMOOTHING_CLIPS clips of ``calib`` (spread over the manifest, as a recipe's
-    calibration picks them) for the int8 encoder's smoothing, and which clips they are."""
-    from ..models.whisper.saved import calibration_samples
+def export_format(fmt: str, ckpt, out_dir: str | Path, recipe=None, **options) -> Path:
+    """Write ``ckpt.model`` (quantized in place by ``recipe``) in format ``fmt`` to ``out_dir``.
 
-    samples, cal = calibration_samples(ckpt, calib, SMOOTHING_CLIPS, progress=progress, decode=False)
-    return [s.mel for s in samples], cal.to_dict()
+    ``options`` go to the writer (mlx: ``scale_dtype``; nvfp4: ``activation_amax``).
+    """
+    from ..quant.calibrate import quantized_weights
+    from ..quant.linear import QuantLinear
+    from .hf_layout import family_info
 
-
-def load(model: str, recipe: str | None = None, calib: str | None = None, progress: bool = True):
-    """(checkpoint, recipe or None): a model as it is, quantized now by ``recipe``, or a model
-    saved by ``asrquant quantize`` (its own recipe)."""
-    from ..errors import AsrQuantError
-    from ..models.qwen3_asr.saved import is_qwen3_asr_spec
-    from ..models.whisper.load import load_whisper
-    from ..models.whisper.saved import is_quantized_dir, load_quantized, quantize_checkpoint
-
-    if is_quantized_dir(model):
-        if recipe:
-            raise AsrQuantError(f"{model}: already quantized (by its own recipe); leave out --recipe")
-        saved = load_quantized(model)
-        return saved.ckpt, saved.recipe
-    if recipe:
-        quantized = quantize_checkpoint(model, recipe, calib, progress=progress)
-        return quantized.ckpt, quantized.recipe
-    if is_qwen3_asr_spec(model):
-        from ..models.qwen3_asr.load import load_qwen3_asr
-
-        return load_qwen3_asr(model), None
-    return load_whisper(model), None
+    if fmt not in WRITERS:
+        raise AsrQuantError(f"unknown format {fmt!r} (expected one of: {', '.join(WRITERS)}; onnx is written by "
+                            "the family's onnx_graphs.export_onnx)")
+    module, writer = WRITERS[fmt]
+    write = getattr(importlib.import_module(f"{__package__}.{module}"), writer)
+    model = ckpt.model
+    # A quantized embedding table is written as its dequantized float table (float32, exact):
+    # these runtimes keep embeddings in float, and the numbers stay those the recipe chose.
+    qweights = {n: qw for n, qw in quantized_weights(model).items() if isinstance(model.get_submodule(n), QuantLinear)}
+    return write(model, family_info(ckpt), qweights, out_dir, recipe, **options)

@@ -37,9 +37,18 @@ from torch import Tensor, nn
 
 from ..artifact import atomic_dir, write_manifest
 from ..errors import AsrQuantError
+from ..quant.linear import linear_names
 from ..quant.qtensor import QuantizedWeight, dequantize, scale_values
-from .hf_layout import (WEIGHTS_FILE, FamilyInfo, float_tensors, linear_names, manifest_fields, refuse_input_scale,
-                      require_quantized, write_config, write_support_files)
+from .hf_layout import (
+    WEIGHTS_FILE,
+    FamilyInfo,
+    float_tensors,
+    manifest_fields,
+    refuse_input_scale,
+    require_quantized,
+    write_config,
+    write_support_files,
+)
 
 FORMAT = "compressed-tensors"
 

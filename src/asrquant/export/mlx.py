@@ -32,7 +32,7 @@ round ``(q - zero) * scale`` once in float32. Scales are written as float32 arra
 The codes, scales and zero points written are ours exactly (scales rounded only by float16 storage
 of a float32 or bfloat16 scheme).
 
-Layout per family:
+Layout per family (each family's ``export_names`` supplies it as ``FamilyInfo.mlx``):
 - Whisper: mlx_whisper's names (``blocks.N.mlp1``, conv weights as [out, kernel, in]), its
   config (the dimensions, ``model_type``), ``weights.safetensors``. mlx_whisper's own loader
   takes one group size and bit width only; a mixed model loads with mlx-audio.
@@ -53,26 +53,22 @@ from torch import nn
 
 from ..artifact import atomic_dir, write_manifest
 from ..errors import AsrQuantError
+from ..quant.linear import linear_names
 from ..quant.qtensor import QuantizedWeight, dequantize, pack_int
-from .hf_layout import (FamilyInfo, compact, float_tensors, linear_names, manifest_fields, refuse_input_scale,
-                      require_quantized, write_config, write_support_files)
+from ..quant.saved import compact
+from .hf_layout import (
+    FamilyInfo,
+    manifest_fields,
+    refuse_input_scale,
+    require_quantized,
+    write_config,
+    write_support_files,
+)
 
 FORMAT = "mlx"
 MLX_GROUPS = (128, 64, 32)
 MLX_BITS = (2, 3, 4, 5, 6, 8)
 SCALE_DTYPES = {"float32": np.float32, "float16": np.float16}
-
-
-def mlx_module(family: FamilyInfo, name: str) -> str:
-    """Our module name -> its path in the MLX model (the key of a per-layer quantization entry)."""
-    if family.family == "whisper":
-        return name.replace(".mlp.fc1", ".mlp1").replace(".mlp.fc2", ".mlp2")
-    return name
-
-
-def _tensor_name(family: FamilyInfo, name: str) -> str:
-    """Our module name -> the prefix of its tensors in the file (Qwen3-ASR keeps HF names)."""
-    return mlx_module(family, name) if family.family == "whisper" else family.hf_module(name)
 
 
 def mlx_group(name: str, qw: QuantizedWeight) -> int:
@@ -137,28 +133,11 @@ def quantization_block(per_layer: dict[str, dict]) -> dict:
 
 def float_arrays(model: nn.Module, family: FamilyInfo, qweights: dict) -> dict[str, np.ndarray]:
     """Every tensor that is not a quantized Linear's, under the file's names, as numpy."""
-    if family.family != "whisper":
-        return {k: _numpy(v) for k, v in float_tensors(model, family, qweights).items()}
-    skip = {f"{n}.{p}" for n in qweights for p in ("weight", "inv_input_scale")}
-    out = {}
-    for k, v in model.state_dict().items():
-        if k in skip or k == "encoder.positional_embedding":  # MLX recomputes the sinusoids
-            continue
-        if k.endswith(("conv1.weight", "conv2.weight")):
-            v = v.transpose(1, 2)  # torch [out, in, kernel] -> MLX [out, kernel, in]
-        module, _, param = k.rpartition(".")
-        out[f"{mlx_module(family, module)}.{param}"] = _numpy(compact(v))
-    return out
+    return {k: _numpy(v) for k, v in family.mlx.float_arrays(model, qweights).items()}
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy())
-
-
-def mlx_config(model: nn.Module, family: FamilyInfo, block: dict) -> dict:
-    if family.family == "whisper":
-        return {**model.dims.to_dict(), "model_type": "whisper", "quantization": block}
-    return {**family.config, "quantization": block}
 
 
 def write_mlx(model: nn.Module, family: FamilyInfo, qweights: dict[str, QuantizedWeight], out_dir: str | Path,
@@ -177,25 +156,24 @@ def write_mlx(model: nn.Module, family: FamilyInfo, qweights: dict[str, Quantize
     arrays = float_arrays(model, family, qweights)
     per_layer, kept_float, exact = {}, [], True
     for name, qw in qweights.items():
-        if family.family == "qwen3-asr" and name.startswith("audio_tower."):
+        if family.mlx.keeps_float(name):
             refuse_input_scale(name, qw, FORMAT)
             arrays[f"{family.hf_module(name)}.weight"] = _numpy(compact(dequantize(qw)))
             kept_float.append(name)
             continue
         params = layer_params(name, qw)
-        per_layer[mlx_module(family, name)] = params
+        per_layer[family.mlx.module(name)] = params
         exact = exact and exact_through_mlx(qw, scale_dtype)
         for k, v in layer_arrays(qw, params, scale_dtype).items():
-            arrays[f"{_tensor_name(family, name)}.{k}"] = v
+            arrays[f"{family.mlx.tensor_prefix(name)}.{k}"] = v
     if not per_layer:
         raise AsrQuantError("no quantized Linear is left for MLX (mlx-audio's Qwen3-ASR quantizes the text model only)")
-    names = {n: mlx_module(family, n) for n in linear_names(model)}
+    names = {n: family.mlx.module(n) for n in linear_names(model)}
     fields = manifest_fields(FORMAT, family, qweights, recipe, names)
     fields.update(scale_dtype=scale_dtype, exact_through_mlx=exact, float_dequantized=kept_float)
-    weights_file = "weights.safetensors" if family.family == "whisper" else "model.safetensors"
     with atomic_dir(out_dir) as tmp:
-        save_file(arrays, str(tmp / weights_file), metadata={"format": "mlx"})
-        write_config(tmp, mlx_config(model, family, quantization_block(per_layer)))
+        save_file(arrays, str(tmp / family.mlx.weights_file), metadata={"format": "mlx"})
+        write_config(tmp, family.mlx.config(model, quantization_block(per_layer)))
         write_support_files(family, tmp)
         write_manifest(tmp, **fields)
     return Path(out_dir)

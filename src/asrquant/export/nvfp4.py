@@ -30,11 +30,19 @@ from torch import Tensor, nn
 from .. import __version__
 from ..artifact import atomic_dir, write_manifest
 from ..errors import AsrQuantError
+from ..quant.linear import linear_names
 from ..quant.numerics import E2M1_MAX, E4M3_MAX
 from ..quant.qtensor import QuantizedWeight, pack_int
 from ..quant.scheme import NVFP4_GROUP
-from .hf_layout import (WEIGHTS_FILE, FamilyInfo, float_tensors, linear_names, manifest_fields, require_quantized,
-                      write_config, write_support_files)
+from .hf_layout import (
+    WEIGHTS_FILE,
+    FamilyInfo,
+    float_tensors,
+    manifest_fields,
+    require_quantized,
+    write_config,
+    write_support_files,
+)
 
 FORMAT = "nvfp4"
 PRODUCER = {"name": "asrquant", "version": __version__}

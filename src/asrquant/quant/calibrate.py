@@ -13,9 +13,8 @@ memory stays bounded by the largest block rather than by the model's depth.
 
 The model family plugs in through a :class:`BlockAdapter`: it yields :class:`CalibBlock`s in
 execution order, owning the data flow (what the inputs are, how the encoder output conditions
-the decoder); this module owns statistics, algorithms and the report. Whisper's adapter is
-:class:`asrquant.models.whisper.calib.WhisperCalibAdapter`; register another with
-:func:`register_adapter`.
+the decoder); this module owns statistics, algorithms and the report. Each family's adapter is
+``CalibAdapter`` in its folder's ``calib.py``, found by the model's ``family`` attribute.
 
 AWQ scales: when every targeted consumer of a normalisation layer (a group with ``norm`` set)
 uses the same AWQ rule, one scale is searched for them jointly and folded into that layer's
@@ -42,9 +41,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .. import families
 from ..errors import AsrQuantError
-from .algorithms.awq import apply_awq, search_awq
-from .algorithms.gptq import gptq
+from ..progress import track
+from .algorithms import get_algorithm
 from .linear import QuantEmbedding, QuantLinear
 from .qtensor import QuantizedWeight, dequantize, effective_weight
 from .recipe import Recipe, Rule
@@ -58,6 +58,25 @@ class CalibSample:
 
     mel: np.ndarray  # float32 [n_mels, frames]
     tokens: np.ndarray  # int64 [T]
+
+
+@dataclass
+class Calibration:
+    """Which clips calibrated a model: recorded with it so a bench can warn when they are evaluated on."""
+
+    manifest: str
+    ids: list[str]
+    audio_sha256: list[str]
+
+    def to_dict(self) -> dict:
+        return {"manifest": self.manifest, "ids": self.ids, "audio_sha256": self.audio_sha256}
+
+
+def spread(n_items: int, n: int) -> list[int]:
+    """``n`` indices spread evenly over ``n_items`` (every category of a sorted manifest is seen)."""
+    if n >= n_items:
+        return list(range(n_items))
+    return sorted({int(i) for i in np.linspace(0, n_items - 1, n).round()})
 
 
 @dataclass
@@ -87,23 +106,13 @@ class BlockAdapter(Protocol):
         quantized block, as the next block's inputs. Keep one block's inputs at a time."""
 
 
-_ADAPTERS: list[tuple[type, Callable]] = []
-
-
-def register_adapter(model_type: type, factory: Callable[..., BlockAdapter]) -> None:
-    """``factory(model, samples, device=..., batch_size=...)`` builds the adapter for a model type."""
-    _ADAPTERS.insert(0, (model_type, factory))
-
-
 def make_adapter(model: nn.Module, samples: list[CalibSample], device, batch_size: int) -> BlockAdapter:
-    from ..models.qwen3_asr import calib as _qwen3_asr_calib  # noqa: F401  (registers the Qwen3-ASR adapter)
-    from ..models.whisper.model import Whisper
-    from ..models.whisper.calib import WhisperCalibAdapter
-
-    for typ, factory in _ADAPTERS + [(Whisper, WhisperCalibAdapter)]:
-        if isinstance(model, typ):
-            return factory(model, samples, device=device, batch_size=batch_size)
-    raise AsrQuantError(f"no calibration adapter for {type(model).__name__}; see asrquant.quant.calibrate.register_adapter")
+    """The calibration adapter of the model's family (its ``family`` attribute names it)."""
+    family = getattr(model, "family", None)
+    if family is None:
+        raise AsrQuantError(f"no calibration adapter for {type(model).__name__}: give quantize_model an adapter, or "
+                            "give the model a `family` attribute naming its folder in asrquant.families")
+    return families.module(family, "calib").CalibAdapter(model, samples, device=device, batch_size=batch_size)
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -289,24 +298,11 @@ def _rel_errors(w: Tensor, wq: Tensor, h: Tensor | None) -> tuple[float | None, 
     return torch.sqrt(num / den).item(), werr
 
 
-def _awq_search(w: Tensor, rule: Rule, stats: _Stats, device):
-    """(input_scale, clip ratios or None, info) of AWQ or AWQ-lite (no clipping search) by ``rule``."""
-    opts = rule.all_options()
-    clip = rule.algorithm == "awq" and opts["clip"]
-    return search_awq(w, stats.mean_abs, None, rule.scheme, opts["grid"], clip, stats.hessian,
-                opts.get("clip_grid", 20), opts.get("max_shrink", 0.5), device)
-
-
 def _quantize_one(w: Tensor, rule: Rule, stats: _Stats | None, device) -> QuantizedWeight:
-    algo = rule.algorithm
-    if algo == "rtn":
-        return rtn(w, rule.scheme)
-    if stats is None:
-        raise AsrQuantError(f"algorithm {algo} needs calibration data")
-    if algo == "gptq":
-        return gptq(w, stats.hessian, rule.scheme, device=device, **rule.all_options())
-    s, ratios, info = _awq_search(w, rule, stats, device)
-    return apply_awq(w, s, ratios, rule.scheme, info)
+    algo = get_algorithm(rule.algorithm)
+    if algo.needs_stats and stats is None:
+        raise AsrQuantError(f"algorithm {rule.algorithm} needs calibration data")
+    return algo.quantize(w, rule.scheme, stats, device, **rule.all_options())
 
 
 class _Quantizer:
@@ -341,13 +337,13 @@ class _Quantizer:
         self.replace(name, qw, rule, stats, time.perf_counter() - t)
 
     def table(self, name: str, stats: _Stats | None) -> None:
-        """Quantize a waiting table by GPTQ on its projection's inputs (``stats``), or leave it rounded."""
+        """Quantize a waiting table by its rule on its projection's inputs (``stats``), or leave it rounded."""
         w, rule = self.tables.pop(name)
         t = time.perf_counter()
         if stats is None:
             qw, algo = self.model.get_submodule(name).qweight, "rtn"
         else:
-            qw, algo = gptq(w, stats.hessian, rule.scheme, device=self.device, **rule.all_options()), "gptq"
+            qw, algo = _quantize_one(w, rule, stats, self.device), rule.algorithm
             dev = self.model.get_submodule(name).weight.device
             _set_module(self.model, name, QuantEmbedding(qw).to(dev))
         _report_table(self.report, name, rule, algo, w, qw, None if stats is None else stats.hessian, t)
@@ -361,7 +357,7 @@ class _Quantizer:
         first = rules[targeted[0]] if targeted else None
         if (
             self.fold_awq and stats is not None and group.norm is not None and first is not None
-            and first.algorithm in ("awq", "awq-lite") and all(rules[n] is first for n in targeted)
+            and get_algorithm(first.algorithm).folds_into_norm and all(rules[n] is first for n in targeted)
             and self._foldable(group.norm)
         ):
             self.awq_folded(group, targeted, first, stats)
@@ -376,8 +372,9 @@ class _Quantizer:
     def awq_folded(self, group: InputGroup, targeted: list[str], rule: Rule, stats: _Stats) -> None:
         """One scale for all consumers of ``group.norm``, searched jointly and folded into it."""
         t = time.perf_counter()
+        algo = get_algorithm(rule.algorithm)
         ws = [self.model.get_submodule(n).weight.detach().float() for n in targeted]
-        s, ratios, info = _awq_search(torch.cat(ws), rule, stats, self.device)
+        s, ratios, info = algo.search(torch.cat(ws), rule.scheme, stats, self.device, **rule.all_options())
         seconds = (time.perf_counter() - t) / len(targeted)
         norm = self.model.get_submodule(group.norm)
         with torch.no_grad():
@@ -393,7 +390,7 @@ class _Quantizer:
             t = time.perf_counter()
             r = None if ratios is None else ratios[row : row + w.shape[0]]
             row += w.shape[0]
-            qw = apply_awq(w.cpu(), s, r, rule.scheme, info)
+            qw = algo.apply(w.cpu(), s, r, rule.scheme, info)
             qw.input_scale = None  # folded into the norm
             qw.info["folded_into"] = group.norm
             w_eff = dequantize(qw) / s[None, :]
@@ -422,7 +419,7 @@ def quantize_model(
     ``calibration.clips`` caps the samples used. ``device`` defaults to CUDA when present; the
     model is returned to its own device afterwards. ``fold_awq=False`` keeps every AWQ scale
     as the Linear's ``input_scale`` instead of folding shared ones into LayerNorms. ``adapter``
-    overrides the model family's calibration adapter (see :func:`register_adapter`).
+    overrides the model family's calibration adapter (``models/<family>/calib.py``).
     """
     t0 = time.perf_counter()
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -458,7 +455,7 @@ def quantize_model(
         leftover = [n for n in targeted if n not in q.done]
         if leftover and samples:
             report.notes.append("no calibration data reached " + ", ".join(leftover) + "; quantized by RTN")
-        for n in _progress_iter(leftover, progress, "quantizing"):
+        for n in track(leftover, progress, "quantizing"):
             rule = recipe.rule_for(n)
             if rule.algorithm != "rtn":
                 rule = Rule(rule.scheme, "rtn", rule.match, rule.kinds)
@@ -558,15 +555,6 @@ def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, pr
                     q.group(g, stats[i])
                     bar.update(task, advance=n_wanted)
                 del stats
-
-
-def _progress_iter(items, progress: bool, what: str):
-    if not progress or not items:
-        yield from items
-        return
-    from rich.progress import track
-
-    yield from track(items, description=what)
 
 
 def quantized_weights(model: nn.Module) -> dict[str, QuantizedWeight]:

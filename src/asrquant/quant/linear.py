@@ -75,3 +75,8 @@ class QuantEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, scheme={self.qweight.scheme.name}"
+
+
+def linear_names(model: nn.Module) -> list[str]:
+    """Every Linear of the model, float or quantized, in module order."""
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, QuantLinear))]

@@ -18,8 +18,8 @@ A recipe is a TOML file::
     group_size = 64                      # -1 = one scale per output channel
     symmetric = false
     scale_dtype = "float16"              # int: float32 (default) | float16 | bfloat16, the scales' storage
-    algorithm = "rtn"                    # rtn | gptq | awq | awq-lite
-    options = { }                        # the algorithm's options (see ALGORITHM_OPTIONS)
+    algorithm = "rtn"                    # rtn | gptq | awq | awq-lite, or another in quant.algorithms
+    options = { }                        # the algorithm's options (its ``options`` in quant.algorithms)
 
     [embedding]                          # optional: quantize the token embedding table(s) too
     match = "*"                          # optional: fnmatch pattern(s) on the nn.Embedding's name
@@ -38,7 +38,7 @@ teacher forced on 64 held-out calibration-split clips, moved the next-token dist
 of 0.0013 per position as lookups alone, 0.043 as logits weights alone. Round to nearest weighs
 every column alike; ``algorithm = "gptq"`` weighs them by the final hidden states that multiply
 the table: KL of both uses 0.044 -> 0.0097 with damp 0.05 (0.012 with 0.01), argmax changed at
-33 -> 23 of 1092 positions (scripts/embedding-sensitivity.py).
+33 -> 23 of 1092 positions (benchmarks/quantization/embedding-sensitivity.py).
 The table is rounded to nearest before calibration either way, so the decoder blocks are
 calibrated on rounded lookups; GPTQ replaces it once the quantized decoder's final hidden states
 are known (the adapter's last block, see calibrate).
@@ -62,21 +62,33 @@ except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib
 
 from ..errors import AsrQuantError
+from .algorithms import algorithm_names, get_algorithm
 from .scheme import FORMATS, QuantScheme
 
 DEFAULT_IGNORE = ("decoder.token_embedding", "*lm_head*", "*embed*")
 KINDS = ("attention", "cross_attention", "mlp", "encoder", "decoder")
-ALGORITHMS = ("rtn", "gptq", "awq", "awq-lite")
-EMBEDDING_ALGORITHMS = ("rtn", "gptq")
-# Option name -> (type, default) per algorithm.
-ALGORITHM_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
-    "rtn": {},
-    "gptq": {"damp": (float, 0.01), "block_size": (int, 128), "act_order": (bool, True), "static_groups": (bool, True),
-             "clip_search": (bool, False)},
-    "awq": {"grid": (int, 20), "clip": (bool, True), "clip_grid": (int, 20), "max_shrink": (float, 0.5)},
-    "awq-lite": {"grid": (int, 20)},
-}
 BUILTIN_DIR = "recipes"
+
+
+def _table_algorithms() -> tuple[str, ...]:
+    """The algorithms an ``[embedding]`` table may name."""
+    return tuple(n for n in algorithm_names() if get_algorithm(n).quantizes_tables)
+
+
+# ALGORITHMS, EMBEDDING_ALGORITHMS and ALGORITHM_OPTIONS, computed from the registry when read:
+# computing them imports every algorithm module, and with them torch.
+_REGISTRY_VIEWS = {
+    "ALGORITHMS": algorithm_names,
+    "EMBEDDING_ALGORITHMS": _table_algorithms,
+    "ALGORITHM_OPTIONS": lambda: {n: dict(get_algorithm(n).options) for n in algorithm_names()},
+}
+
+
+def __getattr__(name: str):
+    if name in _REGISTRY_VIEWS:
+        return _REGISTRY_VIEWS[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _ATTN_PARTS = {"attn", "self_attn", "cross_attn", "encoder_attn", "attention", "self_attention"}
 _CROSS_PARTS = {"cross_attn", "encoder_attn"}
@@ -121,11 +133,15 @@ class Rule:
             return False
         return not self.kinds or set(self.kinds) <= module_kinds(name)
 
+    @property
+    def needs_stats(self) -> bool:
+        return get_algorithm(self.algorithm).needs_stats
+
     def option(self, key: str):
-        return self.options.get(key, ALGORITHM_OPTIONS[self.algorithm][key][1])
+        return self.options.get(key, get_algorithm(self.algorithm).options[key][1])
 
     def all_options(self) -> dict:
-        return {k: self.option(k) for k in ALGORITHM_OPTIONS[self.algorithm]}
+        return {k: self.option(k) for k in get_algorithm(self.algorithm).options}
 
     def to_dict(self) -> dict:
         return {
@@ -145,7 +161,7 @@ class Recipe:
     clips: int = 0
     description: str = ""
     source: str = ""
-    embedding: Rule | None = None  # the [embedding] table (algorithm rtn or gptq)
+    embedding: Rule | None = None  # the [embedding] table (an algorithm that quantizes tables)
 
     def embedding_rule_for(self, name: str) -> Rule | None:
         """The rule of embedding table ``name`` (an nn.Embedding), or None (stays float)."""
@@ -163,7 +179,7 @@ class Recipe:
 
     @property
     def needs_calibration(self) -> bool:
-        return any(r.algorithm != "rtn" for r in self.rules + ((self.embedding,) if self.embedding else ()))
+        return any(r.needs_stats for r in self.rules + ((self.embedding,) if self.embedding else ()))
 
     def to_dict(self) -> dict:
         return {
@@ -258,21 +274,25 @@ class _Parser:
         if not isinstance(rules_data, list) or not rules_data:
             self.fail("rules", "a recipe needs at least one [[rules]] table")
         rules = tuple(self.rule(r, f"rules[{i}]") for i, r in enumerate(rules_data))
-        if clips == 0 and any(r.algorithm != "rtn" for r in rules):
-            self.fail("calibration.clips", "algorithms other than rtn need calibration clips (> 0)")
+        for i, r in enumerate(rules):
+            self.clips_for(r, f"rules[{i}]", clips)
         embedding = self.embedding(data["embedding"]) if "embedding" in data else None
-        if clips == 0 and embedding is not None and embedding.algorithm != "rtn":
-            self.fail("calibration.clips", "embedding.algorithm gptq needs calibration clips (> 0)")
+        if embedding is not None:
+            self.clips_for(embedding, "embedding", clips)
         return Recipe(name, rules, ignore, clips, description, self.source, embedding)
+
+    def clips_for(self, rule: Rule, where: str, clips: int) -> None:
+        if clips == 0 and rule.needs_stats:
+            self.fail("calibration.clips", f"{where}.algorithm {rule.algorithm} needs calibration clips (> 0)")
 
     def embedding(self, e) -> Rule:
         if not isinstance(e, dict):
             self.fail("embedding", "must be a table")
         self.known(e, {"match", "format", "bits", "group_size", "symmetric", "scale_dtype", "algorithm", "options"},
                    "embedding")
-        # AWQ would scale the table's columns, which its lookups cannot undo without an extra op.
-        if e.get("algorithm", "rtn") not in EMBEDDING_ALGORITHMS:
-            self.fail("embedding.algorithm", f"must be one of: {', '.join(EMBEDDING_ALGORITHMS)}, not {e['algorithm']!r}")
+        tables = _table_algorithms()
+        if e.get("algorithm", "rtn") not in tables:
+            self.fail("embedding.algorithm", f"must be one of: {', '.join(tables)}, not {e['algorithm']!r}")
         return self.rule(e, "embedding")
 
     def rule(self, r, where: str) -> Rule:
@@ -306,18 +326,15 @@ class _Parser:
                 if k in r and r[k] != getattr(scheme, k):
                     self.fail(f"{where}.{k}", f"{fmt} fixes {k} = {getattr(scheme, k)}, not {r[k]!r}")
         algo = self.typed(r.get("algorithm", "rtn"), str, f"{where}.algorithm")
-        if algo not in ALGORITHMS:
-            self.fail(f"{where}.algorithm", f"unknown algorithm {algo!r} (expected one of: {', '.join(ALGORITHMS)})")
+        known = algorithm_names()
+        if algo not in known:
+            self.fail(f"{where}.algorithm", f"unknown algorithm {algo!r} (expected one of: {', '.join(known)})")
         opts = self.typed(r.get("options", {}), dict, f"{where}.options")
-        spec = ALGORITHM_OPTIONS[algo]
+        spec = get_algorithm(algo).options
         self.known(opts, set(spec), f"{where}.options")
         options = {k: self.typed(v, spec[k][0], f"{where}.options.{k}") for k, v in opts.items()}
-        if algo == "gptq":
-            merged = {k: options.get(k, d) for k, (_, d) in spec.items()}
-            if merged["act_order"] and not merged["static_groups"] and scheme.group_size != -1:
-                self.fail(f"{where}.options.static_groups", "act_order with groups needs static_groups = true")
-            if merged["clip_search"] and not merged["static_groups"] and scheme.group_size != -1:
-                self.fail(f"{where}.options.static_groups", "clip_search with groups needs static_groups = true")
-            if not merged["damp"] > 0:
-                self.fail(f"{where}.options.damp", "must be > 0")
-        return Rule(scheme, algo, match, kinds, MappingProxyType(options))
+        rule = Rule(scheme, algo, match, kinds, MappingProxyType(options))
+        problem = get_algorithm(algo).option_problem(rule.all_options(), scheme)
+        if problem is not None:
+            self.fail(f"{where}.options.{problem[0]}", problem[1])
+        return rule

@@ -23,8 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ArtifactError
+from ..families import ONNX_KIND
 
-KIND = "onnx"
+KIND = ONNX_KIND
 # The graphs' interface (inputs, outputs, cache layout) the runner expects. Bump it with any
 # change to that interface: a runner refuses an artifact of another layout instead of failing
 # inside onnxruntime. Layout 2 added the optional encoder_weights graph; layout 1 artifacts are
@@ -52,7 +53,6 @@ ALL_GRAPHS = GRAPHS + tuple(OPTIONAL_GRAPHS)
 # Graphs that share one external weights file: both decoder graphs read the same tensors.
 WEIGHTS_STEM = {"encoder": "encoder", "decoder_prefill": "decoder", "decoder_step": "decoder",
                 ENCODER_WEIGHTS: ENCODER_WEIGHTS}
-VARIANT_SEPARATOR = "@"  # engine spec "DIR@int4" opens variant int4 of DIR
 
 
 def _suffix(variant: str | None) -> str:
@@ -99,36 +99,3 @@ def variant_graph_files(directory: Path, manifest: dict, variant: str | None, ma
         if f not in manifest["files"]:
             raise ArtifactError(f"{directory / f}: graph {g} of variant {name!r} is not listed in {manifest_name}")
     return name, files
-
-
-def split_spec(spec: str) -> tuple[Path, str | None]:
-    """``DIR`` or ``DIR@VARIANT`` -> (directory, variant or None)."""
-    path, sep, variant = str(spec).rpartition(VARIANT_SEPARATOR)
-    if sep and variant and Path(path).is_dir():
-        return Path(path), variant
-    return Path(spec), None
-
-
-def onnx_family(spec: str) -> str | None:
-    """The model family an ONNX artifact (``DIR`` or ``DIR@VARIANT``) records in its manifest."""
-    import json
-
-    directory, _ = split_spec(spec)
-    try:
-        return json.loads((directory / "manifest.json").read_text()).get("family")
-    except (OSError, ValueError):
-        return None
-
-
-def is_onnx_artifact(spec: str) -> bool:
-    """True for a directory (optionally ``@variant``) whose manifest says kind "onnx"."""
-    import json
-
-    directory, _ = split_spec(spec)
-    manifest = directory / "manifest.json"
-    if not manifest.is_file():
-        return False
-    try:
-        return json.loads(manifest.read_text()).get("kind") == KIND
-    except (OSError, ValueError):
-        return False

@@ -15,8 +15,17 @@ from onnx import external_data_helper, helper, numpy_helper
 
 from ...artifact import MANIFEST, atomic_dir, read_manifest, write_manifest
 from ...errors import ArtifactError
-from ...runtime.onnx_layout import (DEFAULT_VARIANT, check_onnx_manifest, ALL_GRAPHS, KIND, LAYOUT_VERSION, WEIGHTS_STEM, check_variant_name, graph_file,
-                          weights_file)
+from ...runtime.onnx_layout import (
+    ALL_GRAPHS,
+    DEFAULT_VARIANT,
+    KIND,
+    LAYOUT_VERSION,
+    WEIGHTS_STEM,
+    check_onnx_manifest,
+    check_variant_name,
+    graph_file,
+    weights_file,
+)
 
 ALIGN = 4096  # page-aligned tensors: onnxruntime may map them instead of copying
 MIN_EXTERNAL_BYTES = 1024  # smaller tensors (shapes, scalars) stay inside the graph

@@ -3,40 +3,37 @@ weights stored int8 per output channel and activations quantized per row at run 
 
 Why: a Whisper encoder's Linears multiply 1500 rows per clip, and there onnxruntime 1.31's
 MatMulNBits dequantizes to float32 and runs an fp32 GEMM (accuracy_level 4, int8 activations, is
-slower still); its integer QGEMM uses the CPU's int8 units (AVX512-VNNI, AMX). Measured with
-u8 x s8 weights on a 2-core Sapphire Rapids (before the uint8 weights below), 2 threads,
-[1500, 512] x [512, 2048]: fp32 MatMul 9.2 ms, 4-bit MatMulNBits 9.0 ms (11.2 at accuracy_level
-4), the per-row int8 chain below 2.1 ms (DynamicQuantizeMatMul, one activation scale per tensor,
-1.2 ms). faster-whisper's int8 encoder runs such GEMMs too. On CPUs without VNNI (AVX2) no int8
-kernel is faster than float32 (README, "ONNX speed": the int4 artifact's RTF equals fp32's there).
+slower still); its integer QGEMM uses the CPU's int8 units (AVX512-VNNI, AMX), several times
+faster than either where the CPU has them. faster-whisper's int8 encoder runs such GEMMs too. On
+CPUs without VNNI (AVX2) no int8 kernel is faster than float32. Timings per op and per CPU:
+benchmarks/onnx-export/README.md, "Figures formerly in code comments".
 
 Activations: one scale per row (per audio frame), symmetric, ``a = round(x / s_row) + 128`` as
 uint8 with zero point 128. One scale per tensor (DynamicQuantizeMatMul) was faster but doubled
 the error: on whisper-base's encoder Linears over real clips the mean relative output error was
 0.024 per tensor, 0.013 per row, 0.008 from the int8 weights alone, and the per-tensor variant
-lost 1.7 pp WER on the 225-clip eval set against float compute.
+lost WER against float compute (benchmarks/onnx-export/README.md).
 
 Weights: int8 codes [K, N] with a float32 scale per output channel, ``s = max|w| / 127``, held
 as uint8 with zero point 128 (``code + 128``; the ``.weight_int8`` tensors): onnxruntime's u8 x s8
 GEMM on CPUs without VNNI (AVX2, AVX-512 before Cascade Lake) sums pairs of u8 x s8 products in
 16 bits (VPMADDUBSW) and saturates: with activations around 128 a pair of large weights of one sign
-overflows. On this AMD EPYC (AVX2 only), [1500, 512] x [512, 2048] with one loud channel: u8 x s8
-off by up to 13% of the output's range, u8 x u8 exact to 5e-8 and as fast (114 vs 119 ms, 2
-threads; the u8 x u8 kernel widens to 16 bits before multiplying). The weights come from one of
+overflows. On an AVX2-only CPU with one loud channel, u8 x s8 was far off and u8 x u8 exact and as
+fast (the u8 x u8 kernel widens to 16 bits before multiplying; figures:
+benchmarks/onnx-export/README.md). The weights come from one of
 three sources (the manifest's "stored" says which):
 - the recipe's own codes, when it stored 8 bits per channel, symmetric: exact;
 - the recipe's 4- or 8-bit grouped codes, stored as they are in an ``encoder_weights`` graph that
   the runner runs once at load: DequantizeLinear (blocked), the channel scale, QuantizeLinear,
   Transpose, all standard ops. The encoder graph takes the results as inputs. The file stays at
-  the recipe's bits (whisper-base, gptq-int4-g64-emb4, float16: 43.2 MB instead of 53.4 MB with
-  int8 stored), at the price of onnxruntime not prepacking weights that arrive as inputs: one
-  30 s encoder call 280 vs 272 ms (2 threads, median of 7 interleaved,
-  scripts/bench/encoder-time.py), loading 1.39 vs 1.32 s;
+  the recipe's bits (smaller than with int8 stored), at the price of onnxruntime not prepacking
+  weights that arrive as inputs: a slightly slower encoder call and load
+  (benchmarks/onnx-export/encoder-time.py; figures in benchmarks/onnx-export/README.md);
 - a float weight (or codes of other bits): requantized at export and stored int8.
 A grouped weight's int8 copy is a second rounding of at most half a step of 1/127 of its channel's
 largest weight. Why not keep the expansion inside the encoder graph: onnxruntime constant-folds
-it when it loads the graph and held every intermediate of the fold (peak memory 990 MB instead
-of 400 for whisper-base).
+it when it loads the graph and held every intermediate of the fold (more than twice the peak
+memory for whisper-base; benchmarks/onnx-export/README.md).
 
 So this is an option (``asrquant export --compute int8``) measured by the bench, never the
 default: its products are not the fake-quant numbers. The variant's manifest says which Linears
@@ -50,7 +47,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ...quant.qtensor import QuantizedWeight
-from .matmulnbits import DOMAIN, PackedNBits, _const
+from .matmulnbits import DOMAIN, PackedNBits, const_node
 
 INT8_MAX = 127
 ZERO = 128  # activations and weights are symmetric int8 codes shifted into uint8 (see above: no saturation)
@@ -91,20 +88,19 @@ def as_uint8(q: np.ndarray) -> np.ndarray:
 def _int8_matmul_nodes(q: str, x: str, w8: str, w_scale: str, out: str,
                        smooth: np.ndarray | None = None) -> list[onnx.NodeProto]:
     """``out = (round(x / s_row) @ w8) * w_scale * s_row`` with ``s_row = max|x_row| / 127``;
-    with ``smooth`` [K] (see :mod:`.int8_smoothing`), ``x / smooth`` in place of ``x``.
+    with ``smooth`` [K] (see :mod:`.smoothing`), ``x / smooth`` in place of ``x``.
 
     QuantizeLinear (scale 1, zero point 128) rounds, shifts and saturates in one pass, and
-    MatMulIntegerToFloat applies the weight scales in the GEMM's output pass: half the time of
-    Round, Add, Cast, MatMulInteger, Cast, Mul as separate ops (2.1 vs 3.8 ms for [1500, 512] x
-    [512, 2048], 2 threads)."""
+    MatMulIntegerToFloat applies the weight scales in the GEMM's output pass: about half the time
+    of Round, Add, Cast, MatMulInteger, Cast, Mul as separate ops (benchmarks/onnx-export/README.md)."""
     pre = []
     if smooth is not None:
-        pre = [_const(f"{q}/inv_smooth", (1.0 / smooth).astype(np.float32), np.float32),
+        pre = [const_node(f"{q}/inv_smooth", (1.0 / smooth).astype(np.float32), np.float32),
                helper.make_node("Mul", [x, f"{q}/inv_smooth"], [f"{q}/smoothed"], name=f"/{q}/Smooth")]
         x = f"{q}/smoothed"
     return pre + [
-        _const(f"{q}/tiny", np.finfo(np.float32).tiny, np.float32), _const(f"{q}/qmax", float(INT8_MAX), np.float32),
-        _const(f"{q}/one", 1.0, np.float32), _const(f"{q}/zero", ZERO, np.uint8),
+        const_node(f"{q}/tiny", np.finfo(np.float32).tiny, np.float32), const_node(f"{q}/qmax", float(INT8_MAX), np.float32),
+        const_node(f"{q}/one", 1.0, np.float32), const_node(f"{q}/zero", ZERO, np.uint8),
         helper.make_node("Abs", [x], [f"{q}/abs"], name=f"/{q}/Abs"),
         helper.make_node("ReduceMax", [f"{q}/abs"], [f"{q}/amax"], name=f"/{q}/ReduceMax", axes=[-1], keepdims=1),
         helper.make_node("Max", [f"{q}/amax", f"{q}/tiny"], [f"{q}/amax_pos"], name=f"/{q}/Max"),
@@ -122,10 +118,10 @@ def replace_linears_int8(proto: onnx.ModelProto, qweights: dict[str, QuantizedWe
                          packed: dict[str, PackedNBits] | None = None, smooth: dict[str, np.ndarray] | None = None,
                          ) -> tuple[dict[str, str], dict[str, PackedNBits]]:
     """Swap the MatMul of every Linear of this graph (``x @ <module>.weight_t``, see
-    :class:`.onnx_whisper.LinearT`, whose initializer holds the float or fake-quant weight) for
+    :class:`.graphs.LinearT`, whose initializer holds the float or fake-quant weight) for
     the int8 chain. ``qweights``: the recipe's quantized weights by Linear; ``packed``: the same
     packed as MatMulNBits, whose 4- and 8-bit codes are kept and expanded at load; ``smooth``:
-    per-input-channel smoothing by Linear (:mod:`.int8_smoothing`), not applied to a Linear whose
+    per-input-channel smoothing by Linear (:mod:`.smoothing`), not applied to a Linear whose
     own int8 codes are used (they would no longer be its own).
 
     Returns (Linear -> where its int8 weight comes from: OWN, AT_LOAD or AT_EXPORT; the packed
@@ -181,22 +177,22 @@ def weights_graph(at_load: dict[str, PackedNBits], smooth: dict[str, np.ndarray]
         nodes.append(helper.make_node("DequantizeLinear", [f"{linear}.codes", f"{linear}.scales", f"{linear}.zero_points"],
                                       [w], name=f"/{q}/Dequantize", axis=1, block_size=p.block_size))
         if p.b.shape[1] * p.block_size != p.k:  # the last block was padded
-            nodes += [_const(f"{q}/start", [0], np.int64), _const(f"{q}/end", [p.k], np.int64),
-                      _const(f"{q}/axis", [1], np.int64),
+            nodes += [const_node(f"{q}/start", [0], np.int64), const_node(f"{q}/end", [p.k], np.int64),
+                      const_node(f"{q}/axis", [1], np.int64),
                       helper.make_node("Slice", [w, f"{q}/start", f"{q}/end", f"{q}/axis"], [f"{w}_k"], name=f"/{q}/Slice")]
             w = f"{w}_k"
         if (smooth or {}).get(linear) is not None:  # [N, K] * [K]: the weight's rows of the smoothed inputs
-            nodes += [_const(f"{q}/smooth", smooth[linear].astype(np.float32), np.float32),
+            nodes += [const_node(f"{q}/smooth", smooth[linear].astype(np.float32), np.float32),
                       helper.make_node("Mul", [w, f"{q}/smooth"], [f"{w}_s"], name=f"/{q}/Smooth")]
             w = f"{w}_s"
         nodes += [
-            _const(f"{q}/axes", [1], np.int64), _const(f"{q}/tiny", np.finfo(np.float32).tiny, np.float32),
-            _const(f"{q}/qmax", float(INT8_MAX), np.float32),
+            const_node(f"{q}/axes", [1], np.int64), const_node(f"{q}/tiny", np.finfo(np.float32).tiny, np.float32),
+            const_node(f"{q}/qmax", float(INT8_MAX), np.float32),
             helper.make_node("Abs", [w], [f"{q}/abs"], name=f"/{q}/Abs"),
             helper.make_node("ReduceMax", [f"{q}/abs", f"{q}/axes"], [f"{q}/amax"], name=f"/{q}/ReduceMax", keepdims=0),
             helper.make_node("Max", [f"{q}/amax", f"{q}/tiny"], [f"{q}/amax_pos"], name=f"/{q}/Max"),
             helper.make_node("Div", [f"{q}/amax_pos", f"{q}/qmax"], [f"{linear}.scale_int8"], name=f"/{q}/Scale"),
-            _const(f"{q}/zero", np.full(p.n, ZERO), np.uint8),  # per-axis: one zero point per channel
+            const_node(f"{q}/zero", np.full(p.n, ZERO), np.uint8),  # per-axis: one zero point per channel
             helper.make_node("QuantizeLinear", [w, f"{linear}.scale_int8", f"{q}/zero"], [f"{q}/int8"],
                              name=f"/{q}/Quantize", axis=0),
             helper.make_node("Transpose", [f"{q}/int8"], [f"{linear}.weight_int8"], name=f"/{q}/Transpose", perm=[1, 0]),

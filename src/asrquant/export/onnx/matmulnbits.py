@@ -75,15 +75,15 @@ def pack(qw: QuantizedWeight, name: str = "weight") -> PackedNBits:
 
 
 def weight_name(linear: str) -> str:
-    """The float initializer of a traced Linear (see :class:`.onnx_whisper.LinearT`)."""
+    """The float initializer of a traced Linear (see :class:`asrquant.export.onnx.graphs.LinearT`)."""
     return f"{linear}.weight_t"
 
 
 def accuracy_level_for(bits: int, requested: int | None) -> int:
     """The node's ``accuracy_level``: the one requested, else 4 (int8 activations) for 8-bit
     weights and 0 (float32 compute, the fake-quant numbers) for fewer bits. onnxruntime 1.23's CPU
-    kernel has no fast float path for 8-bit weights: the 51865 x 512 logits of whisper-base took
-    322 ms per call at level 0 and 6.5 ms at level 4 (2 threads; 4-bit: 2.9 / 1.0 ms)."""
+    kernel has no fast float path for 8-bit weights: whisper-base's logits were far slower at level 0
+    than at level 4 (figures: benchmarks/onnx-export/README.md)."""
     if requested is not None:
         return requested
     return 4 if bits == 8 else 0
@@ -137,8 +137,8 @@ def replace_tied_embedding(proto: onnx.ModelProto, table: str, p: PackedNBits, a
     every ``Gather(table, tokens)`` a few standard ops that gather the packed rows and their
     scales and dequantize them as MatMulNBits does, ``(code - zero_point) * scale`` in float32:
     both read the same initializers, so the table is on disk and in memory once. (onnxruntime's
-    GatherBlockQuantized reads another layout of the codes, and a second copy of a whisper-base
-    table is 27 MB at 8 bits.) Returns whether ``table`` was in the graph.
+    GatherBlockQuantized reads another layout of the codes, and a second copy of the table, the
+    model's largest matrix, would cost its size again.) Returns whether ``table`` was in the graph.
     """
     g = proto.graph
     if table not in {t.name for t in g.initializer}:
@@ -172,7 +172,7 @@ def replace_tied_embedding(proto: onnx.ModelProto, table: str, p: PackedNBits, a
     return True
 
 
-def _const(name: str, value, dtype) -> onnx.NodeProto:
+def const_node(name: str, value, dtype) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], name=f"/{name}", value=numpy_helper.from_array(np.asarray(value, dtype), name))
 
 
@@ -184,18 +184,18 @@ def _unpack_codes(prefix: str, packed: str, bits: int, out: str, rank: int) -> l
     per_byte = 8 // bits
     if per_byte == 1:
         return [helper.make_node("Identity", [packed], [out], name=f"/{out}")]
-    nodes = [_const(f"{prefix}/mod", 1 << bits, np.uint8), _const(f"{prefix}/last_axis", [-1], np.int64)]
+    nodes = [const_node(f"{prefix}/mod", 1 << bits, np.uint8), const_node(f"{prefix}/last_axis", [-1], np.int64)]
     parts = []
     for j in range(per_byte):
         shifted, part = f"{prefix}/shift{j}", f"{prefix}/code{j}"
-        nodes += [_const(f"{shifted}/by", j * bits, np.uint8),
+        nodes += [const_node(f"{shifted}/by", j * bits, np.uint8),
                   helper.make_node("BitShift", [packed, f"{shifted}/by"], [shifted], name=f"/{shifted}", direction="RIGHT"),
                   helper.make_node("Mod", [shifted, f"{prefix}/mod"], [f"{part}/flat"], name=f"/{part}/Mod"),
                   helper.make_node("Unsqueeze", [f"{part}/flat", f"{prefix}/last_axis"], [part], name=f"/{part}/Unsqueeze")]
         parts.append(part)
     # [..., bytes, per_byte] -> [..., bytes * per_byte]: the codes in their original order.
     nodes += [helper.make_node("Concat", parts, [f"{prefix}/interleaved"], name=f"/{prefix}/Concat", axis=-1),
-              _const(f"{prefix}/merge_shape", [0] * (rank - 1) + [-1], np.int64),
+              const_node(f"{prefix}/merge_shape", [0] * (rank - 1) + [-1], np.int64),
               helper.make_node("Reshape", [f"{prefix}/interleaved", f"{prefix}/merge_shape"], [out], name=f"/{out}")]
     return nodes
 
@@ -216,30 +216,30 @@ def dequantize_nodes(q: str, inputs: list[str], p: PackedNBits, lead: int, out: 
     L = [B, T])."""
     nodes = _unpack_codes(f"{q}/codes", inputs[0], p.bits, f"{q}/codes_u8", rank=lead + 2)  # [*L, n_blocks, block]
     nodes.append(helper.make_node("Cast", [f"{q}/codes_u8"], [f"{q}/codes_f"], name=f"/{q}/CastCodes", to=onnx.TensorProto.FLOAT))
-    nodes += [_const(f"{q}/last_axis", [-1], np.int64),
+    nodes += [const_node(f"{q}/last_axis", [-1], np.int64),
               helper.make_node("Unsqueeze", [inputs[1], f"{q}/last_axis"], [f"{q}/scale"], name=f"/{q}/UnsqueezeScales")]
     if p.zero_points is None:
-        nodes.append(_const(f"{q}/zero", float(1 << (p.bits - 1)), np.float32))
+        nodes.append(const_node(f"{q}/zero", float(1 << (p.bits - 1)), np.float32))
     else:  # [*L, bytes] -> [*L, 1, bytes] -> codes [*L, 1, n] -> [*L, n_blocks, 1]
         n_blocks = p.scales.shape[1]
-        nodes += [_const(f"{q}/zp_in_shape", [0] * lead + [1, -1], np.int64),
+        nodes += [const_node(f"{q}/zp_in_shape", [0] * lead + [1, -1], np.int64),
                   helper.make_node("Reshape", [inputs[2], f"{q}/zp_in_shape"], [f"{q}/zp_packed4"], name=f"/{q}/ZpIn")]
         nodes += _unpack_codes(f"{q}/zp", f"{q}/zp_packed4", p.bits, f"{q}/zp_codes", rank=lead + 2)
-        nodes += [_const(f"{q}/zp_out_shape", [0] * lead + [-1], np.int64),
+        nodes += [const_node(f"{q}/zp_out_shape", [0] * lead + [-1], np.int64),
                   helper.make_node("Reshape", [f"{q}/zp_codes", f"{q}/zp_out_shape"], [f"{q}/zp_all"], name=f"/{q}/ZpOut"),
-                  _const(f"{q}/zp_start", [0], np.int64), _const(f"{q}/zp_end", [n_blocks], np.int64),
+                  const_node(f"{q}/zp_start", [0], np.int64), const_node(f"{q}/zp_end", [n_blocks], np.int64),
                   helper.make_node("Slice", [f"{q}/zp_all", f"{q}/zp_start", f"{q}/zp_end", f"{q}/last_axis"],
                                    [f"{q}/zp_u8"], name=f"/{q}/ZpSlice"),
                   helper.make_node("Cast", [f"{q}/zp_u8"], [f"{q}/zp_f"], name=f"/{q}/CastZeros", to=onnx.TensorProto.FLOAT),
                   helper.make_node("Unsqueeze", [f"{q}/zp_f", f"{q}/last_axis"], [f"{q}/zero"], name=f"/{q}/UnsqueezeZeros")]
     nodes += [helper.make_node("Sub", [f"{q}/codes_f", f"{q}/zero"], [f"{q}/centred"], name=f"/{q}/Sub"),
               helper.make_node("Mul", [f"{q}/centred", f"{q}/scale"], [f"{q}/blocks"], name=f"/{q}/Mul"),
-              _const(f"{q}/row_shape", [0] * lead + [-1], np.int64),
+              const_node(f"{q}/row_shape", [0] * lead + [-1], np.int64),
               helper.make_node("Reshape", [f"{q}/blocks", f"{q}/row_shape"], [f"{q}/padded"], name=f"/{q}/Reshape")]
     if p.scales.shape[1] * p.block_size == p.k:
         nodes[-1].output[0] = out
     else:  # the last block was zero-padded: drop the padding
-        nodes += [_const(f"{q}/k_start", [0], np.int64), _const(f"{q}/k_end", [p.k], np.int64),
+        nodes += [const_node(f"{q}/k_start", [0], np.int64), const_node(f"{q}/k_end", [p.k], np.int64),
                   helper.make_node("Slice", [f"{q}/padded", f"{q}/k_start", f"{q}/k_end", f"{q}/last_axis"], [out],
                                    name=f"/{q}/Slice")]
     return nodes

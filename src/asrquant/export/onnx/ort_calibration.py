@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization.calibrate import CalibrationDataReader
 
-
 MIN_CAPACITY = 32  # the runner's smallest self-attention buffer
 
 
@@ -48,9 +47,9 @@ def calibration_clips(artifact: Path, manifest: str | Path, n: int) -> OrtCalibr
     from ...audio import load_audio
     from ...eval.manifest import read_manifest
     from ...features import log_mel
-    from ...models.whisper.saved import spread
     from ...models.whisper.onnx_session import open_onnx_artifact
     from ...models.whisper.transcribe import WINDOW_SAMPLES
+    from ...quant.calibrate import spread
 
     clips = read_manifest(manifest)  # refuses an empty or malformed manifest, naming it
     transcriber, _ = open_onnx_artifact(artifact, threads=1)

@@ -36,8 +36,8 @@ import onnx
 
 from ...artifact import verify
 from ...errors import ArtifactError, AsrQuantError
-from .artifact import write_onnx_artifact
 from ...runtime.onnx_layout import DEFAULT_VARIANT, GRAPHS, graph_file
+from .artifact import write_onnx_artifact
 
 ALGORITHMS = ("default", "rtn", "k_quant", "hqq", "gptq")
 # onnxruntime's Neural Compressor path (rtn, k_quant, gptq) writes every MatMul as 4 bits,

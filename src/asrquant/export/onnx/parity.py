@@ -1,6 +1,6 @@
 """Token parity of an ONNX export against the torch reference on real clips.
 
-The reference is our torch Whisper, quantized in place by the same recipe when there is one
+The reference is our torch model (any family), quantized in place by the same recipe when there is one
 (the fake-quant forward of the same :class:`~asrquant.quant.QuantizedWeight`s the export packed).
 Both sides decode every clip the same way; the report lists every clip whose tokens differ.
 
@@ -58,16 +58,12 @@ def torch_reference(model_spec: str, recipe_spec: str | None = None, calib: str 
     """Our torch transcriber of ``model_spec``, fake-quantized by the recipe when one is given."""
     import torch
 
-    from ...models.whisper.torch_session import WhisperTorchSession
-    from ...models.whisper.tokenizer import WhisperTokenizer
-    from ...models.whisper.transcribe import WhisperGeneration, WhisperTranscriber
-    from ..command import load
+    from ... import families
+    from ...quant.command import load_checkpoint
 
     torch.set_num_threads(threads)
-    ckpt, _ = load(model_spec, recipe_spec, calib, progress=False)
-    generation = WhisperGeneration(tuple(ckpt.suppress_ids), tuple(ckpt.suppress_ids_begin), ckpt.dims.n_mels)
-    tokenizer = WhisperTokenizer(ckpt.tokenizer_json, ckpt.multilingual)
-    return WhisperTranscriber(WhisperTorchSession(ckpt.model), tokenizer, generation)
+    ckpt, _ = load_checkpoint(model_spec, recipe_spec, calib, progress=False)
+    return families.module(ckpt.family, "torch_session").open_transcriber(ckpt, model_spec)
 
 
 def compare(reference, candidate, manifests: list[str], beam_size: int = 1, max_new_tokens: int = 224) -> ParityReport:
@@ -101,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
 
-    from ...models.whisper.onnx_session import open_onnx_engine
+    from ...runtime.onnx import open_onnx_engine
 
     reference = torch_reference(args.model, args.recipe, args.calib, args.threads)
     candidate = open_onnx_engine(args.artifact, args.threads).transcriber

@@ -12,12 +12,9 @@ Mul in the encoder graph and ``diag(s) W`` is applied where the int8 weight is m
 4- and 8-bit codes, at export for float weights), so the recipe's codes, and with them the
 fake-quant reference, do not change. ``max|x_k|`` comes from calibration clips run through the
 fake-quant encoder; alpha is chosen per Linear, among ALPHAS and "no smoothing", by the int8
-chain's relative output error on those clips' frames, because no single alpha suits every Linear:
-for whisper-base ``gptq-int4-g64-enc32-emb4`` (``scripts/bench/onnx-int4.sh``: ``asrquant export
-Q --compute int8 --calib runs/data/wild-calib/manifest.jsonl``, 16 clips) the export smoothed 25 of
-the encoder's 36 Linears (mixed alphas: 0.75 or 0.5 for most query/value/fc2, none for most
-attn.out), their mean error 0.0150 -> 0.0123, and all 12 cross-attention key/value projections
-(alpha 0.75), which read the encoder's final norm and had the largest errors: 0.0359 -> 0.0132.
+chain's relative output error on those clips' frames, because no single alpha suits every Linear
+(on whisper-base the chosen alphas differ by Linear and some Linears are best left unsmoothed;
+figures: benchmarks/onnx-export/README.md, "Figures formerly in code comments").
 The manifest records each Linear's choice and errors.
 
 Why by hand: onnxruntime's quantizer smooths only inside its static QDQ flow, and the Linears'
@@ -99,7 +96,7 @@ def smoothing_factors(model: nn.Module, names: list[str], mels: list[np.ndarray]
                       progress: bool = False) -> dict[str, Smoothing]:
     """The smoothing of every Linear in ``names`` (encoder Linears of ``model``) from the frames
     of ``mels``: two passes, the channel maxima, then every candidate's error."""
-    from ...models.whisper.saved import _progress
+    from ...progress import track
 
     amax = {}
 
@@ -107,7 +104,7 @@ def smoothing_factors(model: nn.Module, names: list[str], mels: list[np.ndarray]
         m = x.abs().amax(0)
         amax[name] = m if name not in amax else torch.maximum(amax[name], m)
 
-    _inputs(model, names, _progress(mels, progress, "smoothing: channel maxima"), record_max)
+    _inputs(model, names, track(mels, progress, "smoothing: channel maxima"), record_max)
     w_kn = {n: model.get_submodule(n).weight.detach().float().t() for n in names}
     cands = {}
     for n in names:
@@ -126,7 +123,7 @@ def smoothing_factors(model: nn.Module, names: list[str], mels: list[np.ndarray]
             y = _rows_int8(x if s is None else x / s) @ wq
             err[name][i] += float((y - ref).double().pow(2).sum())
 
-    _inputs(model, names, _progress(mels, progress, "smoothing: choosing alpha"), score)
+    _inputs(model, names, track(mels, progress, "smoothing: choosing alpha"), score)
     out = {}
     for n in names:
         rel = (err[n] / max(ref_sq[n], 1e-30)).sqrt()

@@ -11,13 +11,25 @@ has when decoded step by step with a filled KV cache. Only the current block's i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 
-from ...quant.calibrate import CalibBlock, CalibSample, InputGroup, register_adapter
+from ...artifact import sha256_file
+from ...audio import load_audio
 from ...errors import AsrQuantError
+from ...eval.manifest import read_manifest
+from ...progress import track
+from ...quant.calibrate import CalibBlock, Calibration, CalibSample, InputGroup, spread
+from ...quant.recipe import Recipe
+from .features import n_audio_tokens, qwen3_asr_log_mel
+from .load import Qwen3ASRCheckpoint
 from .model import Qwen3ASR, chunk_mel
+from .tokenizer import Qwen3ASRTokenizer, normalize_language
+from .torch_session import Qwen3ASRTorchSession
+from .transcribe import Qwen3ASRTranscriber
 
 
 def _audio_layer_groups(p: str) -> list[InputGroup]:
@@ -75,7 +87,7 @@ class Qwen3ASRCalibAdapter:
         yield CalibBlock("audio_tower.head", head,
                          [InputGroup(["audio_tower.proj1"], "audio_tower.ln_post"), InputGroup(["audio_tower.proj2"])])
         audio = head()
-        del xs, clips
+        xs = clips = None  # freed: the blocks that read them have run (a del would unbind their closures)
 
         hs = []
         for s, a in zip(self.samples, audio):
@@ -98,4 +110,79 @@ class Qwen3ASRCalibAdapter:
             hs = run_layer(i, layer)
 
 
-register_adapter(Qwen3ASR, Qwen3ASRCalibAdapter)
+CalibAdapter = Qwen3ASRCalibAdapter  # the name asrquant.families' callers look up
+TABLE = "model.embed_tokens"  # the token table; its tied lm_head reads the same Parameter
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Refuse, before loading a model of billions of weights, what this family cannot carry."""
+    if recipe.embedding_rule_for(TABLE) is not None:
+        raise AsrQuantError(f"recipe {recipe.name!r}: its [embedding] matches {TABLE}; Qwen3-ASR's token table "
+                            f"stays float (the saved format and the exporters do not carry a quantized one yet)")
+
+
+# ---- calibration samples ------------------------------------------------------------------------
+#
+# Qwen3-ASR calibration samples from a manifest of real audio.
+#
+# Each clip becomes what the decoder sees when it transcribes that clip, so every decoding position
+# is calibrated and not only the prompt:
+#
+#     the chat prompt with <|audio_pad|> expanded to the encoder length
+#     (+ ``language English<asr_text>`` when the clip names its language: the forced-language prompt)
+#     + the reference transcript's tokens (teacher forcing), or, where a clip has no text, the
+#       model's own greedy output (which then starts with its ``language X<asr_text>`` line)
+#     + <|im_end|>
+#
+# The log-mel is the family's own (:func:`qwen3_asr_log_mel`, the whole clip, not padded to 30 s).
+
+
+def _forced_language(clip) -> str | None:
+    """The clip's language as qwen-asr names it, or None when the manifest gives none."""
+    if not clip.lang:
+        return None
+    try:
+        return normalize_language(clip.lang)
+    except ValueError as e:
+        raise AsrQuantError(f"{clip.manifest}: clip {clip.id!r}: {e}") from None
+
+
+def clip_tokens(tok: Qwen3ASRTokenizer, n_audio: int, language: str | None, text_ids: list[int]) -> list[int]:
+    """Prompt (audio placeholders expanded, language forced or not) + transcript + <|im_end|>."""
+    return tok.prompt_ids(n_audio, "", language) + list(text_ids) + [tok.specials.im_end]
+
+
+def calibration_samples(ckpt: Qwen3ASRCheckpoint, manifest: str | Path, n: int, progress: bool = True,
+                        decode: bool = True) -> tuple[list[CalibSample], Calibration]:
+    """(samples, Calibration) for ``n`` clips of ``manifest`` spread over it (every category seen).
+    ``decode=False`` skips the greedy decoding of clips without a transcript (prompt and end only)."""
+    clips = read_manifest(manifest)
+    chosen = [clips[i] for i in spread(len(clips), n)]
+    tok = ckpt.tokenizer()
+    greedy = None
+    samples, cal = [], Calibration(str(manifest), [], [])
+    for clip in track(chosen, progress, "calibration clips"):
+        audio = load_audio(clip.audio)
+        try:
+            mel = qwen3_asr_log_mel(audio, ckpt.dims.n_mels)
+        except ValueError as e:
+            raise AsrQuantError(f"{clip.audio}: {e}") from None
+        language = _forced_language(clip)
+        if clip.text.strip():
+            text_ids = tok.encode(clip.text.strip())
+        elif not decode:
+            text_ids = []
+        else:
+            greedy = greedy or _greedy_transcriber(ckpt, tok)
+            text_ids = greedy.transcribe(audio, language).result.tokens
+        n_audio = n_audio_tokens(mel.shape[1], ckpt.dims.n_window)
+        tokens = clip_tokens(tok, n_audio, language, text_ids)
+        samples.append(CalibSample(mel, np.asarray(tokens, dtype=np.int64)))
+        cal.ids.append(clip.id)
+        cal.audio_sha256.append(sha256_file(clip.audio))
+    return samples, cal
+
+
+def _greedy_transcriber(ckpt: Qwen3ASRCheckpoint, tok: Qwen3ASRTokenizer):
+    """The float model's own transcriber (for clips without a reference)."""
+    return Qwen3ASRTranscriber(Qwen3ASRTorchSession(ckpt.model), tok, ckpt.dims.n_window, ckpt.dims.n_mels)

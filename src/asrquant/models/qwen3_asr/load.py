@@ -32,7 +32,9 @@ import torch
 
 from ...errors import ModelError
 from .model import Qwen3ASR, Qwen3ASRDims
-from .tokenizer import Qwen3ASRSpecials, Qwen3ASRTokenizer, _cache_dir, _read_json
+from .detect import is_checkpoint_dir
+from ...cache import cache_dir
+from .tokenizer import Qwen3ASRSpecials, Qwen3ASRTokenizer, read_json
 
 PREFIX = "thinker."
 WEIGHTS = "model.safetensors"
@@ -59,7 +61,7 @@ class Qwen3ASRCheckpoint:
     family: str = "qwen3-asr"
     variant: str = "qwen3-asr"  # "qwen3-asr" | "mega-asr" (adapter merged) | "mega-asr-base"
     adapter_dir: Path | None = None
-    router: object | None = None  # qwen3_asr_router.AudioQualityRouter when present
+    router: object | None = None  # router.AudioQualityRouter when present
     extra: dict = field(default_factory=dict)
 
     def tokenizer(self) -> Qwen3ASRTokenizer:
@@ -69,32 +71,6 @@ class Qwen3ASRCheckpoint:
 # ---------------------------------------------------------------------------------------------
 # Locating the files
 # ---------------------------------------------------------------------------------------------
-
-
-def is_qwen3_asr_dir(path: Path) -> bool:
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        return False
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    thinker = data.get("thinker_config") if isinstance(data, dict) else None
-    if not isinstance(thinker, dict):
-        return False
-    return data.get("model_type") == "qwen3_asr" and "forced_aligner" not in str(thinker.get("model_type", ""))
-
-
-def is_qwen3_asr_source(path: Path) -> bool:
-    """A Qwen3-ASR checkpoint directory, or a directory holding one in a subfolder (Mega-ASR)."""
-    path = Path(path)
-    if not path.is_dir():
-        return False
-    if is_qwen3_asr_dir(path):
-        return True
-    if (path / "config.json").is_file():
-        return False  # another model's directory: its subfolders are not ours to guess from
-    return any(is_qwen3_asr_dir(p) for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _looks_like_repo_id(spec: str) -> bool:
@@ -123,13 +99,13 @@ class _Layout:
 
 def locate(root: Path) -> _Layout:
     """Find the Qwen3-ASR checkpoint, a Mega-ASR adapter and router under ``root``."""
-    if is_qwen3_asr_dir(root):
+    if is_checkpoint_dir(root):
         return _Layout(root, None, None, False)
     if (root / "config.json").is_file():
-        cfg = _read_json(root / "config.json")
+        cfg = read_json(root / "config.json")
         raise ModelError(f"{root / 'config.json'}: not a Qwen3-ASR config (model_type {cfg.get('model_type')!r})")
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    candidates = [p for p in subdirs if is_qwen3_asr_dir(p)]
+    candidates = [p for p in subdirs if is_checkpoint_dir(p)]
     named = [p for p in candidates if p.name in MEGA_BASE_NAMES]
     # Mega-ASR's vLLM path may leave a checkpoint with the adapter already merged next to the
     # base one; the base + adapter is preferred (same weights, and the base can be had too).
@@ -166,7 +142,7 @@ def weight_files(model_dir: Path) -> list[Path]:
     """The safetensors shard(s) of a checkpoint directory."""
     index = model_dir / INDEX
     if index.is_file():
-        data = _read_json(index)
+        data = read_json(index)
         wm = data.get("weight_map")
         if not isinstance(wm, dict) or not wm:
             raise ModelError(f"{index}: no 'weight_map'")
@@ -217,7 +193,7 @@ def read_tensors(files: list[Path], dtype: torch.dtype | None = None) -> dict[st
 def _sha256(path: Path) -> str:
     st = path.stat()
     key = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    cache = _cache_dir() / "sha256-cache.json"
+    cache = cache_dir() / "sha256-cache.json"
     try:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):
@@ -353,7 +329,7 @@ def _pattern_value(patterns: dict, names: list[str], default):
 def lora_deltas(adapter_dir: Path, model: Qwen3ASR) -> dict[str, torch.Tensor]:
     """Weight deltas (float32, shaped like the target weights) of a PEFT LoRA adapter."""
     cfg_path = adapter_dir / ADAPTER_CONFIG
-    cfg = _read_json(cfg_path)
+    cfg = read_json(cfg_path)
     st, binf = adapter_dir / "adapter_model.safetensors", adapter_dir / "adapter_model.bin"
     if st.is_file():
         state = read_tensors([st])
@@ -367,7 +343,7 @@ def lora_deltas(adapter_dir: Path, model: Qwen3ASR) -> dict[str, torch.Tensor]:
     else:
         raise ModelError(f"{st}: missing (no LoRA weights in {adapter_dir})")
     blocks_path = adapter_dir / "mega_lora_blocks.json"
-    blocks = _read_json(blocks_path) if blocks_path.is_file() else {}
+    blocks = read_json(blocks_path) if blocks_path.is_file() else {}
     r, alpha = cfg.get("r"), cfg.get("lora_alpha", 1)
     rslora = bool(cfg.get("use_rslora", False))
     fan_in_fan_out = bool(cfg.get("fan_in_fan_out", False))
@@ -441,7 +417,7 @@ def load_qwen3_asr(spec: str | Path, *, adapter: bool = True, router: bool = Tru
 
     layout = locate(root)
     model_dir = layout.model_dir
-    config = _read_json(model_dir / "config.json")
+    config = read_json(model_dir / "config.json")
     try:
         dims = Qwen3ASRDims.from_config(config)
     except (ValueError, TypeError) as e:
@@ -492,3 +468,6 @@ def load_qwen3_asr(spec: str | Path, *, adapter: bool = True, router: bool = Tru
         router=router_obj,
         extra={"merged_weights": merged} if adapter_dir is not None else {},
     )
+
+
+load = load_qwen3_asr  # the family's role name (asrquant.families)

@@ -510,6 +510,8 @@ class TextModel(nn.Module):
 class Qwen3ASR(nn.Module):
     """``thinker`` of Qwen3ASRForConditionalGeneration: audio_tower + model + lm_head."""
 
+    family = "qwen3-asr"  # its folder in asrquant.families
+
     def __init__(self, dims: Qwen3ASRDims):
         super().__init__()
         dims.validate()

@@ -9,7 +9,7 @@ Graph signatures (float32 unless said):
     decoder_step:     tokens int64 [b, 1], past_k, past_v [n_layers, b, kv, n_past, hd], offset int64 []
                       -> logits [b, 1, V], k, v (the new position's keys/values; append on axis 3)
 
-:func:`export_onnx_qwen3_asr` writes them as an artifact directory of the same layout as a
+:func:`export_onnx` writes them as an artifact directory of the same layout as a
 Whisper export (:mod:`.onnx_layout`, manifest family "qwen3-asr"): encoder.onnx + encoder.onnx.data,
 decoder_prefill.onnx + decoder_step.onnx sharing decoder.onnx.data (the decoder weights stored
 once), config.json, tokenizer.json.
@@ -24,21 +24,10 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from .model import Qwen3ASR, chunk_mel
-from ...export.onnx.int8_matmul import OP_NOTE as INT8_OP
-from ...export.onnx.matmulnbits import accuracy_level_for
 from ...export.onnx.artifact import float16_storage, write_onnx_artifact
-from ..whisper.onnx_graphs import (
-    OPSET,
-    _trace,
-    decoder_accuracy_level,
-    export_copy,
-    linear_names,
-    pack_linears,
-    quantize_graphs,
-    quantized_linears,
-    variant_info,
-)
+from ...export.onnx.graphs import (OPSET, decoder_accuracy_level, export_copy, linear_schemes, pack_linears,
+                                   quantize_graphs, quantized_linears, trace, variant_info)
+from .model import Qwen3ASR, chunk_mel
 
 FAMILY = "qwen3-asr"
 
@@ -77,16 +66,16 @@ def trace_graphs(model: Qwen3ASR) -> dict[str, onnx.ModelProto]:
     d = m.dims
     with torch.no_grad():
         chunks, n = chunk_mel(torch.zeros(d.n_mels, 2 * d.chunk_frames - 7), d)
-        enc = _trace(_with_forward(m, _encoder(m)), (chunks, torch.tensor(n)), ["chunks", "n_tokens"], ["audio"],
+        enc = trace(_with_forward(m, _encoder(m)), (chunks, torch.tensor(n)), ["chunks", "n_tokens"], ["audio"],
                      {"chunks": {0: "n_chunks", 2: "width"}, "audio": {0: "n_rows"}})  # fmt: skip
         audio = torch.zeros(3, d.hidden_size)
         ids = torch.tensor([[1, d.audio_token_id, d.audio_token_id, d.audio_token_id, 2]] * 2)
         cache_axes = {3: "n_past"}
-        pre = _trace(_with_forward(m, _prefill(m)), (ids, audio), ["input_ids", "audio"], ["logits", "k", "v"],
+        pre = trace(_with_forward(m, _prefill(m)), (ids, audio), ["input_ids", "audio"], ["logits", "k", "v"],
                      {"input_ids": {0: "batch", 1: "t"}, "audio": {0: "n_audio"}, "logits": {0: "batch", 1: "t"},
                       "k": {1: "batch", 3: "t"}, "v": {1: "batch", 3: "t"}})  # fmt: skip
         pk = torch.zeros(d.n_layers, 2, d.n_kv_heads, 3, d.head_dim)
-        step = _trace(_with_forward(m, _step(m)), (torch.tensor([[5], [6]]), pk, pk.clone(), torch.tensor(3)),
+        step = trace(_with_forward(m, _step(m)), (torch.tensor([[5], [6]]), pk, pk.clone(), torch.tensor(3)),
                       ["tokens", "past_k", "past_v", "offset"], ["logits", "k", "v"],
                       {"tokens": {0: "batch"}, "past_k": {1: "batch", **cache_axes}, "past_v": {1: "batch", **cache_axes},
                        "logits": {0: "batch"}, "k": {1: "batch"}, "v": {1: "batch"}})  # fmt: skip
@@ -129,26 +118,6 @@ def share_tied_head(proto: onnx.ModelProto) -> bool:
     return True
 
 
-def tensor_schemes(model: Qwen3ASR, packed: dict, recipe=None, accuracy_level: int | None = None,
-                   float_dtype: str = "float32", int8: dict[str, str] | None = None) -> dict:
-    """How every Linear is stored and run, and under "*" every other weight (convolutions, norms,
-    embedding). ``int8``: the Linears run by int8 GEMMs (see quantize_graphs)."""
-    int8 = int8 or {}
-    table = {"*": {"scheme": float_dtype}}
-    for name in linear_names(model):
-        if name not in packed:
-            table[name] = ({"scheme": "int8-ch-sym", "stored": int8[name], "op": INT8_OP} if name in int8 else
-                           {"scheme": float_dtype, "op": "MatMul"})
-            continue
-        qw = model.get_submodule(name).qweight
-        rule = recipe.rule_for(name) if recipe is not None else None
-        run = ({"op": INT8_OP, "stored": int8[name]} if name in int8 else
-               {"op": "MatMulNBits", "accuracy_level": accuracy_level_for(packed[name].bits, accuracy_level)})
-        table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), **run, "block_size": packed[name].block_size,
-                       "input_scale": qw.input_scale is not None, "algorithm": rule.algorithm if rule else None}
-    return table
-
-
 def qwen3_asr_config(ckpt) -> dict:
     """What the torch-free runner needs besides the graphs and the tokenizer."""
     d = ckpt.dims
@@ -167,10 +136,11 @@ def qwen3_asr_config(ckpt) -> dict:
     }
 
 
-def export_onnx_qwen3_asr(ckpt, out_dir, *, recipe=None, variant: str | None = None, accuracy_level: int | None = None,
-                          fp16: bool = False, compute: str = "float") -> Path:
+def export_onnx(ckpt, out_dir, *, recipe=None, variant: str | None = None, accuracy_level: int | None = None,
+                fp16: bool = False, compute: str = "float", calib: str | None = None, progress: bool = False) -> Path:
     """Trace ``ckpt.model`` (a Qwen3ASRCheckpoint's, possibly quantized in place by ``recipe``),
-    pack its QuantLinears as MatMulNBits and write the artifact (or the variant) at ``out_dir``."""
+    pack its QuantLinears as MatMulNBits and write the artifact (or the variant) at ``out_dir``.
+    ``calib`` is not used: the int8 audio encoder is not smoothed."""
     packed = pack_linears(ckpt.model)
     protos, int8 = export_graphs(ckpt.model, accuracy_level, packed, compute)
     accuracy_level = decoder_accuracy_level(accuracy_level, compute)
@@ -179,7 +149,7 @@ def export_onnx_qwen3_asr(ckpt, out_dir, *, recipe=None, variant: str | None = N
         for proto in protos.values():
             float16_storage(proto)
     info = variant_info(recipe, accuracy_level, float_dtype,
-                        tensor_schemes(ckpt.model, packed, recipe, accuracy_level, float_dtype, int8), compute)
+                        linear_schemes(ckpt.model, packed, recipe, accuracy_level, float_dtype, int8), compute)
     source = {"model": ckpt.source, "sha256": ckpt.source_sha256, "format": ckpt.format}
     return write_onnx_artifact(out_dir, protos, config=qwen3_asr_config(ckpt), tokenizer_json=ckpt.tokenizer_json,
                                source=source, variant=variant, variant_info=info, family=FAMILY)

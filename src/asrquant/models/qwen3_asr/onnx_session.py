@@ -2,9 +2,9 @@
 (see :mod:`asrquant.models.qwen3_asr.onnx_graphs`). Same protocol as the torch session, so the same
 :class:`~asrquant.models.qwen3_asr.transcribe.Qwen3ASRTranscriber` and decoding loop apply.
 
-:func:`open_onnx_engine` opens an artifact written by ``asrquant export`` (``DIR`` or
-``DIR@VARIANT``) after checking every file against its manifest and that the manifest says
-family "qwen3-asr".
+:func:`open_onnx_artifact` opens an artifact written by ``asrquant export`` (one of its
+variants) after checking every file against its manifest and that the manifest says family
+"qwen3-asr".
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import onnxruntime as ort
 
 from ...artifact import MANIFEST, verify
 from ...errors import ArtifactError
-from ...runtime.onnx_layout import ENCODER_WEIGHTS, check_onnx_manifest, split_spec, variant_graph_files
+from ...runtime.load_time_weights import load_time_weights
+from ...runtime.onnx import session_options
+from ...runtime.onnx_layout import ENCODER_WEIGHTS, check_onnx_manifest, variant_graph_files
 from .features import chunk_mel
 from .tokenizer import Qwen3ASRTokenizer
-from ...runtime.load_time_weights import load_time_weights
-from .transcribe import Qwen3ASREngine, Qwen3ASRTranscriber
+from .transcribe import EngineTranscriber, Qwen3ASRTranscriber
 
 GRAPHS = ("encoder", "decoder_prefill", "decoder_step")
 FAMILY = "qwen3-asr"
@@ -33,9 +34,7 @@ class Qwen3ASROnnxSession:
                  files: dict[str, str] | None = None, threads: int | None = None):  # fmt: skip
         """``files`` maps a graph to its file in ``graph_dir`` (default ``{graph}.onnx``)."""
         d = Path(graph_dir)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts = session_options(threads or 0)  # 0: onnxruntime's default thread count
         prov = providers or ["CPUExecutionProvider"]
         files = files or {g: f"{g}.onnx" for g in GRAPHS}
         self.graphs = {g: ort.InferenceSession(str(d / files[g]), opts, providers=prov) for g in GRAPHS}
@@ -106,7 +105,7 @@ def _runtime_bytes(directory: Path, files: dict[str, str], listed: dict) -> int:
     return sum(listed[f]["bytes"] for f in used if f in listed)
 
 
-def open_onnx_engine(spec: str, threads: int = 2) -> Qwen3ASREngine:
-    directory, variant = split_spec(spec)
+def open_transcriber(directory: Path, threads: int, variant: str | None, spec: str):
+    """The family's role for asrquant.runtime.onnx: (transcriber, bytes it runs)."""
     transcriber, size = open_onnx_artifact(directory, threads, variant)
-    return Qwen3ASREngine(spec, transcriber, size, "asrquant-onnx")
+    return EngineTranscriber(transcriber, spec), size

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from ...cache import cache_dir
 from ...errors import ModelError
 
 # The Qwen2 tokenizer's pre-tokenizer split (transformers' Qwen2TokenizerFast / Qwen2Converter).
@@ -131,7 +132,7 @@ def parse_output(text: str, forced_language: str | None = None) -> tuple[str, st
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -145,7 +146,7 @@ def _read_json(path: Path) -> dict:
 
 def added_tokens_from_config(path: Path) -> list[dict]:
     """The added tokens of a tokenizer_config.json (``added_tokens_decoder``: id -> token)."""
-    cfg = _read_json(path)
+    cfg = read_json(path)
     decoder = cfg.get("added_tokens_decoder") or {}
     if not isinstance(decoder, dict):
         raise ModelError(f"{path}: 'added_tokens_decoder' is not an object")
@@ -174,7 +175,7 @@ def added_tokens_from_config(path: Path) -> list[dict]:
 def tokenizer_json_from_bpe(vocab_json: Path, merges_txt: Path, tokenizer_config: Path | None) -> dict:
     """A tokenizer.json (as a dict) equivalent to transformers' Qwen2TokenizerFast built from
     vocab.json + merges.txt (+ the added tokens of tokenizer_config.json)."""
-    vocab = _read_json(vocab_json)
+    vocab = read_json(vocab_json)
     try:
         lines = merges_txt.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -220,13 +221,6 @@ def tokenizer_json_from_bpe(vocab_json: Path, merges_txt: Path, tokenizer_config
     }
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("ASRQUANT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "asrquant"
-    )
-    return Path(root)
-
-
 def resolve_tokenizer_json(model_dir: Path) -> Path:
     """The checkpoint's tokenizer.json, or one assembled from vocab.json + merges.txt +
     tokenizer_config.json and cached (keyed by their content) under ~/.cache/asrquant."""
@@ -241,7 +235,7 @@ def resolve_tokenizer_json(model_dir: Path) -> Path:
     data = tokenizer_json_from_bpe(vocab, merges, cfg)
     text = json.dumps(data, ensure_ascii=False)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    out = _cache_dir() / "qwen3-asr-tokenizers" / digest / "tokenizer.json"
+    out = cache_dir() / "qwen3-asr-tokenizers" / digest / "tokenizer.json"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".tmp-{os.getpid()}")

@@ -4,9 +4,9 @@ Qwen3-ASR ends generation at either <|im_end|> or <|endoftext|>; the shared deco
 one end token, so :class:`Qwen3ASRLogitRules` folds the second into the first (the end logit is
 the larger of the two): greedy and beam search then stop exactly where the reference stops.
 
-:class:`Qwen3ASREngine` is what ``asrquant.engines.open_engine`` returns for every Qwen3-ASR spec:
-the engine interface Whisper's engines have (``transcribe(audio, language, beam_size,
-max_new_tokens) -> Transcript``), so the CLI and the bench treat both families alike.
+:class:`EngineTranscriber` gives a Qwen3-ASR transcriber the interface every engine shares
+(``transcribe(audio, language, beam_size, max_new_tokens) -> Transcript``, see
+:mod:`asrquant.transcript`), so the CLI and the bench treat every family alike.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import numpy as np
 from ...decoding import DecodeOptions, DecodeResult, LogitRules, decode
 from ...errors import AsrQuantError
 from .features import n_audio_tokens, qwen3_asr_log_mel
+from ...transcript import Transcript
 from .tokenizer import (
     SUPPORTED_LANGUAGES,
     Qwen3ASRTokenizer,
     normalize_language,
 )
-from ..whisper.transcribe import Transcript
 
 LANGUAGE_CODES = {name: code for code, name in SUPPORTED_LANGUAGES.items()}
 
@@ -70,13 +70,11 @@ class Qwen3ASRTranscriber:
 
 
 @dataclass
-class Qwen3ASREngine:
-    """A Qwen3-ASR model behind the engine interface of :mod:`asrquant.engines`."""
+class EngineTranscriber:
+    """A :class:`Qwen3ASRTranscriber` behind the engine interface (``spec`` names it in errors)."""
 
-    spec: str
     transcriber: Qwen3ASRTranscriber
-    size_bytes: int
-    engine: str  # "asrquant-torch" | "asrquant-onnx"
+    spec: str
 
     def transcribe(self, audio, language, beam_size, max_new_tokens) -> Transcript:
         try:

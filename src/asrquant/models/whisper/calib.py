@@ -11,14 +11,26 @@ features) are held.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...quant.calibrate import CalibBlock, CalibSample, InputGroup
+from ...artifact import sha256_file
+from ...audio import load_audio
 from ...errors import AsrQuantError
+from ...eval.manifest import read_manifest
+from ...features import log_mel
+from ...progress import track
+from ...quant.calibrate import CalibBlock, Calibration, CalibSample, InputGroup, spread
+from ...quant.recipe import Recipe
+from .load import WhisperCheckpoint
 from .model import Whisper
+from .tokenizer import WhisperTokenizer
+from .torch_session import open_transcriber
+from .transcribe import WINDOW_SAMPLES
 
 
 def _attn_groups(prefix: str, attn: str, norm: str, self_fed: bool = True) -> list[InputGroup]:
@@ -77,7 +89,7 @@ class WhisperCalibAdapter:
             xs = [block(x) for x in xs]
 
         audio = [a[None] for x in xs for a in enc.ln_post(x)]  # per sample [1, ctx, d]
-        del xs
+        xs = None  # freed: the blocks that read it have run (a del would unbind their closures)
         hs = []
         for s in self.samples:
             tok = torch.as_tensor(s.tokens, dtype=torch.long, device=self.device)[None]
@@ -102,3 +114,39 @@ class WhisperCalibAdapter:
         # The logits: decoder.ln's output times the tied token table (quantized by GPTQ on these
         # final hidden states when the recipe asks; otherwise nothing is run here).
         yield CalibBlock("decoder.ln", lambda: [dec.ln(h) for h in hs], [InputGroup(["decoder.token_embedding"], "decoder.ln")])
+
+
+CalibAdapter = WhisperCalibAdapter  # the name asrquant.families' callers look up
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Every recipe applies to Whisper (its tied token table may be quantized)."""
+
+
+def calibration_samples(ckpt: WhisperCheckpoint, manifest: str | Path, n: int,
+                        progress: bool = True, decode: bool = True) -> tuple[list[CalibSample], Calibration]:
+    """Log-mels of ``n`` clips and the tokens the decoder sees for each: the prompt, then the
+    reference transcript (teacher forcing) or, where a clip has none, the model's own greedy
+    output, then the end token — so every decoding position is calibrated, not only the prompt.
+    ``decode=False`` skips that greedy decoding (prompt and end token only) for callers that use
+    the log-mels alone."""
+    clips = read_manifest(manifest)
+    chosen = [clips[i] for i in spread(len(clips), n)]
+    tok = WhisperTokenizer(ckpt.tokenizer_json, ckpt.multilingual)
+    transcriber = None
+    samples, cal = [], Calibration(str(manifest), [], [])
+    for clip in track(chosen, progress, "calibration clips"):
+        audio = load_audio(clip.audio)[:WINDOW_SAMPLES]
+        prompt = tok.prompt(clip.lang or "en" if ckpt.multilingual else None)
+        if clip.text.strip():
+            text_ids = tok.encode(" " + clip.text.strip())
+        elif not decode:
+            text_ids = []
+        else:
+            transcriber = transcriber or open_transcriber(ckpt)
+            text_ids = transcriber.transcribe(audio, clip.lang).tokens
+        tokens = (prompt + text_ids)[: ckpt.dims.n_text_ctx - 1] + [tok.eot]
+        samples.append(CalibSample(log_mel(audio, n_mels=ckpt.dims.n_mels), np.asarray(tokens, dtype=np.int64)))
+        cal.ids.append(clip.id)
+        cal.audio_sha256.append(sha256_file(clip.audio))
+    return samples, cal

@@ -5,7 +5,7 @@
                         the parts are joined once into <cache>/models/whisper-base/ and reused
 
 Packages are found with importlib (wherever pip put them), never by a fixed path. The cache
-root is ``$ASRQUANT_CACHE`` or ``~/.cache/asrquant``.
+root is :func:`asrquant.cache.cache_dir`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from ...cache import cache_dir
 from ...errors import ModelError
-
-
-def cache_dir() -> Path:
-    """The root of everything asrquant caches ($ASRQUANT_CACHE or ~/.cache/asrquant)."""
-    env = os.environ.get("ASRQUANT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "asrquant"
 
 
 @dataclass(frozen=True)

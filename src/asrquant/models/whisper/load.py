@@ -42,6 +42,7 @@ class WhisperCheckpoint:
     size_bytes: int
     format: str  # "ct2" | "hf"
     alignment_heads: list[tuple[int, int]] = field(default_factory=list)  # (layer, head), for word timing
+    family: str = "whisper"  # its folder in asrquant.families
 
     @property
     def multilingual(self) -> bool:
@@ -450,7 +451,7 @@ def weights_sha256(files: list[Path]) -> str:
 
 def _file_sha256(path: Path) -> str:
     from ...artifact import sha256_file
-    from .hub import cache_dir
+    from ...cache import cache_dir
 
     path = path.resolve()
     st = path.stat()
@@ -525,7 +526,7 @@ def _hf_tokenizer(directory: Path) -> Path:
 
 def _cached_tokenizer(sources: list[Path], build) -> Path:
     """<cache>/tokenizers/<hash of the sources>.json, made by ``build() -> str`` once."""
-    from .hub import cache_dir
+    from ...cache import cache_dir
 
     key = hashlib.sha256("".join(_file_sha256(p) for p in sources).encode()).hexdigest()[:16]
     out = cache_dir() / "tokenizers" / f"{key}.json"
@@ -659,7 +660,7 @@ def special_ids(tokenizer_json: Path) -> dict[str, int]:
 # Hugging Face output: a config, a generation config, a directory, a transformers model
 
 
-def _hf_config(ckpt: WhisperCheckpoint) -> dict:
+def hf_config(ckpt: WhisperCheckpoint) -> dict:
     d = ckpt.dims
     ids = special_ids(ckpt.tokenizer_json)
     eot = ids.get("<|endoftext|>", 50256)
@@ -693,12 +694,12 @@ def _hf_config(ckpt: WhisperCheckpoint) -> dict:
     }
 
 
-def _generation_config(ckpt: WhisperCheckpoint) -> dict:
+def generation_config(ckpt: WhisperCheckpoint) -> dict:
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(ckpt.tokenizer_json))
     ids = special_ids(ckpt.tokenizer_json)
-    cfg = _hf_config(ckpt)
+    cfg = hf_config(ckpt)
     gen = {
         "decoder_start_token_id": cfg["decoder_start_token_id"],
         "bos_token_id": cfg["bos_token_id"],
@@ -729,8 +730,8 @@ def write_hf_checkpoint(ckpt: WhisperCheckpoint, out_dir: str | os.PathLike) -> 
 
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
-        (tmp / "config.json").write_text(json.dumps(_hf_config(ckpt), indent=2) + "\n")
-        (tmp / "generation_config.json").write_text(json.dumps(_generation_config(ckpt), indent=2) + "\n")
+        (tmp / "config.json").write_text(json.dumps(hf_config(ckpt), indent=2) + "\n")
+        (tmp / "generation_config.json").write_text(json.dumps(generation_config(ckpt), indent=2) + "\n")
         save_file(to_hf_state_dict(ckpt.model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         shutil.copyfile(ckpt.tokenizer_json, tmp / "tokenizer.json")
     return out
@@ -747,7 +748,7 @@ def build_transformers_whisper(ckpt: WhisperCheckpoint, attn_implementation: str
     except ImportError:
         raise ModelError("the transformers reference needs: pip install 'transformers>=4.40'") from None
 
-    config = WhisperConfig(**_hf_config(ckpt))
+    config = WhisperConfig(**hf_config(ckpt))
     config._attn_implementation = attn_implementation
     model = WhisperForConditionalGeneration(config)
     result = model.load_state_dict(to_hf_state_dict(ckpt.model), strict=False)
@@ -757,5 +758,8 @@ def build_transformers_whisper(ckpt: WhisperCheckpoint, attn_implementation: str
             f"unexpected {result.unexpected_keys[:3]}"
         )
     model.tie_weights()
-    model.generation_config = GenerationConfig(**_generation_config(ckpt))
+    model.generation_config = GenerationConfig(**generation_config(ckpt))
     return model.float().eval()
+
+
+load = load_whisper  # the family's role name (asrquant.families)

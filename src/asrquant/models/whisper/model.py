@@ -191,6 +191,8 @@ class TextDecoder(nn.Module):
 
 
 class Whisper(nn.Module):
+    family = "whisper"  # its folder in asrquant.families
+
     def __init__(self, dims: WhisperDims):
         super().__init__()
         self.dims = dims

@@ -10,7 +10,7 @@
 Choices, and why:
 - The cross-attention key/value projections run once per clip, inside the encoder graph.
 - The encoder's sinusoidal positions are computed by the graph, not stored, when they are the
-  formula (:mod:`.onnx_positions`; 1.15 MB of tiny.en's int4 artifact).
+  formula (:mod:`.onnx_positions`; a stored table is a visible share of a small int4 artifact).
 - Keys and values are kept split by head, keys already transposed ([.., dh, ctx]), so no graph
   transposes a cache per step; the cross and past caches come in per layer, so no graph gathers a
   layer out of a stacked cache (a Gather copies). The cross caches have batch 1 and broadcast over
@@ -19,10 +19,9 @@ Choices, and why:
   new tokens themselves, the others masked. The runner writes the returned keys/values into its
   buffer in place, O(1) per step; nothing concatenates.
 - The step graph takes T tokens, so the runner prefills through it too and holds ONE decoder
-  session: each onnxruntime session keeps its own prepacked copy of the weights (the 106 MB
-  embedding of whisper-base included), and a second session cost 117 MB of peak memory for no
-  speed (whisper-base GPTQ int4, 2 threads: prompt through decoder_prefill 105 ms, through
-  decoder_step 92 ms; peak RSS of a transcription 636 -> 520 MB).
+  session: each onnxruntime session keeps its own prepacked copy of the weights (the token
+  embedding included), and a second session cost peak memory for no speed (figures:
+  benchmarks/onnx-export/README.md, "Figures formerly in code comments").
   decoder_prefill stays in the artifact, sharing the weights file, for runtimes without a cache
   buffer of their own.
 - Every Linear is ``x @ weight_t + bias`` on an initializer named ``<module>.weight_t``: the
@@ -34,17 +33,14 @@ Choices, and why:
   parameter names, which the packing relies on; the dynamo exporter needs onnxscript, not a
   dependency here.
 - No offline fusions: onnxruntime.transformers' optimizer (model_type "bart") finds no attention
-  in these graphs and only adds SkipLayerNormalization, which measured no faster (whisper-base,
-  1 thread: encoder 1554 vs 1625 ms, step 37.7 vs 38.1 ms). onnxruntime's own load-time
+  in these graphs and only adds SkipLayerNormalization, which measured no faster (figures:
+  benchmarks/onnx-export/README.md). onnxruntime's own load-time
   optimizer already fuses BiasGelu, the query scale into the MatMul, and Transpose + MatMul.
 """
 
 from __future__ import annotations
 
-import copy
-import io
 from pathlib import Path
-import warnings
 
 import numpy as np
 import onnx
@@ -53,52 +49,21 @@ import torch.nn.functional as F
 from onnx import helper
 from torch import Tensor, nn
 
-from .model import Whisper
-from .load import WhisperCheckpoint
-from ...quant.linear import QuantEmbedding, QuantLinear
-from ...quant.qtensor import QuantizedWeight
-from ...export.onnx.int8_matmul import AT_EXPORT as INT8_AT_EXPORT, OP_NOTE as INT8_OP, OWN as INT8_OWN
-from ...export.onnx.int8_matmul import replace_linears_int8, weights_graph
-from ...export.onnx.smoothing import ALPHAS, Smoothing, smoothing_factors
-from ...export.onnx.matmulnbits import PackedNBits, accuracy_level_for, pack, replace_linears, replace_tied_embedding
 from ...export.onnx.artifact import float16_storage, write_onnx_artifact
-from ...runtime.onnx_layout import ENCODER_WEIGHTS
+from ...export.onnx.graphs import (OPSET, decoder_accuracy_level, export_copy, linear_names, linear_schemes,
+                                   pack_linears, quantize_graphs, quantized_linears, trace, variant_info)
+from ...export.onnx.int8_matmul import OWN as INT8_OWN
+from ...export.onnx.matmulnbits import PackedNBits, accuracy_level_for, pack, replace_tied_embedding
+from ...export.onnx.smoothing import ALPHAS, Smoothing, smoothing_factors
+from ...quant.linear import QuantEmbedding
+from .calib import calibration_samples
+from .load import WhisperCheckpoint
+from .model import Whisper
 from .onnx_positions import compute_positions_in_graph
 
-OPSET = 17  # LayerNormalization is one op from 17
+SMOOTHING_CLIPS = 16  # calibration clips whose log-mels calibrate the int8 encoder's smoothing
 ENCODER_QUERY_ROWS = 300  # encoder self-attention in chunks of queries (see attend_in_chunks)
 TRACE_BATCH, TRACE_TOKENS, TRACE_CAPACITY = 2, 3, 5  # distinct sizes so no dimension is traced as a constant
-
-
-class LinearT(nn.Module):
-    """``(x * inv_input_scale) @ weight_t + bias``, built from an nn.Linear or a QuantLinear."""
-
-    def __init__(self, linear: nn.Module):
-        super().__init__()
-        self.weight_t = nn.Parameter(linear.weight.detach().float().t().contiguous(), requires_grad=False)
-        bias = linear.bias
-        self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
-        inv = getattr(linear, "inv_input_scale", None)
-        self.inv_input_scale = None if inv is None else nn.Parameter(inv.detach().float().clone(), requires_grad=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.inv_input_scale is not None:
-            x = x * self.inv_input_scale
-        y = torch.matmul(x, self.weight_t)
-        return y if self.bias is None else y + self.bias
-
-
-def linear_names(model: nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, QuantLinear))]
-
-
-def export_copy(model: Whisper) -> Whisper:
-    """A float32 CPU copy of ``model`` whose Linears are :class:`LinearT` (same module names)."""
-    m = copy.deepcopy(model).float().cpu().eval()
-    for name in linear_names(m):
-        parent, _, leaf = name.rpartition(".")
-        setattr(m.get_submodule(parent), leaf, LinearT(m.get_submodule(name)))
-    return m
 
 
 def split_heads(x: Tensor, n_head: int) -> Tensor:
@@ -236,20 +201,11 @@ def cross_input_names(n_layer: int) -> list[str]:
     return layer_names("cross_k", n_layer) + layer_names("cross_v", n_layer)
 
 
-def _trace(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str], axes: dict) -> onnx.ModelProto:
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy-exporter deprecation and tracer notes
-        torch.onnx.export(module, args, f, dynamo=False, opset_version=OPSET, input_names=inputs,
-                          output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
-    return onnx.load_from_string(f.getvalue())
-
-
 def trace_encoder(m: Whisper) -> onnx.ModelProto:
     d = m.dims
     mel = torch.zeros(1, d.n_mels, 2 * d.n_audio_ctx)
     axes = {"mel": {0: "batch"}, "cross_k": {1: "batch"}, "cross_v": {1: "batch"}}
-    proto = _trace(EncoderGraph(m), (mel,), ["mel"], ["cross_k", "cross_v"], axes)
+    proto = trace(EncoderGraph(m), (mel,), ["mel"], ["cross_k", "cross_v"], axes)
     compute_positions_in_graph(proto, m.encoder.positional_embedding.numpy())
     return proto
 
@@ -272,7 +228,7 @@ def trace_prefill(m: Whisper) -> onnx.ModelProto:
     inputs = ["tokens"] + cross_input_names(n)
     axes = {"tokens": {0: "batch", 1: "tokens"}, "hidden": {0: "batch"},
             "new_k": {1: "batch", 4: "tokens"}, "new_v": {1: "batch", 3: "tokens"}, **_cross_axes(n)}
-    proto = _trace(PrefillGraph(m), (tokens, *_cross_examples(m)), inputs, ["hidden", "new_k", "new_v"], axes)
+    proto = trace(PrefillGraph(m), (tokens, *_cross_examples(m)), inputs, ["hidden", "new_k", "new_v"], axes)
     return add_logits(proto)
 
 
@@ -290,7 +246,7 @@ def trace_step(m: Whisper) -> onnx.ModelProto:
             **{k: {0: "batch", 3: "capacity"} for k in layer_names("past_k", n)},
             **{v: {0: "batch", 2: "capacity"} for v in layer_names("past_v", n)}, **_cross_axes(n)}
     args = (tokens, position, *past_k, *past_v, *_cross_examples(m))
-    return add_logits(_trace(StepGraph(m), args, inputs, ["hidden", "new_k", "new_v"], axes))
+    return add_logits(trace(StepGraph(m), args, inputs, ["hidden", "new_k", "new_v"], axes))
 
 
 EMBEDDING = "decoder.token_embedding.weight"
@@ -322,51 +278,6 @@ def trace_graphs(model: Whisper) -> dict[str, onnx.ModelProto]:
 # --- the artifact ----------------------------------------------------------------------------
 
 
-def quantized_linears(model: nn.Module) -> dict[str, QuantizedWeight]:
-    return {n: m.qweight for n, m in model.named_modules() if isinstance(m, QuantLinear)}
-
-
-def pack_linears(model: Whisper) -> dict[str, PackedNBits]:
-    return {n: pack(qw, n) for n, qw in quantized_linears(model).items()}
-
-
-COMPUTE = ("float", "int8")
-INT8_GRAPHS = ("encoder",)  # the graphs whose Linears multiply every audio frame (both families)
-
-
-def decoder_accuracy_level(accuracy_level: int | None, compute: str) -> int | None:
-    """With ``compute="int8"`` the MatMulNBits left in the decoders default to accuracy_level 4:
-    at one row per step it is the fast kernel (whisper-base logits, 2 threads: 0.36 vs 1.16 ms)."""
-    return 4 if accuracy_level is None and compute == "int8" else accuracy_level
-
-
-def quantize_graphs(protos: dict[str, onnx.ModelProto], packed: dict[str, PackedNBits], accuracy_level: int | None,
-                    compute: str = "float", qweights: dict[str, QuantizedWeight] | None = None,
-                    smooth: dict[str, np.ndarray] | None = None) -> dict[str, str]:
-    """Quantized Linears -> MatMulNBits; with ``compute="int8"`` every Linear of the encoder graph
-    (quantized or float; ``qweights`` are the recipe's weights) -> int8 GEMMs instead (see
-    :mod:`.int8_matmul`), and ``protos`` gains the ``encoder_weights`` graph when some of their
-    int8 weights are expanded at load; ``smooth``: the int8 Linears' input smoothing
-    (:mod:`.int8_smoothing`). Returns the Linears that run in int8 -> where their int8 weights
-    come from."""
-    if compute not in COMPUTE:
-        raise ValueError(f"compute must be one of {COMPUTE}, not {compute!r}")
-    found, int8, at_load = set(), {}, {}
-    for name, proto in list(protos.items()):
-        if compute == "int8" and name in INT8_GRAPHS:
-            stored, expand = replace_linears_int8(proto, qweights or {}, packed, smooth)
-            int8.update(stored)
-            at_load.update(expand)
-        else:
-            found.update(replace_linears(proto, packed, decoder_accuracy_level(accuracy_level, compute)))
-    missing = sorted(set(packed) - found - set(int8))
-    if missing:
-        raise RuntimeError(f"quantized Linears not found in the traced graphs: {', '.join(missing)}")
-    if at_load:
-        protos[ENCODER_WEIGHTS] = weights_graph(at_load, smooth)
-    return int8
-
-
 def pack_embedding(model: Whisper) -> PackedNBits | None:
     """The token embedding packed for MatMulNBits when the recipe quantized it, else None."""
     emb = model.decoder.token_embedding
@@ -383,12 +294,10 @@ def quantize_embedding(protos: dict[str, onnx.ModelProto], p: PackedNBits, accur
 def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, accuracy_level: int | None = None,
                    float_dtype: str = "float32", int8: dict[str, str] | None = None,
                    smoothing: dict[str, Smoothing] | None = None) -> dict:
-    """How every Linear is stored and run, and under "*" every other weight (convolutions, norms,
-    embeddings). ``int8``: the Linears run by int8 GEMMs (see quantize_graphs); ``smoothing``:
-    their input smoothing, when the export calibrated one."""
+    """:func:`linear_schemes`, plus the token table when the recipe quantized it and the int8
+    Linears' input smoothing when the export calibrated one."""
     int8, smoothing = int8 or {}, smoothing or {}
-    qweights = quantized_linears(model)
-    table = {"*": {"scheme": float_dtype}}
+    table = linear_schemes(model, packed, recipe, accuracy_level, float_dtype, int8)
     emb = model.decoder.token_embedding
     if isinstance(emb, QuantEmbedding):
         p = pack(emb.qweight, EMBEDDING)
@@ -398,18 +307,6 @@ def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, 
             "algorithm": rule.algorithm if rule else None,
             "op": "MatMulNBits (logits) + Gather of the packed rows (lookups)",
             "accuracy_level": accuracy_level_for(p.bits, accuracy_level)}
-    for name in linear_names(model):
-        if name not in packed:
-            table[name] = ({"scheme": "int8-ch-sym", "stored": INT8_AT_EXPORT, "op": INT8_OP} if name in int8 else
-                           {"scheme": float_dtype, "op": "MatMul"})
-            continue
-        qw, p = qweights[name], packed[name]
-        rule = recipe.rule_for(name) if recipe is not None else None
-        run = ({"op": INT8_OP, "stored": int8[name]}
-               if name in int8 else
-               {"op": "MatMulNBits", "accuracy_level": accuracy_level_for(p.bits, accuracy_level)})
-        table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), **run, "block_size": p.block_size,
-                       "input_scale": qw.input_scale is not None, "algorithm": rule.algorithm if rule else None}
     for name in set(smoothing) & set(int8):
         if int8[name] != INT8_OWN:  # a Linear's own int8 codes are used as they are, unsmoothed
             table[name]["smoothing"] = smoothing[name].to_dict()
@@ -437,30 +334,28 @@ def whisper_config(ckpt: WhisperCheckpoint) -> dict:
     }
 
 
-def variant_info(recipe, accuracy_level: int | None, float_dtype: str, tensors: dict, compute: str = "float") -> dict:
-    """What a variant's manifest entry says of how it was made (both families' exporters)."""
-    return {
-        "recipe": recipe.to_dict() if recipe is not None else None,
-        "accuracy_level": "auto" if accuracy_level is None else accuracy_level,
-        "compute": compute,
-        "float_storage": float_dtype,
-        "tensors": tensors,
-        "exporter": {"method": "torch.onnx.export(dynamo=False)", "torch": torch.__version__,
-                     "onnx": onnx.__version__, "opset": OPSET},
-    }
+def smoothing_mels(ckpt: WhisperCheckpoint, calib: str, progress: bool = True) -> tuple[list[np.ndarray], dict]:
+    """Log-mels of SMOOTHING_CLIPS clips of ``calib`` (spread over the manifest, as a recipe's
+    calibration picks them) for the int8 encoder's smoothing, and which clips they are."""
+    samples, cal = calibration_samples(ckpt, calib, SMOOTHING_CLIPS, progress=progress, decode=False)
+    return [s.mel for s in samples], cal.to_dict()
 
 
-def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recipe=None, variant: str | None = None,
+def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str | None = None,
                 accuracy_level: int | None = None, fp16: bool = False, compute: str = "float",
-                smooth_mels: list[np.ndarray] | None = None, smooth_clips: dict | None = None,
-                progress: bool = False) -> Path:
-    """Trace ``model`` (the checkpoint's, possibly quantized in place by ``recipe``), pack its
-    QuantLinears as MatMulNBits and write the artifact (or the variant) at ``out_dir``.
+                calib: str | None = None, progress: bool = False,
+                smooth_mels: list[np.ndarray] | None = None, smooth_clips: dict | None = None) -> Path:
+    """Trace ``ckpt.model`` (possibly quantized in place by ``recipe``), pack its QuantLinears as
+    MatMulNBits and write the artifact (or the variant) at ``out_dir``.
 
-    ``fp16`` stores the weights left in float as float16 (see :func:`.onnx_artifact.float16_storage`).
-    ``compute="int8"`` runs the encoder's Linears in int8 (see :mod:`.int8_matmul`), their inputs
-    smoothed as calibrated on ``smooth_mels`` (log-mels of calibration clips) when given
-    (:mod:`.int8_smoothing`; ``smooth_clips``, which clips they are, goes in the manifest)."""
+    ``fp16`` stores the weights left in float as float16 (see
+    :func:`asrquant.export.onnx.artifact.float16_storage`). ``compute="int8"`` runs the encoder's
+    Linears in int8 (see :mod:`asrquant.export.onnx.int8_matmul`), their inputs smoothed
+    (:mod:`asrquant.export.onnx.smoothing`) as calibrated on the clips of ``calib``, or on
+    ``smooth_mels`` (log-mels; ``smooth_clips`` says which clips, for the manifest)."""
+    model = ckpt.model
+    if compute == "int8" and calib and smooth_mels is None:
+        smooth_mels, smooth_clips = smoothing_mels(ckpt, calib, progress)
     smoothing = None
     if compute == "int8" and smooth_mels:
         in_encoder_graph = [n for n in linear_names(model)
@@ -484,6 +379,6 @@ def export_onnx(model: Whisper, out_dir, *, checkpoint: WhisperCheckpoint, recip
         smoothed = [t for t in info["tensors"].values() if (t.get("smoothing") or {}).get("alpha") is not None]
         info["int8_smoothing"] = {"calibration": smooth_clips, "alphas_tried": [None, *ALPHAS],
                                   "smoothed": len(smoothed)}
-    source = {"model": checkpoint.source, "sha256": checkpoint.source_sha256, "format": checkpoint.format}
-    return write_onnx_artifact(out_dir, protos, config=whisper_config(checkpoint), tokenizer_json=checkpoint.tokenizer_json,
+    source = {"model": ckpt.source, "sha256": ckpt.source_sha256, "format": ckpt.format}
+    return write_onnx_artifact(out_dir, protos, config=whisper_config(ckpt), tokenizer_json=ckpt.tokenizer_json,
                                source=source, variant=variant, variant_info=info)

@@ -10,37 +10,20 @@ all C columns (masked beyond ``position``): a short transcript pays for a short 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from ...artifact import MANIFEST, verify
-from ...errors import ArtifactError
-from ...runtime.onnx_layout import ENCODER_WEIGHTS, check_onnx_manifest, graph_file, split_spec, variant_graph_files, weights_file
+from ...artifact import MANIFEST, read_json, verify
+from ...runtime.onnx import session_options
+from ...runtime.onnx_layout import ENCODER_WEIGHTS, check_onnx_manifest, graph_file, variant_graph_files, weights_file
 from .tokenizer import WhisperTokenizer
-from .transcribe import Transcript, WhisperGeneration, WhisperTranscriber
+from .transcribe import WhisperGeneration, WhisperTranscriber
 from ...runtime.load_time_weights import load_time_weights
 
 MIN_CAPACITY = 32
-
-
-def session_options(threads: int, mem_pattern: bool = True) -> ort.SessionOptions:  # one place to tune every session
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # A memory pattern makes onnxruntime allocate one block for all of a run's intermediates, laid
-    # out from the first run. For the encoder (a 30 s window: [1500, 2048] activations, attention
-    # over 1500 frames) that block peaked 46 MB above the arena reusing freed buffers
-    # (scripts/bench/mem-pattern.py, whisper-base int4, 4 vitw8 clips: 336.6 vs 290.6 MB, a rerun
-    # 330.6 vs 284.2; the step graph's pattern made no difference), and the encoder runs once per
-    # 30 s window.
-    opts.enable_mem_pattern = mem_pattern
-    return opts
 
 
 @dataclass
@@ -180,27 +163,6 @@ class OnnxWhisperSession:
         return cache.reordered(np.asarray(rows))
 
 
-@dataclass
-class OnnxEngine:
-    """What ``asrquant.engines.open_engine`` returns for an ONNX artifact."""
-
-    spec: str
-    transcriber: WhisperTranscriber
-    size_bytes: int
-    variant: str
-    engine: str = "asrquant-onnx"
-
-    def transcribe(self, audio, language, beam_size, max_new_tokens) -> Transcript:
-        return self.transcriber.transcribe(audio, language, beam_size, max_new_tokens)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{path}: cannot read ({e})") from None
-
-
 def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | None = None):
     """(WhisperTranscriber, size in bytes of the files it runs) for an export, after checking
     every file against the manifest; ``variant`` picks suffixed graphs, falling back to the default."""
@@ -209,7 +171,7 @@ def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | N
     check_onnx_manifest(manifest, directory / MANIFEST, "export the model again", family="whisper")
     name, files = variant_graph_files(directory, manifest, variant, MANIFEST)
     listed = manifest["files"]
-    config = _read_json(directory / "config.json")
+    config = read_json(directory / "config.json")
     session = OnnxWhisperSession({g: directory / f for g, f in files.items()}, config["dims"], threads)
     tokenizer = WhisperTokenizer(directory / "tokenizer.json", multilingual=config["multilingual"])
     generation = WhisperGeneration(tuple(config["suppress_ids"]), tuple(config["suppress_ids_begin"]), config["n_mels"])
@@ -224,7 +186,6 @@ def _runtime_bytes(files: dict[str, str], variant: str, listed: dict) -> int:
     return sum(listed[f]["bytes"] for f in used if f in listed)
 
 
-def open_onnx_engine(spec: str, threads: int = 2) -> OnnxEngine:
-    directory, variant = split_spec(spec)
-    transcriber, size = open_onnx_artifact(directory, threads, variant)
-    return OnnxEngine(spec, transcriber, size, variant or "default")
+def open_transcriber(directory: Path, threads: int, variant: str | None, spec: str):
+    """The family's role for asrquant.runtime.onnx: (transcriber, bytes it runs)."""
+    return open_onnx_artifact(directory, threads, variant)

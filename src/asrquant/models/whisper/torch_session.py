@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .load import WhisperCheckpoint
 from .model import Whisper
+from .tokenizer import WhisperTokenizer
+from .transcribe import WhisperGeneration, WhisperTranscriber
 
 
 class WhisperTorchSession:
@@ -38,3 +41,11 @@ class WhisperTorchSession:
         idx = torch.from_numpy(rows)
         # Cross-attention rows are copies of one clip's keys: nothing to reorder.
         return k.index_select(1, idx), v.index_select(1, idx), cross_k, cross_v
+
+
+def open_transcriber(ckpt: WhisperCheckpoint, spec: str = "") -> WhisperTranscriber:
+    """The checkpoint's model with its tokenizer and decoding settings (the family's role for
+    asrquant.engines; the transcriber already has the engine interface)."""
+    tokenizer = WhisperTokenizer(ckpt.tokenizer_json, multilingual=ckpt.multilingual)
+    generation = WhisperGeneration(tuple(ckpt.suppress_ids), tuple(ckpt.suppress_ids_begin), ckpt.dims.n_mels)
+    return WhisperTranscriber(WhisperTorchSession(ckpt.model), tokenizer, generation)

@@ -6,36 +6,17 @@ Shared by the torch reference and the onnxruntime runner; imports no torch.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ...decoding import DecodeOptions, LogitRules, decode
 from ...features import log_mel
+from ...transcript import Transcript
 from .tokenizer import WhisperTokenizer
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
-
-
-@dataclass
-class Transcript:
-    text: str
-    language: str | None = None
-    tokens: list[int] = field(default_factory=list)
-    # One entry per 30 s window: how its decoding ended ("eot", "loop", "max_length").
-    stops: list[str] = field(default_factory=list)
-    # Seconds spent on log-mels + the encoder (the rest of a transcription is decoding); None
-    # where an engine does not say (the peers).
-    encode_s: float | None = None
-
-    @property
-    def looped(self) -> bool:
-        return "loop" in self.stops
-
-    @property
-    def hit_max_length(self) -> bool:
-        return "max_length" in self.stops
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ weights along the output dimension (the caller does that).
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import torch
 from torch import Tensor
 
@@ -25,6 +27,7 @@ from .gptq import default_device, one_cpu_thread
 from ..qtensor import QuantizedWeight
 from .rtn import fake_quantize, grouped, rtn, tensor_global_scale
 from ..scheme import QuantScheme
+from .registry import ScaleSearch, register
 
 
 def _gram(inputs_sample: Tensor | None, hessian: Tensor | None, n: int, dev) -> Tensor:
@@ -151,3 +154,30 @@ def apply_awq(weight: Tensor, s: Tensor, ratios: Tensor | None, scheme: QuantSch
     qw.input_scale = s.float().contiguous()
     qw.info.update(info or {})
     return qw
+
+
+@register
+class AWQ(ScaleSearch):
+    """Scale search, then a clipping search per group. Not for embedding tables: the scale would
+    multiply the table's columns, which its lookups cannot undo without an extra op."""
+
+    name = "awq"
+    options = MappingProxyType({"grid": (int, 20), "clip": (bool, True), "clip_grid": (int, 20),
+                                "max_shrink": (float, 0.5)})
+
+    def search(self, weight, scheme, stats, device, grid=20, clip=True, clip_grid=20, max_shrink=0.5):
+        return search_awq(weight, stats.mean_abs, None, scheme, grid, clip, stats.hessian, clip_grid, max_shrink, device)
+
+    def apply(self, weight, s, ratios, scheme, info):
+        return apply_awq(weight, s, ratios, scheme, info)
+
+
+@register
+class AWQLite(AWQ):
+    """The scale search alone."""
+
+    name = "awq-lite"
+    options = MappingProxyType({"grid": (int, 20)})
+
+    def search(self, weight, scheme, stats, device, grid=20):
+        return super().search(weight, scheme, stats, device, grid, clip=False)

@@ -15,6 +15,7 @@ from torch import Tensor
 from ..numerics import e2m1_encode, mxfp4_block_scales, nvfp4_block_scales, nvfp4_tensor_scale
 from ..qtensor import QuantizedWeight, code_values, scale_values
 from ..scheme import QuantScheme
+from .registry import Algorithm, register
 
 
 @dataclass
@@ -160,3 +161,15 @@ def rtn(
         shape=(out, n),
         global_scale=None if gs is None else gs.cpu(),
     )
+
+
+@register
+class RoundToNearest(Algorithm):
+    """The scales come from the weight alone, so it needs no calibration and any table can take it."""
+
+    name = "rtn"
+    needs_stats = False
+    quantizes_tables = True
+
+    def quantize(self, weight, scheme, stats, device):
+        return rtn(weight, scheme)

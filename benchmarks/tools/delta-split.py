@@ -1,7 +1,7 @@
 """WER delta of every bench row vs the first one, on a subset of clips, the rest, and all.
 
-    python scripts/delta-split.py runs/issue4/r6/eval-544.json --subset runs/data/wild-eval/eval-225.jsonl
-    python scripts/delta-split.py runs/issue5/whisper-base-int4-eval-225.json runs/issue5/ablate-225.json
+    python benchmarks/tools/delta-split.py runs/issue4/r6/eval-544.json --subset runs/data/wild-eval/eval-225.jsonl
+    python benchmarks/tools/delta-split.py runs/issue5/whisper-base-int4-eval-225.json runs/issue5/ablate-225.json
 
 Rows are the runs of every report given, in order (the first report's first run is the baseline
 unless --baseline names another),

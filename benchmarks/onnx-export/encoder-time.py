@@ -1,6 +1,6 @@
 """Median time of one encoder call (a 30 s window) per variant of an ONNX artifact, interleaved.
 
-    python scripts/bench/encoder-time.py runs/issue5/whisper-base-onnx default gptq-emb8 gptq-emb8-i8-fp16
+    python benchmarks/onnx-export/encoder-time.py runs/issue5/whisper-base-onnx default gptq-emb8 gptq-emb8-i8-fp16
 
 The encoder is most of a short clip's transcription time; this isolates it from decoding.
 """

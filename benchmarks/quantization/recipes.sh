@@ -3,7 +3,7 @@
 # project's robustness eval set (calibration on the disjoint calib set), then on vitw8.
 set -e
 cd "$(dirname "$0")/../.."
-[ -f runs/data/wild-eval/eval-225.jsonl ] || bash scripts/bench/eval-225.sh
+[ -f runs/data/wild-eval/eval-225.jsonl ] || bash benchmarks/quantization/eval-225.sh
 
 R="int8 rtn-int4-g64 gptq-int4-g64 gptq-int4-g64-emb8 awq-int4-g64 mixed-8attn-4mlp nvfp4-awq-lite mxfp4"
 for M in whisper-tiny.en whisper-base; do

@@ -8,7 +8,7 @@ mlx-whisper is not an asrquant dependency; run this where it is installed, e.g.
         /tmp/mlxw/lib/python3.11/site-packages/asrquant.pth && echo "$PWD/src" >> \\
         /tmp/mlxw/lib/python3.11/site-packages/asrquant.pth
     /tmp/mlxw/bin/pip install --no-deps mlx-whisper && /tmp/mlxw/bin/pip install tiktoken more-itertools
-    /tmp/mlxw/bin/python scripts/check-formats-mlx-whisper.py --recipe rtn-int4-g64 --clips 8
+    /tmp/mlxw/bin/python benchmarks/formats/check-formats-mlx-whisper.py --recipe rtn-int4-g64 --clips 8
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository root (this file is in benchmarks/formats/)
 sys.path.insert(0, str(ROOT / "tests" / "export"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import format_fixtures as ff  # noqa: E402
 
 from asrquant.audio import load_audio  # noqa: E402
-from asrquant.export.hf_layout import export_format  # noqa: E402
+from asrquant.export.command import export_format  # noqa: E402
 
 TEXT_TOKENS = 50256  # ids below <|endoftext|>: the transcript without special tokens
 

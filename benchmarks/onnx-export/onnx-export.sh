@@ -1,7 +1,7 @@
 #!/bin/bash
 # The issue-5 artifacts: per model, our fp32 export and variants from the models the issue-4
 # run quantized (calibrated on runs/data/wild-calib), plus onnxruntime's own quantizer applied to
-# the fp32 export with the same calibration audio. Run scripts/bench/recipes.sh first (it quantizes
+# the fp32 export with the same calibration audio. Run benchmarks/quantization/recipes.sh first (it quantizes
 # and caches the models these variants are exported from).
 set -e
 cd "$(dirname "$0")/../.."

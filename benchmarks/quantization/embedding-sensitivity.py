@@ -8,7 +8,7 @@ position, the KL divergence of the next-token distribution from the float model'
 its argmax changes. Teacher forcing scores every position of every clip, so differences far below
 one word of WER show, which greedy transcripts of a few dozen clips cannot.
 
-    python scripts/embedding-sensitivity.py whisper-base --calib runs/data/wild-calib/manifest.jsonl
+    python benchmarks/quantization/embedding-sensitivity.py whisper-base --calib runs/data/wild-calib/manifest.jsonl
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from asrquant.quant.algorithms.gptq import gptq
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme
-from asrquant.models.whisper.saved import calibration_samples, spread
+from asrquant.models.whisper.calib import calibration_samples
+from asrquant.quant.calibrate import spread
 
 PROMPT = 3  # <|startoftranscript|> <|en|> <|transcribe|>: positions scored from the first text token on
 

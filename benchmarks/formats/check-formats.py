@@ -7,7 +7,7 @@ decompression, the NVFP4 definition, mlx.core.dequantize), compare the weights w
 dequantized ones, rebuild a plain torch Whisper from the read-back tensors alone, and decode
 every vitw8 clip greedily with it and with the fake-quant model through the same torch runner.
 
-    .venv/bin/python scripts/check-formats.py [--clips 8] [--threads 2]
+    .venv/bin/python benchmarks/formats/check-formats.py [--clips 8] [--threads 2]
 
 Prints one markdown table. mlx_whisper / mlx-audio's own loaders are tried when importable.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository root (this file is in benchmarks/formats/)
 sys.path.insert(0, str(ROOT / "tests" / "export"))
 sys.path.insert(0, str(ROOT / "tests"))
 DATA = ROOT.parent / "shared" / "data"
@@ -33,8 +33,8 @@ import format_fixtures as ff  # noqa: E402
 
 from asrquant.quant.calibrate import quantize_model, quantized_weights  # noqa: E402
 from asrquant.export import readers  # noqa: E402
-from asrquant.export.hf_layout import export_format, family_info  # noqa: E402
-from asrquant.export.mlx import mlx_module  # noqa: E402
+from asrquant.export.command import export_format  # noqa: E402
+from asrquant.export.hf_layout import family_info  # noqa: E402
 from asrquant.models.whisper.load import load_whisper  # noqa: E402
 from asrquant.quant.qtensor import dequantize  # noqa: E402
 
@@ -54,7 +54,7 @@ def quantized(spec: str, calib_n: int):
     """tiny.en quantized by a built-in recipe; 'nvfp4-awq-lite-folded' keeps only AWQ scales that
     fold into LayerNorms (what a format without an input scale can carry)."""
     from asrquant.quant.recipe import load_recipe
-    from asrquant.models.whisper.saved import calibration_samples
+    from asrquant.models.whisper.calib import calibration_samples
 
     name = spec.removesuffix("-folded")
     ckpt, recipe = load_whisper("whisper-tiny.en"), load_recipe(name)
@@ -85,7 +85,7 @@ def weight_check(ckpt, fmt: str, rb) -> tuple[int, int, float]:
     fam, exact, worst = family_info(ckpt), 0, 0.0
     qws = quantized_weights(ckpt.model)
     for name, qw in qws.items():
-        key = mlx_module(fam, name) if fmt == "mlx" else fam.hf_module(name)
+        key = fam.mlx.module(name) if fmt == "mlx" else fam.hf_module(name)
         back, ours = rb.weights[key].float(), dequantize(qw)
         exact += torch.equal(back, ours)
         worst = max(worst, float((back - ours).abs().max()))

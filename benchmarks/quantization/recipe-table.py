@@ -1,6 +1,6 @@
 """One table of every recipe from per-model bench reports (the README's recipe table).
 
-    python scripts/recipe-table.py runs/issue4/whisper-tiny.en-eval-225.json runs/issue4/whisper-base-eval-225.json
+    python benchmarks/quantization/recipe-table.py runs/issue4/whisper-tiny.en-eval-225.json runs/issue4/whisper-base-eval-225.json
 
 Each report's first run is its float baseline; a row is a recipe (the part of the spec after
 ``@``), a column group per report: WER, delta vs float with its 95% paired bootstrap interval

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The issue-5 speed run: quiet machine, 2 threads, greedy, interleaved repeats (median RTF).
-# Variants (scripts/bench/onnx-export.sh): gptq-emb8 = gptq-int4-g64-emb8 as stored (bit-exact);
+# Variants (benchmarks/onnx-export/onnx-export.sh): gptq-emb8 = gptq-int4-g64-emb8 as stored (bit-exact);
 # -i8 = --compute int8 (encoder Linears int8 GEMMs); -fp16 = float remainder stored in float16;
 # gptq-emb4 = gptq-int4-g64-emb4 (4-bit token table).
 set -e

@@ -1,8 +1,8 @@
 """Peak RSS of an ONNX artifact transcribing 4 vitw8 clips, with the encoder session's memory
-pattern on (onnxruntime's default) or off (the runner's choice, see asrquant/runtime/onnx_whisper.py).
+pattern on (onnxruntime's default) or off (the runner's choice, see asrquant/runtime/onnx.py).
 Each setting in its own process, since a process's peak only grows:
 
-    python scripts/bench/mem-pattern.py runs/issue5/whisper-base-onnx@int4-i8s-fp16
+    python benchmarks/onnx-export/mem-pattern.py runs/issue5/whisper-base-onnx@int4-i8s-fp16
 """
 
 import json
@@ -19,13 +19,14 @@ def child(spec: str, pattern: bool) -> None:
     from asrquant.audio import load_audio
     from asrquant.eval.manifest import read_manifest
     from asrquant.models.whisper import onnx_session as ow
+    from asrquant.runtime.onnx import open_onnx_engine, session_options
 
     def load(path, threads, mem_pattern=True):  # the encoder's session gets `pattern`, the others their default
-        opts = ow.session_options(threads, pattern if path.name.startswith("encoder") else mem_pattern)
+        opts = session_options(threads, pattern if path.name.startswith("encoder") else mem_pattern)
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
-    ow._load = load
-    engine = ow.open_onnx_engine(spec, threads=2)
+    ow._load = load  # the Whisper runner opens every session through this
+    engine = open_onnx_engine(spec, threads=2)
     for clip in read_manifest(DATA)[:4]:
         engine.transcribe(load_audio(clip.audio), "en", 1, 224)
     print(json.dumps({"encoder_mem_pattern": pattern, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

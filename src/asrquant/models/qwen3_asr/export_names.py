@@ -1,0 +1,34 @@
+"""How Qwen3-ASR's tensors are named and configured in other runtimes' checkpoints: its own
+Hugging Face names (``thinker.*``) everywhere, mlx-audio included (its ``sanitize`` maps them).
+The family's part of asrquant.export."""
+
+from __future__ import annotations
+
+from ...export.hf_layout import FamilyInfo, MlxLayout, float_tensors
+from .load import Qwen3ASRCheckpoint, to_hf_state_dict
+from .saved import hf_config
+
+# Files of a Qwen3-ASR checkpoint directory that a runtime needs beside the weights.
+SUPPORT_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "chat_template.json",
+                 "preprocessor_config.json", "generation_config.json", "special_tokens_map.json")
+
+
+def hf_module(name: str) -> str:
+    return f"thinker.{name}"
+
+
+def family_info(ckpt: Qwen3ASRCheckpoint) -> FamilyInfo:
+    config = hf_config(ckpt)  # a quantized model saved by us keeps it inside its own config.json
+    files = {n: (ckpt.model_dir / n).read_bytes() for n in SUPPORT_FILES if (ckpt.model_dir / n).is_file()}
+    tied = "lm_head" if ckpt.dims.tie_word_embeddings else None
+    mlx = MlxLayout(
+        module=lambda name: name, tensor_prefix=hf_module,
+        float_arrays=lambda model, qweights: float_tensors(model, info, qweights),
+        config=lambda model, block: {**config, "quantization": block},
+        weights_file="model.safetensors",
+        # mlx-audio's Qwen3-ASR quantizes the text model only, never audio_tower.
+        keeps_float=lambda name: name.startswith("audio_tower."),
+    )
+    info = FamilyInfo("qwen3-asr", config, hf_module, to_hf_state_dict, mlx, files, ckpt.source, ckpt.source_sha256,
+                      tied)
+    return info

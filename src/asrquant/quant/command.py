@@ -1,0 +1,78 @@
+"""``asrquant quantize`` and the one way every command gets a model's checkpoint: load ->
+calibrate on real audio -> quantize by recipe, for any family (found by asrquant.families).
+
+    asrquant quantize whisper-base --recipe gptq-int4-g64 --calib CALIB/manifest.jsonl --out runs/base-gptq
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from .. import families
+from ..errors import AsrQuantError
+from ..spec import parse
+from .calibrate import QuantReport, quantize_model
+from .recipe import Recipe, load_recipe
+from .saved import QuantizedModel, load_quantized, save_quantized
+
+
+def quantize(model: str, recipe: str | Recipe, calib: str | Path | None = None, progress: bool = True) -> QuantizedModel:
+    """Load ``model`` (a checkpoint of any family), calibrate on the clips of ``calib`` and
+    quantize by ``recipe``."""
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    family = families.get(families.family_of(model))
+    calib_role = family.module("calib")
+    calib_role.check_recipe(recipe)
+    if recipe.needs_calibration and calib is None:
+        raise AsrQuantError(f"recipe {recipe.name!r} calibrates on audio: give --calib MANIFEST")
+    ckpt = family.module("load").load(model)
+    samples, cal = None, None
+    if calib is not None:
+        samples, cal = calib_role.calibration_samples(ckpt, calib, recipe.clips or 32, progress)
+    report = quantize_model(ckpt.model, recipe, samples, progress=progress)
+    return QuantizedModel(ckpt, recipe, report, cal)
+
+
+def load_checkpoint(spec: str, recipe: str | None = None, calib: str | None = None, progress: bool = True):
+    """(checkpoint, recipe or None) of a torch SPEC (see asrquant.spec): a directory saved by
+    ``quantize`` (its own recipe), ``MODEL@RECIPE`` or ``recipe`` quantized now (calibrated on
+    ``calib``), or a checkpoint as it is."""
+    parsed = parse(spec)
+    if parsed.kind not in ("model", "quantized"):
+        raise AsrQuantError(f"{spec}: not a model checkpoint (a {parsed.kind})")
+    if parsed.recipe and recipe:
+        raise AsrQuantError(f"{spec}: a recipe twice (in the spec and as --recipe)")
+    recipe = recipe or parsed.recipe
+    if parsed.kind == "quantized":
+        if recipe:
+            raise AsrQuantError(f"{spec}: already quantized (by its own recipe); leave out --recipe")
+        saved = load_quantized(parsed.model)
+        return saved.ckpt, saved.recipe
+    if recipe:
+        quantized = quantize(parsed.model, recipe, calib, progress=progress)
+        return quantized.ckpt, quantized.recipe
+    return families.module(parsed.family, "load").load(parsed.model), None
+
+
+def cmd_quantize(args) -> int:
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    qm = quantize(args.model, args.recipe, args.calib, progress=not args.quiet)
+    save_quantized(qm, args.out)
+    report = qm.report
+    size = (Path(args.out) / "model.safetensors").stat().st_size
+    print(report.to_markdown() if args.verbose else _summary(report))
+    print(f"wrote {args.out} ({size / 1e6:.1f} MB of weights) in {time.perf_counter() - t0:.1f} s "
+          f"including loading and calibration")
+    return 0
+
+
+def _summary(report: QuantReport) -> str:
+    err = report.mean_rel_output_error
+    return (f"{report.recipe}: {report.what_quantized()} quantized, {report.mean_bits_per_weight:.3f} bits per "
+            f"quantized weight, {len(report.kept)} kept in float; {report.n_samples} calibration clips; "
+            f"mean relative output error {'n/a' if err is None else f'{err:.4f}'}; {report.seconds:.1f} s "
+            "quantizing (--verbose for the per-layer table)")
