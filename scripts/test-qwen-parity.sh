@@ -26,4 +26,4 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || ! "$VENV/bin/python"
 fi
 # The editable install points at this checkout; make sure it is this one (CI clones afresh).
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e . >/dev/null
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/qwen/test_parity.py "$@"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/models/qwen3_asr/test_reference_parity.py "$@"

@@ -155,4 +155,5 @@ def test_audio_duration(tmp_path):
 
 def test_audio_module_does_not_import_torch():
     code = "import sys, asrquant.audio; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})

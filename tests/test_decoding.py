@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from asrquant.decoding import (STOP_EOT, STOP_LOOP, STOP_MAX_LENGTH, DecodeOptions, LogitRules, decode,
-                               find_loop)
+from asrquant.decoding import STOP_EOT, STOP_LOOP, STOP_MAX_LENGTH, DecodeOptions, LogitRules, decode, find_loop
 
 V, EOT = 10, 9
 

@@ -87,4 +87,5 @@ def test_pad_or_trim():
 
 def test_features_module_does_not_import_torch():
     code = "import sys, asrquant.features; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})

@@ -31,11 +31,11 @@ DATA = ROOT.parent / "shared" / "data"
 
 import format_fixtures as ff  # noqa: E402
 
-from asrquant.quant.calibrate import quantize_model, quantized_weights  # noqa: E402
 from asrquant.export import readers  # noqa: E402
 from asrquant.export.command import export_format  # noqa: E402
 from asrquant.export.hf_layout import family_info  # noqa: E402
 from asrquant.models.whisper.load import load_whisper  # noqa: E402
+from asrquant.quant.calibrate import quantize_model, quantized_weights  # noqa: E402
 from asrquant.quant.qtensor import dequantize  # noqa: E402
 
 CASES = [  # (format, recipe, reader, rebuild)
@@ -53,8 +53,8 @@ CASES = [  # (format, recipe, reader, rebuild)
 def quantized(spec: str, calib_n: int):
     """tiny.en quantized by a built-in recipe; 'nvfp4-awq-lite-folded' keeps only AWQ scales that
     fold into LayerNorms (what a format without an input scale can carry)."""
-    from asrquant.quant.recipe import load_recipe
     from asrquant.models.whisper.calib import calibration_samples
+    from asrquant.quant.recipe import load_recipe
 
     name = spec.removesuffix("-folded")
     ckpt, recipe = load_whisper("whisper-tiny.en"), load_recipe(name)

@@ -41,14 +41,17 @@ def main(before: Path, after: Path) -> int:
         tb, ta = transcripts(before / f"{m}-vitw8.json"), transcripts(after / f"{m}-vitw8.json")
         for row, name in enumerate(("torch fp32", "gptq-int4-g64 dir", "its ONNX export")):
             diff = [c for c in tb[row] if tb[row][c] != ta[row].get(c)]
-            print(f"{m} {name}: {len(tb[row]) - len(diff)}/{len(tb[row])} clips identical" + (f" (differ: {diff})" if diff else ""))
+            differ = f" (differ: {diff})" if diff else ""
+            print(f"{m} {name}: {len(tb[row]) - len(diff)}/{len(tb[row])} clips identical{differ}")
             bad += len(diff)
         d = same_tensors(before / f"{m}-gptq/model.safetensors", after / f"{m}-gptq/model.safetensors")
         print(f"{m} quantized tensors: {'identical' if not d else f'{len(d)} differ: {d[:5]}'}")
         bad += len(d)
-        onnx = sorted(p.name for p in (before / f"{m}-gptq-onnx").iterdir() if ".onnx" in p.name)
-        differ = [f for f in onnx if (before / f"{m}-gptq-onnx" / f).read_bytes() != (after / f"{m}-gptq-onnx" / f).read_bytes()]
-        print(f"{m} ONNX files: {len(onnx) - len(differ)}/{len(onnx)} byte-identical" + (f" (differ: {differ})" if differ else ""))
+        old_dir, new_dir = before / f"{m}-gptq-onnx", after / f"{m}-gptq-onnx"
+        onnx = sorted(p.name for p in old_dir.iterdir() if ".onnx" in p.name)
+        differ = [f for f in onnx if (old_dir / f).read_bytes() != (new_dir / f).read_bytes()]
+        listed = f" (differ: {differ})" if differ else ""
+        print(f"{m} ONNX files: {len(onnx) - len(differ)}/{len(onnx)} byte-identical{listed}")
         bad += len(differ)
         old = load_quantized(before / f"{m}-gptq").ckpt.model.state_dict()
         new = load_quantized(after / f"{m}-gptq").ckpt.model.state_dict()

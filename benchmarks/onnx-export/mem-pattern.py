@@ -29,7 +29,8 @@ def child(spec: str, pattern: bool) -> None:
     engine = open_onnx_engine(spec, threads=2)
     for clip in read_manifest(DATA)[:4]:
         engine.transcribe(load_audio(clip.audio), "en", 1, 224)
-    print(json.dumps({"encoder_mem_pattern": pattern, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"encoder_mem_pattern": pattern,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 if __name__ == "__main__":

@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 
 from asrquant.eval.manifest import read_manifest
+from asrquant.models.whisper.calib import calibration_samples
 from asrquant.models.whisper.load import load_whisper
 from asrquant.quant.algorithms.gptq import gptq
-from asrquant.quant.qtensor import dequantize
 from asrquant.quant.algorithms.rtn import rtn
-from asrquant.quant.scheme import QuantScheme
-from asrquant.models.whisper.calib import calibration_samples
 from asrquant.quant.calibrate import spread
+from asrquant.quant.qtensor import dequantize
+from asrquant.quant.scheme import QuantScheme
 
 PROMPT = 3  # <|startoftranscript|> <|en|> <|transcribe|>: positions scored from the first text token on
 

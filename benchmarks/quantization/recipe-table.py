@@ -1,6 +1,7 @@
 """One table of every recipe from per-model bench reports (the README's recipe table).
 
-    python benchmarks/quantization/recipe-table.py runs/issue4/whisper-tiny.en-eval-225.json runs/issue4/whisper-base-eval-225.json
+    python benchmarks/quantization/recipe-table.py \\
+        runs/issue4/whisper-tiny.en-eval-225.json runs/issue4/whisper-base-eval-225.json
 
 Each report's first run is its float baseline; a row is a recipe (the part of the spec after
 ``@``), a column group per report: WER, delta vs float with its 95% paired bootstrap interval
@@ -17,7 +18,8 @@ from asrquant.eval.report import delta_cell, new_failures
 
 
 def label(spec: str) -> str:
-    return spec.split("@", 1)[1] if "@" in spec else ("float32" if ":" not in spec else spec.split(":")[0] + " " + spec.split(":")[-1])
+    return spec.split("@", 1)[1] if "@" in spec else ("float32" if ":" not in spec
+                                                      else spec.split(":")[0] + " " + spec.split(":")[-1])
 
 
 def main(paths: list[str]) -> None:
@@ -34,7 +36,8 @@ def main(paths: list[str]) -> None:
             nf = "—" if run is base else str(len(new_failures(base, run)))
             bits = run.get("bits_per_weight")
             bits = "—" if bits is None else f"{bits:.2f}"
-            cells.append(f"{run['size_bytes'] / 1e6:.1f} | {bits} | {100 * run['wer']:.1f} | {delta_cell(base, run)} | {nf}")
+            cells.append(f"{run['size_bytes'] / 1e6:.1f} | {bits} | {100 * run['wer']:.1f} | "
+                         f"{delta_cell(base, run)} | {nf}")
     for name, cells in rows.items():
         print(f"| `{name}` | " + " | ".join(cells) + " |")
     words = [sum(c.get("ref_words", 0) for c in r["runs"][0]["clips"]) for r in reports]

@@ -20,9 +20,8 @@ from pathlib import Path
 
 from . import __version__
 from .errors import AsrQuantError, AudioError
-from .families import is_quantized_dir
 from .eval.manifest import Clip, read_manifests
-
+from .families import is_quantized_dir
 
 # ---- the worker: one spec, one process ---------------------------------------------------
 
@@ -176,7 +175,8 @@ def _quantize_once(spec: str, calib: str | None, threads: int) -> str | None:
     if calib:
         st = Path(calib).stat()
         calib_stamp = [str(Path(calib).resolve()), st.st_size, st.st_mtime_ns]
-    key = hashlib.sha256(json.dumps([model, recipe.to_dict(), calib_stamp, __version__, SAVED_VERSION]).encode()).hexdigest()[:16]
+    key_parts = [model, recipe.to_dict(), calib_stamp, __version__, SAVED_VERSION]
+    key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]
     out = cache_dir() / "quantized" / f"{Path(model).name}--{recipe.name}-{key}"
     if not is_quantized_dir(out):
         cmd = [sys.executable, "-m", "asrquant.cli", "quantize", model, "--recipe", recipe_name, "--out", str(out),

@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_transcribe)
 
     p = sub.add_parser("bench", help="measure models side by side on the same clips")
-    p.add_argument("--model", action="append", required=True, help="SPEC; repeat for several (the first is the baseline)")
+    p.add_argument("--model", action="append", required=True,
+                   help="SPEC; repeat for several (the first is the baseline)")
     p.add_argument("--data", action="append", required=True, help="manifest.jsonl; repeat for several")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips")
     p.add_argument("--repeat", type=int, default=1, help="interleaved repetitions for timing (median RTF)")
@@ -108,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("quantize", help="calibrate on real audio and quantize a model by a recipe")
-    p.add_argument("model", help="registry name, HF or CTranslate2 Whisper directory, or a Qwen3-ASR / Mega-ASR directory")
+    p.add_argument("model",
+                   help="registry name, HF or CTranslate2 Whisper directory, or a Qwen3-ASR / Mega-ASR directory")
     p.add_argument("--recipe", required=True, help="built-in recipe name or a recipe .toml")
     p.add_argument("--calib", help="calibration manifest.jsonl (real or synthetic audio, not the eval set)")
     p.add_argument("--out", required=True, help="output directory (written atomically)")

@@ -54,7 +54,8 @@ def run_demo(args) -> int:
     from .eval.report import write_reports
 
     console = Console(stderr=True)
-    console.print("[bold]asrquant demo[/] 1/3: the default evaluation and calibration sets (cached after the first run)")
+    console.print("[bold]asrquant demo[/] 1/3: the default evaluation and calibration sets "
+                  "(cached after the first run)")
     eval_set, calib_set = default_bench_set() / "manifest.jsonl", default_calib_set() / "manifest.jsonl"
     onnx_dir = cache_dir() / "demo" / f"{Path(args.model).name}-onnx"
     console.print(f"[bold]asrquant demo[/] 2/3: ONNX export of {args.model}, fp32 and {RECIPE} -> {onnx_dir}")

@@ -30,7 +30,8 @@ class Transcript:
 
 
 class Transcriber(Protocol):
-    def transcribe(self, audio: np.ndarray, language: str | None, beam_size: int, max_new_tokens: int) -> Transcript: ...
+    def transcribe(self, audio: np.ndarray, language: str | None, beam_size: int,
+                   max_new_tokens: int) -> Transcript: ...
 
 
 class Engine(Transcriber, Protocol):

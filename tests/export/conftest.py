@@ -1,5 +1,4 @@
 import pytest
-
 from onnx_fixtures import export, needs_tiny, small_checkpoint
 
 

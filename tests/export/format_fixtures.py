@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for qwen.qwen3_asr_fixture
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for models.qwen3_asr.qwen3_asr_fixture
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 VITW8 = DATA / "vitw8" / "manifest.jsonl"
@@ -49,8 +49,8 @@ def recipe(spec: str):
 
 def quantized_tiny(spec: str):
     """whisper-tiny.en quantized in memory by a recipe (RTN: no calibration)."""
-    from asrquant.quant.calibrate import quantize_model
     from asrquant.models.whisper.load import load_whisper
+    from asrquant.quant.calibrate import quantize_model
 
     ckpt = load_whisper("whisper-tiny.en")
     r = recipe(spec)
@@ -60,10 +60,10 @@ def quantized_tiny(spec: str):
 
 def quantized_qwen(directory: Path, spec: str):
     """A small random Qwen3-ASR checkpoint written to ``directory``, loaded and quantized."""
-    from qwen.qwen3_asr_fixture import small_dims, write_random_checkpoint
+    from models.qwen3_asr.qwen3_asr_fixture import small_dims, write_random_checkpoint
 
-    from asrquant.quant.calibrate import quantize_model
     from asrquant.models.qwen3_asr.load import load_qwen3_asr
+    from asrquant.quant.calibrate import quantize_model
 
     write_random_checkpoint(directory, small_dims(), seed=0, shards=2)
     ckpt = load_qwen3_asr(directory)
@@ -153,8 +153,8 @@ def shortest_clips(n: int) -> list[dict]:
 def greedy_tokens(ckpt, model, clips: list[dict]) -> list[list[int]]:
     """Greedy tokens of each clip through our torch runner (WhisperTorchSession)."""
     from asrquant.audio import load_audio
-    from asrquant.models.whisper.torch_session import WhisperTorchSession
     from asrquant.models.whisper.tokenizer import WhisperTokenizer
+    from asrquant.models.whisper.torch_session import WhisperTorchSession
     from asrquant.models.whisper.transcribe import WhisperGeneration, WhisperTranscriber
 
     gen = WhisperGeneration(tuple(ckpt.suppress_ids), tuple(ckpt.suppress_ids_begin), ckpt.dims.n_mels)

@@ -30,8 +30,8 @@ symmetric = false
 def small_checkpoint(seed: int = 0):
     from dataclasses import replace
 
-    from asrquant.models.whisper.model import Whisper, WhisperDims
     from asrquant.models.whisper.load import load_whisper
+    from asrquant.models.whisper.model import Whisper, WhisperDims
 
     tiny = load_whisper("whisper-tiny.en")
     dims = WhisperDims(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,

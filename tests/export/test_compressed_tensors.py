@@ -9,15 +9,25 @@ import json
 
 import pytest
 import torch
-from format_fixtures import one_torch_thread  # noqa: F401  (autouse)
-from format_fixtures import (INT4_SYM_G128, NVFP4_RTN, greedy_tokens, needs_tiny, needs_vitw8, quantized_qwen,
-                             quantized_tiny, set_input_scale, shortest_clips, whisper_from_hf_readback)
+from format_fixtures import (
+    INT4_SYM_G128,
+    NVFP4_RTN,
+    greedy_tokens,
+    needs_tiny,
+    needs_vitw8,
+    one_torch_thread,  # noqa: F401  (autouse)
+    quantized_qwen,
+    quantized_tiny,
+    set_input_scale,
+    shortest_clips,
+    whisper_from_hf_readback,
+)
 
-from asrquant.quant.calibrate import quantized_weights
 from asrquant.errors import ArtifactError, AsrQuantError
 from asrquant.export.command import export_format
 from asrquant.export.hf_layout import family_info
 from asrquant.export.readers import read_compressed_tensors
+from asrquant.quant.calibrate import quantized_weights
 from asrquant.quant.qtensor import dequantize
 
 pytest.importorskip("compressed_tensors")
@@ -160,7 +170,8 @@ def test_qwen3_asr_int4_and_mxfp4_read_back_bit_for_bit(tmp_path, monkeypatch):
 def test_unfolded_awq_scale_and_short_group_are_refused_naming_the_layer(tmp_path):
     ckpt, _ = quantized_tiny("rtn-int4-g64")
     set_input_scale(ckpt.model, "decoder.blocks.1.mlp.fc2")
-    with pytest.raises(AsrQuantError, match=r"decoder\.blocks\.1\.mlp\.fc2: int4-g64-asym-fp16 with an AWQ input scale"):
+    with pytest.raises(AsrQuantError,
+                       match=r"decoder\.blocks\.1\.mlp\.fc2: int4-g64-asym-fp16 with an AWQ input scale"):
         export_format("compressed-tensors", ckpt, tmp_path / "ct")
     assert not (tmp_path / "ct").exists()  # nothing half written
     ckpt, _ = quantized_tiny('[[rules]]\nmatch = "encoder.blocks.0.attn.query"\nbits = 4\ngroup_size = 100\n')
@@ -191,7 +202,7 @@ def test_decompressed_model_transcribes_like_the_fake_quant_model(mixed):
 
 
 def test_command_line_exports_a_qwen3_asr_directory(tmp_path, monkeypatch, capsys):
-    from qwen.qwen3_asr_fixture import small_dims, write_random_checkpoint
+    from models.qwen3_asr.qwen3_asr_fixture import small_dims, write_random_checkpoint
 
     from asrquant.cli import main
 

@@ -9,17 +9,24 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from onnx_fixtures import export, small_checkpoint
 
-from asrquant.export.onnx.int8_matmul import AT_EXPORT, AT_LOAD, OP, OWN, replace_linears_int8, requantize_per_channel, weights_graph
-from asrquant.export.onnx.matmulnbits import pack
 from asrquant.export.onnx.artifact import float16_storage
-from asrquant.runtime.onnx_layout import resolve_graph_files
+from asrquant.export.onnx.int8_matmul import (
+    AT_EXPORT,
+    AT_LOAD,
+    OP,
+    OWN,
+    replace_linears_int8,
+    requantize_per_channel,
+    weights_graph,
+)
+from asrquant.export.onnx.matmulnbits import pack
+from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.recipe import parse_recipe
-from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme
-
-from onnx_fixtures import export, small_checkpoint
+from asrquant.runtime.onnx_layout import resolve_graph_files
 
 LINEAR = "lin"
 
@@ -307,6 +314,7 @@ def test_an_int8_export_calibrated_for_smoothing_records_it_and_stays_close(int8
     assert fc1["alpha"] is not None and fc1["calib_rel_error"] < fc1["calib_rel_error_unsmoothed"]
     assert m["int8_smoothing"]["smoothed"] >= 1
     mel = np.random.default_rng(9).standard_normal((80, 3000)).astype(np.float32)
-    outs = {v: open_onnx_artifact(out, variant=v)[0].session.encode(mel).k.ravel() for v in ("int4-float-ref", "int4-i8s")}
+    outs = {v: open_onnx_artifact(out, variant=v)[0].session.encode(mel).k.ravel()
+            for v in ("int4-float-ref", "int4-i8s")}
     a, b = outs["int4-float-ref"], outs["int4-i8s"]
     assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) > 0.99

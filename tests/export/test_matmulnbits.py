@@ -9,8 +9,8 @@ from onnx import TensorProto, helper
 
 from asrquant.errors import ModelError
 from asrquant.export.onnx.matmulnbits import pack, replace_linears, weight_name
-from asrquant.quant.qtensor import dequantize
 from asrquant.quant.algorithms.rtn import rtn
+from asrquant.quant.qtensor import dequantize
 from asrquant.quant.scheme import QuantScheme
 
 SCHEMES = [
@@ -87,8 +87,8 @@ def one_linear_graph(k, n):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-@pytest.mark.parametrize("scheme", [QuantScheme.int(4, 64, False), QuantScheme.int(8, 128, True), QuantScheme.int(2, 32, False),
-                                    QuantScheme.int(4, -1, True)], ids=lambda s: s.name)
+@pytest.mark.parametrize("scheme", [QuantScheme.int(4, 64, False), QuantScheme.int(8, 128, True),
+                                    QuantScheme.int(2, 32, False), QuantScheme.int(4, -1, True)], ids=lambda s: s.name)
 def test_onnxruntime_computes_with_the_dequantized_weight(scheme):
     qw = rtn(weight(out=48, inp=256), scheme)
     proto = one_linear_graph(256, 48)

@@ -12,18 +12,26 @@ import json
 import numpy as np
 import pytest
 import torch
-from format_fixtures import one_torch_thread  # noqa: F401  (autouse)
-from format_fixtures import (greedy_tokens, needs_tiny, needs_vitw8, quantized_qwen, quantized_tiny, set_input_scale,
-                             shortest_clips, whisper_from_mlx_readback)
+from format_fixtures import (
+    greedy_tokens,
+    needs_tiny,
+    needs_vitw8,
+    one_torch_thread,  # noqa: F401  (autouse)
+    quantized_qwen,
+    quantized_tiny,
+    set_input_scale,
+    shortest_clips,
+    whisper_from_mlx_readback,
+)
 
-from asrquant.quant.calibrate import quantized_weights
 from asrquant.errors import AsrQuantError
 from asrquant.export.command import export_format
 from asrquant.export.hf_layout import family_info
 from asrquant.export.mlx import exact_through_mlx, layer_arrays, layer_params
 from asrquant.export.readers import read_mlx, read_mlx_with_mlx, unpack_mlx
-from asrquant.quant.qtensor import dequantize
 from asrquant.quant.algorithms.rtn import rtn
+from asrquant.quant.calibrate import quantized_weights
+from asrquant.quant.qtensor import dequantize
 from asrquant.quant.scheme import QuantScheme
 
 mx = pytest.importorskip("mlx.core")

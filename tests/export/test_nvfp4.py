@@ -10,15 +10,24 @@ import json
 
 import pytest
 import torch
-from format_fixtures import one_torch_thread  # noqa: F401  (autouse)
-from format_fixtures import (NVFP4_RTN, greedy_tokens, needs_tiny, needs_vitw8, quantized_qwen, quantized_tiny,
-                             set_input_scale, shortest_clips, whisper_from_hf_readback)
+from format_fixtures import (
+    NVFP4_RTN,
+    greedy_tokens,
+    needs_tiny,
+    needs_vitw8,
+    one_torch_thread,  # noqa: F401  (autouse)
+    quantized_qwen,
+    quantized_tiny,
+    set_input_scale,
+    shortest_clips,
+    whisper_from_hf_readback,
+)
 
-from asrquant.quant.calibrate import quantized_weights
 from asrquant.errors import AsrQuantError
 from asrquant.export.command import export_format
 from asrquant.export.hf_layout import family_info
 from asrquant.export.readers import read_nvfp4
+from asrquant.quant.calibrate import quantized_weights
 from asrquant.quant.qtensor import dequantize
 
 AWQ_LAYERS = ("decoder.blocks.0.attn.out", "encoder.blocks.2.mlp.fc2")

@@ -5,17 +5,16 @@ import json
 import numpy as np
 import onnx
 import pytest
-
-from asrquant.artifact import sha256_file
-from asrquant.quant.calibrate import quantize_model
-from asrquant.errors import ArtifactError
-from asrquant.runtime.onnx_layout import resolve_graph_files
-from asrquant.quant.qtensor import dequantize
-from asrquant.quant.recipe import parse_recipe
-from asrquant.models.whisper.onnx_session import open_onnx_artifact
-
 from onnx_fixtures import DECODER_ONLY_INT4, export, small_checkpoint
 from test_matmulnbits import dequantize_matmulnbits
+
+from asrquant.artifact import sha256_file
+from asrquant.errors import ArtifactError
+from asrquant.models.whisper.onnx_session import open_onnx_artifact
+from asrquant.quant.calibrate import quantize_model
+from asrquant.quant.qtensor import dequantize
+from asrquant.quant.recipe import parse_recipe
+from asrquant.runtime.onnx_layout import resolve_graph_files
 
 
 def external_refs(path):
@@ -82,7 +81,8 @@ def test_variant_lives_beside_and_shares_unchanged_files(with_variant):
     out, _ = with_variant
     assert (out / "decoder_step.int4.onnx").is_file() and (out / "decoder.int4.onnx.data").is_file()
     assert not (out / "encoder.int4.onnx").exists()  # the recipe left the encoder alone
-    assert resolve_graph_files(out, "int4") == {"encoder": "encoder.onnx", "decoder_prefill": "decoder_prefill.int4.onnx",
+    assert resolve_graph_files(out, "int4") == {"encoder": "encoder.onnx",
+                                                "decoder_prefill": "decoder_prefill.int4.onnx",
                                                 "decoder_step": "decoder_step.int4.onnx"}
     m = json.loads((out / "manifest.json").read_text())
     assert set(m["variants"]) == {"default", "int4"}
@@ -162,7 +162,8 @@ def test_fp16_storage_halves_the_float_weights(small_ckpt, small_artifact, tmp_p
 
 def test_fp16_storage_keeps_float16_scales_exact_and_float32_ones_as_they_are(tmp_path):
     ckpt = small_checkpoint()
-    recipe = parse_recipe(DECODER_ONLY_INT4.replace("symmetric = false", "symmetric = false\nscale_dtype = \"float16\""))
+    recipe = parse_recipe(DECODER_ONLY_INT4.replace("symmetric = false",
+                                                    "symmetric = false\nscale_dtype = \"float16\""))
     quantize_model(ckpt.model, recipe, None, progress=False)
     out = export(ckpt, tmp_path / "art", recipe=recipe, fp16=True)
     proto = onnx.load(str(out / "decoder_step.onnx"))

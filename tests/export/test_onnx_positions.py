@@ -6,8 +6,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from asrquant.models.whisper.onnx_positions import compute_positions_in_graph, table_rounding
 from asrquant.models.whisper.model import sinusoids
+from asrquant.models.whisper.onnx_positions import compute_positions_in_graph, table_rounding
 
 
 def adds_table(table: np.ndarray) -> onnx.ModelProto:

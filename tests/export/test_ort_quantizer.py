@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 
 from asrquant.errors import AsrQuantError
-from asrquant.runtime.onnx_layout import GRAPHS, graph_file
 from asrquant.export.onnx.ort_quantizer import ALGORITHMS, add_ort_variant, check_options
 from asrquant.models.whisper.onnx_session import open_onnx_artifact
+from asrquant.runtime.onnx_layout import GRAPHS, graph_file
 
 pytest.importorskip("onnx_ir")  # onnxruntime's matmul_nbits_quantizer imports it
 

@@ -11,14 +11,13 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from onnx_fixtures import export
 
 from asrquant.errors import ModelError
 from asrquant.export.onnx.matmulnbits import pack, replace_tied_embedding
-from asrquant.quant.qtensor import dequantize
 from asrquant.quant.algorithms.rtn import rtn
+from asrquant.quant.qtensor import dequantize
 from asrquant.quant.scheme import QuantScheme
-
-from onnx_fixtures import export
 
 TABLE = "emb.weight"
 
@@ -68,10 +67,10 @@ def test_table_read_by_anything_else_is_refused():
 
 
 def test_whisper_export_packs_its_table_once(small_ckpt, tmp_path):
-    from asrquant.quant.calibrate import quantize_model
-    from asrquant.quant.recipe import parse_recipe
     from asrquant.models.whisper.onnx_session import open_onnx_artifact
     from asrquant.models.whisper.torch_session import WhisperTorchSession
+    from asrquant.quant.calibrate import quantize_model
+    from asrquant.quant.recipe import parse_recipe
 
     recipe = parse_recipe("[[rules]]\nkind = 'mlp'\nbits = 4\ngroup_size = 32\n"
                           "[embedding]\nbits = 8\ngroup_size = -1\nsymmetric = true\n")

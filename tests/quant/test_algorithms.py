@@ -5,8 +5,8 @@ import torch
 
 from asrquant.quant.algorithms.awq import awq, awq_search
 from asrquant.quant.algorithms.gptq import GPTQError, gptq, inverse_hessian_cholesky
-from asrquant.quant.qtensor import dequantize, effective_weight
 from asrquant.quant.algorithms.rtn import rtn
+from asrquant.quant.qtensor import dequantize, effective_weight
 from asrquant.quant.scheme import QuantScheme
 
 SCHEMES = [QuantScheme.int(4, 64), QuantScheme.int(4, 32, True), QuantScheme.int(3, -1), QuantScheme.int(8, -1, True),
@@ -50,7 +50,8 @@ def test_gptq_beats_rtn_on_correlated_inputs(scheme):
 def test_gptq_orderings(act_order, static):
     w, x = correlated_layer(n=192)  # groups of 64, three blocks of 64 columns
     e_rtn = out_err(x, w, dequantize(rtn(w, QuantScheme.int(4, 64))))
-    qw = gptq(w, x.T @ x, QuantScheme.int(4, 64), block_size=64, act_order=act_order, static_groups=static, device="cpu")
+    qw = gptq(w, x.T @ x, QuantScheme.int(4, 64), block_size=64, act_order=act_order, static_groups=static,
+              device="cpu")
     assert out_err(x, w, dequantize(qw)) < e_rtn
 
 
@@ -73,7 +74,8 @@ def test_gptq_dead_inputs_and_cholesky_retry():
         inverse_hessian_cholesky(-1000 * torch.eye(8), 0.01, retries=2)
 
 
-@pytest.mark.parametrize("scheme", [QuantScheme.int(4, 64), QuantScheme.int(3, -1), QuantScheme.nvfp4()], ids=lambda s: s.name)
+@pytest.mark.parametrize("scheme", [QuantScheme.int(4, 64), QuantScheme.int(3, -1), QuantScheme.nvfp4()],
+                         ids=lambda s: s.name)
 def test_awq_beats_rtn_with_outlier_channels(scheme):
     w, x = outlier_layer()
     e_rtn = out_err(x, w, dequantize(rtn(w, scheme)))

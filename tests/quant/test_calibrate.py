@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
 from asrquant.errors import AsrQuantError
-from asrquant.models.whisper.model import Whisper, WhisperDims
 from asrquant.models.whisper.calib import WhisperCalibAdapter
+from asrquant.models.whisper.model import Whisper, WhisperDims
+from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
 from asrquant.quant.linear import QuantLinear
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.recipe import builtin_recipes, load_recipe
@@ -21,7 +21,8 @@ N_LINEARS = 2 * 6 + 2 * 10
 # Relative error of the teacher-forced logits allowed per recipe (random weights, 64 states).
 MAX_LOGIT_ERR = {"int8": 0.02, "mixed-8attn-4mlp": 0.08, "rtn-int4-g64": 0.15, "gptq-int4-g64": 0.1,
                  "gptq-int4-g64-emb8": 0.1, "gptq-int4-g64-emb4": 0.15,
-                 "gptq-int4-g64-enc32": 0.1, "gptq-int4-g64-enc32-emb4": 0.15, "awq-int4-g64": 0.1, "nvfp4-awq-lite": 0.15, "mxfp4": 0.3}
+                 "gptq-int4-g64-enc32": 0.1, "gptq-int4-g64-enc32-emb4": 0.15, "awq-int4-g64": 0.1,
+                 "nvfp4-awq-lite": 0.15, "mxfp4": 0.3}
 
 
 def tiny_whisper() -> Whisper:

@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
 from asrquant.errors import AsrQuantError
 from asrquant.models.whisper.model import Whisper, WhisperDims
+from asrquant.quant.algorithms.rtn import rtn
+from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
 from asrquant.quant.linear import QuantEmbedding
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.recipe import load_recipe, parse_recipe, recipe_from_dict
-from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme, bits_per_weight
 
 DIMS = WhisperDims(n_mels=80, n_audio_ctx=100, n_audio_state=64, n_audio_head=4, n_audio_layer=1,
@@ -28,8 +28,9 @@ group_size = -1
 symmetric = true
 """
 
-GPTQ_RECIPE = "[calibration]\nclips = 4\n" + RECIPE.replace("bits = 8", "bits = 4").replace("group_size = -1", "group_size = 32") \
-    + "algorithm = 'gptq'\n"
+GPTQ_RECIPE = ("[calibration]\nclips = 4\n"
+               + RECIPE.replace("bits = 8", "bits = 4").replace("group_size = -1", "group_size = 32")
+               + "algorithm = 'gptq'\n")
 
 
 def small_whisper() -> Whisper:
@@ -59,7 +60,8 @@ def test_embedding_table_parses_round_trips_and_refuses_unknown_keys():
     g = parse_recipe(GPTQ_RECIPE + "options = { damp = 0.05 }\n")
     assert g.embedding.algorithm == "gptq" and g.embedding.option("damp") == 0.05 and g.needs_calibration
     back = recipe_from_dict(g.to_dict()).embedding
-    assert back.algorithm == "gptq" and back.all_options() == g.embedding.all_options() and back.scheme == g.embedding.scheme
+    assert (back.algorithm == "gptq" and back.all_options() == g.embedding.all_options()
+            and back.scheme == g.embedding.scheme)
     assert not parse_recipe(RECIPE.replace("kind", "algorithm = 'rtn'\nkind")).needs_calibration
     with pytest.raises(AsrQuantError, match="embedding.bits"):
         parse_recipe(RECIPE.replace("bits = 8", "bits = 9"))
@@ -105,7 +107,8 @@ def test_saved_and_loaded_with_the_linears(tmp_path):
 def _samples():
     rng = np.random.default_rng(0)
     return [CalibSample(rng.standard_normal((80, 200)).astype(np.float32),
-                        rng.integers(0, DIMS.n_vocab, size=int(rng.integers(5, 15))).astype(np.int64)) for _ in range(4)]
+                        rng.integers(0, DIMS.n_vocab, size=int(rng.integers(5, 15))).astype(np.int64))
+            for _ in range(4)]
 
 
 def _final_hidden_gram(model, samples, table: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from quant_refs import E2M1_REF, E4M3_REF, ref_round
 
 from asrquant.quant.numerics import (

@@ -2,9 +2,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.linear import QuantLinear
 from asrquant.quant.qtensor import dequantize
-from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.scheme import QuantScheme
 
 

@@ -5,12 +5,11 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from asrquant.quant.qtensor import QuantizedWeight, dequantize, effective_weight, pack_int, unpack_int
-from asrquant.quant.algorithms.rtn import rtn
-from asrquant.quant.scheme import QuantScheme
-
 from quant_refs import E2M1_REF, E4M3_REF
+
+from asrquant.quant.algorithms.rtn import rtn
+from asrquant.quant.qtensor import QuantizedWeight, dequantize, effective_weight, pack_int, unpack_int
+from asrquant.quant.scheme import QuantScheme
 
 INT_SCHEMES = [
     QuantScheme.int(bits, group, sym)

@@ -5,7 +5,8 @@ from asrquant.quant.recipe import DEFAULT_IGNORE, builtin_recipes, load_recipe, 
 from asrquant.quant.scheme import QuantScheme
 
 BUILTINS = ["int8", "rtn-int4-g64", "gptq-int4-g64", "gptq-int4-g64-emb8", "gptq-int4-g64-emb4",
-            "gptq-int4-g64-enc32", "gptq-int4-g64-enc32-emb4", "awq-int4-g64", "mixed-8attn-4mlp", "nvfp4-awq-lite", "mxfp4"]
+            "gptq-int4-g64-enc32", "gptq-int4-g64-enc32-emb4", "awq-int4-g64", "mixed-8attn-4mlp",
+            "nvfp4-awq-lite", "mxfp4"]
 
 
 def test_builtins_load():

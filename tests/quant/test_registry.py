@@ -12,8 +12,7 @@ from torch import nn
 
 from asrquant.errors import AsrQuantError
 from asrquant.quant import recipe as recipe_module
-from asrquant.quant.algorithms import (Algorithm, ScaleSearch, algorithm_names, get_algorithm, register,
-                                       unregister)
+from asrquant.quant.algorithms import Algorithm, ScaleSearch, algorithm_names, get_algorithm, register, unregister
 from asrquant.quant.algorithms.awq import apply_awq
 from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.calibrate import CalibBlock, CalibSample, InputGroup, quantize_model, quantized_weights
@@ -122,7 +121,8 @@ def test_the_builtin_algorithms_are_registered_in_order():
     assert dict(get_algorithm("awq-lite").options) == {"grid": (int, 20)}
     # the recipe module's former constants, now views of the registry
     assert recipe_module.ALGORITHMS == BUILTIN and recipe_module.EMBEDDING_ALGORITHMS == ("rtn", "gptq")
-    assert recipe_module.ALGORITHM_OPTIONS["rtn"] == {} and recipe_module.ALGORITHM_OPTIONS["awq-lite"] == {"grid": (int, 20)}
+    assert (recipe_module.ALGORITHM_OPTIONS["rtn"] == {}
+            and recipe_module.ALGORITHM_OPTIONS["awq-lite"] == {"grid": (int, 20)})
 
 
 def test_importing_recipes_leaves_the_algorithms_unimported():

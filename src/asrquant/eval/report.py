@@ -84,12 +84,14 @@ def to_markdown(report: dict, command: str | None = None, max_clip_rows: int = 4
         lines.append(
             f"| `{r['spec']}` | {r['engine']} | {r['size_bytes'] / 1e6:.1f} | {_bits(r.get('bits_per_weight'))} "
             f"| {_pct(r['wer'])} | {delta_cell(base, r)} "
-            f"| {_pct(r['agreement'])} | {same}/{n} | {r['rtf']:.3f} | {_share(r.get('encoder_share'))} | {r['peak_rss_mb']:.0f} | {r['load_s']:.1f} "
+            f"| {_pct(r['agreement'])} | {same}/{n} | {r['rtf']:.3f} | {_share(r.get('encoder_share'))} "
+            f"| {r['peak_rss_mb']:.0f} | {r['load_s']:.1f} "
             f"| {f['empty']} / {f['loop']} / {f['max_length']} / {f['bad_input']} "
             f"| {'—' if r is base else len(new_failures(base, r))} |")
     news = [(r["spec"], new_failures(base, r)) for r in runs[1:]]
     if any(n for _, n in news):
-        lines += ["", "New failures: clips where a model fails (empty / loop / max-len) and the first row does not:", ""]
+        lines += ["", "New failures: clips where a model fails (empty / loop / max-len) and the first row does not:",
+                  ""]
         lines += [f"- `{spec}`: {', '.join(n)}" for spec, n in news if n]
     cats = sorted({c for r in runs for c in r["per_category"]})
     if len(cats) > 1:

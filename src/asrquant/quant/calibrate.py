@@ -45,10 +45,10 @@ from .. import families
 from ..errors import AsrQuantError
 from ..progress import track
 from .algorithms import get_algorithm
+from .algorithms.rtn import rtn
 from .linear import QuantEmbedding, QuantLinear
 from .qtensor import QuantizedWeight, dequantize, effective_weight
 from .recipe import Recipe, Rule
-from .algorithms.rtn import rtn
 from .scheme import bits_per_weight
 
 
@@ -199,7 +199,8 @@ class QuantReport:
                 f"| {l.rel_weight_error:.4f} | {l.seconds:.2f} | {l.note} |"
             )
         mean = self.mean_rel_output_error
-        lines.append(f"| **total** | | | {self.mean_bits_per_weight:.3f} | {fmt(mean)} (mean) | | {self.seconds:.1f} | |")
+        lines.append(f"| **total** | | | {self.mean_bits_per_weight:.3f} | {fmt(mean)} (mean) "
+                     f"| | {self.seconds:.1f} | |")
         if self.kept:
             lines += ["", "Kept in float: " + ", ".join(f"`{k}`" for k in self.kept)]
         for n in self.notes:

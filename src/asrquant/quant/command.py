@@ -19,7 +19,8 @@ from .recipe import Recipe, load_recipe
 from .saved import QuantizedModel, load_quantized, save_quantized
 
 
-def quantize(model: str, recipe: str | Recipe, calib: str | Path | None = None, progress: bool = True) -> QuantizedModel:
+def quantize(model: str, recipe: str | Recipe, calib: str | Path | None = None,
+             progress: bool = True) -> QuantizedModel:
     """Load ``model`` (a checkpoint of any family), calibrate on the clips of ``calib`` and
     quantize by ``recipe``."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)

@@ -43,7 +43,8 @@ The table is rounded to nearest before calibration either way, so the decoder bl
 calibrated on rounded lookups; GPTQ replaces it once the quantized decoder's final hidden states
 are known (the adapter's last block, see calibrate).
 
-Kinds are found from module names by :func:`module_kinds`, which knows both families' naming (Whisper: ``encoder.blocks.N.attn.query``, ``decoder.blocks.N.mlp.fc1``; Qwen3-ASR:
+Kinds are found from module names by :func:`module_kinds`, which knows both families' naming
+(Whisper: ``encoder.blocks.N.attn.query``, ``decoder.blocks.N.mlp.fc1``; Qwen3-ASR:
 ``[thinker.]audio_tower.layers.N.self_attn.q_proj``, ``[thinker.]model.layers.N.mlp.gate_proj``).
 """
 

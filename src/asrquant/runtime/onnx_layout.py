@@ -40,7 +40,8 @@ def check_onnx_manifest(manifest: dict, path: Path, remedy: str, family: str | N
     if manifest.get("kind") != KIND:
         raise ArtifactError(f"{path}: kind {manifest.get('kind')!r}, not an ONNX export")
     if family is not None and manifest.get("family") != family:
-        raise ArtifactError(f"{path}: an ONNX export of a {manifest.get('family')!r} model; this reads {family!r} exports")
+        raise ArtifactError(f"{path}: an ONNX export of a {manifest.get('family')!r} model; "
+                            f"this reads {family!r} exports")
     if manifest.get("layout") not in READABLE_LAYOUTS:
         raise ArtifactError(f"{path}: ONNX layout {manifest.get('layout')!r}, this version reads layouts "
                             f"{', '.join(map(str, READABLE_LAYOUTS))}; {remedy}")
@@ -87,7 +88,8 @@ def resolve_graph_files(directory: Path, variant: str | None) -> dict[str, str]:
     return out
 
 
-def variant_graph_files(directory: Path, manifest: dict, variant: str | None, manifest_name: str) -> tuple[str, dict[str, str]]:
+def variant_graph_files(directory: Path, manifest: dict, variant: str | None,
+                        manifest_name: str) -> tuple[str, dict[str, str]]:
     """(variant name, graph -> file) of a verified artifact: ``variant`` or the default one, each
     graph resolved with fallback and required to be listed in the manifest (the runners' check)."""
     name = variant or manifest.get("default_variant", "default")

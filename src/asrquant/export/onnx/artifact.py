@@ -88,7 +88,8 @@ def float16_storage(proto: onnx.ModelProto) -> list[str]:
             continue
         name = t.name
         t.CopyFrom(numpy_helper.from_array(half, f"{name}.fp16"))
-        casts.append(helper.make_node("Cast", [f"{name}.fp16"], [name], name=f"/{name}/Cast", to=onnx.TensorProto.FLOAT))
+        casts.append(helper.make_node("Cast", [f"{name}.fp16"], [name], name=f"/{name}/Cast",
+                                      to=onnx.TensorProto.FLOAT))
         converted.append(name)
     nodes = casts + list(g.node)
     del g.node[:]
@@ -199,6 +200,7 @@ def _existing(out: Path, source: dict, family: str) -> dict | None:
     manifest = read_manifest(out)
     check_onnx_manifest(manifest, out / MANIFEST, "export the default variant again before adding one", family)
     if manifest.get("source", {}).get("sha256") != source.get("sha256"):
-        raise ArtifactError(f"{out / MANIFEST}: exported from another model ({manifest.get('source', {}).get('model')}); "
+        raise ArtifactError(f"{out / MANIFEST}: exported from another model "
+                            f"({manifest.get('source', {}).get('model')}); "
                             "a variant must come from the same source")
     return manifest

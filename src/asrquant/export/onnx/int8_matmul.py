@@ -99,14 +99,16 @@ def _int8_matmul_nodes(q: str, x: str, w8: str, w_scale: str, out: str,
                helper.make_node("Mul", [x, f"{q}/inv_smooth"], [f"{q}/smoothed"], name=f"/{q}/Smooth")]
         x = f"{q}/smoothed"
     return pre + [
-        const_node(f"{q}/tiny", np.finfo(np.float32).tiny, np.float32), const_node(f"{q}/qmax", float(INT8_MAX), np.float32),
+        const_node(f"{q}/tiny", np.finfo(np.float32).tiny, np.float32),
+        const_node(f"{q}/qmax", float(INT8_MAX), np.float32),
         const_node(f"{q}/one", 1.0, np.float32), const_node(f"{q}/zero", ZERO, np.uint8),
         helper.make_node("Abs", [x], [f"{q}/abs"], name=f"/{q}/Abs"),
         helper.make_node("ReduceMax", [f"{q}/abs"], [f"{q}/amax"], name=f"/{q}/ReduceMax", axes=[-1], keepdims=1),
         helper.make_node("Max", [f"{q}/amax", f"{q}/tiny"], [f"{q}/amax_pos"], name=f"/{q}/Max"),
         helper.make_node("Div", [f"{q}/amax_pos", f"{q}/qmax"], [f"{q}/row_scale"], name=f"/{q}/RowScale"),
         helper.make_node("Div", [x, f"{q}/row_scale"], [f"{q}/ratio"], name=f"/{q}/Div"),
-        helper.make_node("QuantizeLinear", [f"{q}/ratio", f"{q}/one", f"{q}/zero"], [f"{q}/x_u8"], name=f"/{q}/Quantize"),
+        helper.make_node("QuantizeLinear", [f"{q}/ratio", f"{q}/one", f"{q}/zero"], [f"{q}/x_u8"],
+                         name=f"/{q}/Quantize"),
         helper.make_node("MatMulIntegerToFloat", [f"{q}/x_u8", w8, f"{q}/one", w_scale, f"{q}/zero", f"{q}/zero"],
                          [f"{q}/col_scaled"],
                          name=f"/{q}/MatMulIntegerToFloat", domain=DOMAIN),
@@ -174,12 +176,14 @@ def weights_graph(at_load: dict[str, PackedNBits], smooth: dict[str, np.ndarray]
     for linear, p in at_load.items():
         q, w = f"{linear}/expand", f"{linear}/expand/w"
         inits += _packed_tensors(linear, p)
-        nodes.append(helper.make_node("DequantizeLinear", [f"{linear}.codes", f"{linear}.scales", f"{linear}.zero_points"],
+        nodes.append(helper.make_node("DequantizeLinear",
+                                      [f"{linear}.codes", f"{linear}.scales", f"{linear}.zero_points"],
                                       [w], name=f"/{q}/Dequantize", axis=1, block_size=p.block_size))
         if p.b.shape[1] * p.block_size != p.k:  # the last block was padded
             nodes += [const_node(f"{q}/start", [0], np.int64), const_node(f"{q}/end", [p.k], np.int64),
                       const_node(f"{q}/axis", [1], np.int64),
-                      helper.make_node("Slice", [w, f"{q}/start", f"{q}/end", f"{q}/axis"], [f"{w}_k"], name=f"/{q}/Slice")]
+                      helper.make_node("Slice", [w, f"{q}/start", f"{q}/end", f"{q}/axis"], [f"{w}_k"],
+                                       name=f"/{q}/Slice")]
             w = f"{w}_k"
         if (smooth or {}).get(linear) is not None:  # [N, K] * [K]: the weight's rows of the smoothed inputs
             nodes += [const_node(f"{q}/smooth", smooth[linear].astype(np.float32), np.float32),
@@ -195,7 +199,8 @@ def weights_graph(at_load: dict[str, PackedNBits], smooth: dict[str, np.ndarray]
             const_node(f"{q}/zero", np.full(p.n, ZERO), np.uint8),  # per-axis: one zero point per channel
             helper.make_node("QuantizeLinear", [w, f"{linear}.scale_int8", f"{q}/zero"], [f"{q}/int8"],
                              name=f"/{q}/Quantize", axis=0),
-            helper.make_node("Transpose", [f"{q}/int8"], [f"{linear}.weight_int8"], name=f"/{q}/Transpose", perm=[1, 0]),
+            helper.make_node("Transpose", [f"{q}/int8"], [f"{linear}.weight_int8"], name=f"/{q}/Transpose",
+                             perm=[1, 0]),
         ]
         outputs += [helper.make_tensor_value_info(f"{linear}.weight_int8", TensorProto.UINT8, [p.k, p.n]),
                     helper.make_tensor_value_info(f"{linear}.scale_int8", TensorProto.FLOAT, [p.n])]

@@ -89,7 +89,8 @@ def accuracy_level_for(bits: int, requested: int | None) -> int:
     return 4 if bits == 8 else 0
 
 
-def _make_node(linear: str, a: str, out: str, p: PackedNBits, accuracy_level: int | None) -> tuple[onnx.NodeProto, list]:
+def _make_node(linear: str, a: str, out: str, p: PackedNBits,
+               accuracy_level: int | None) -> tuple[onnx.NodeProto, list]:
     inits = [numpy_helper.from_array(p.b, f"{linear}.qweight"), numpy_helper.from_array(p.scales, f"{linear}.scales")]
     if p.zero_points is not None:
         inits.append(numpy_helper.from_array(p.zero_points, f"{linear}.zero_points"))
@@ -102,7 +103,8 @@ def _make_node(linear: str, a: str, out: str, p: PackedNBits, accuracy_level: in
     return node, inits
 
 
-def replace_linears(proto: onnx.ModelProto, packed: dict[str, PackedNBits], accuracy_level: int | None = None) -> list[str]:
+def replace_linears(proto: onnx.ModelProto, packed: dict[str, PackedNBits],
+                    accuracy_level: int | None = None) -> list[str]:
     """Swap the MatMul of every Linear in ``packed`` (by module name) for a MatMulNBits.
 
     Returns the Linears found in this graph; their float initializers are removed."""
@@ -130,7 +132,8 @@ def replace_linears(proto: onnx.ModelProto, packed: dict[str, PackedNBits], accu
 # --- a tied embedding: one packed table for the logits and the row lookups -------------------------
 
 
-def replace_tied_embedding(proto: onnx.ModelProto, table: str, p: PackedNBits, accuracy_level: int | None = None) -> bool:
+def replace_tied_embedding(proto: onnx.ModelProto, table: str, p: PackedNBits,
+                           accuracy_level: int | None = None) -> bool:
     """Store the float embedding initializer ``table`` [V, D] once, packed as ``p``.
 
     The logits ``Gemm(hidden, table, transB=1)`` become a MatMulNBits on the packed table, and
@@ -159,7 +162,8 @@ def replace_tied_embedding(proto: onnx.ModelProto, table: str, p: PackedNBits, a
         elif node.op_type == "Gather" and node.input[0] == table:
             nodes += _dequantized_rows(prefix, node.input[1], node.output[0], p, [t.name for t in inits])
         elif table in node.input:
-            raise ModelError(f"{table} is read by a {node.op_type} node ({node.name}), not only by the logits and lookups")
+            raise ModelError(f"{table} is read by a {node.op_type} node ({node.name}), "
+                             "not only by the logits and lookups")
         else:
             nodes.append(node)
     del g.node[:]
@@ -173,7 +177,8 @@ def replace_tied_embedding(proto: onnx.ModelProto, table: str, p: PackedNBits, a
 
 
 def const_node(name: str, value, dtype) -> onnx.NodeProto:
-    return helper.make_node("Constant", [], [name], name=f"/{name}", value=numpy_helper.from_array(np.asarray(value, dtype), name))
+    return helper.make_node("Constant", [], [name], name=f"/{name}",
+                            value=numpy_helper.from_array(np.asarray(value, dtype), name))
 
 
 def _unpack_codes(prefix: str, packed: str, bits: int, out: str, rank: int) -> list[onnx.NodeProto]:
@@ -189,9 +194,11 @@ def _unpack_codes(prefix: str, packed: str, bits: int, out: str, rank: int) -> l
     for j in range(per_byte):
         shifted, part = f"{prefix}/shift{j}", f"{prefix}/code{j}"
         nodes += [const_node(f"{shifted}/by", j * bits, np.uint8),
-                  helper.make_node("BitShift", [packed, f"{shifted}/by"], [shifted], name=f"/{shifted}", direction="RIGHT"),
+                  helper.make_node("BitShift", [packed, f"{shifted}/by"], [shifted], name=f"/{shifted}",
+                                   direction="RIGHT"),
                   helper.make_node("Mod", [shifted, f"{prefix}/mod"], [f"{part}/flat"], name=f"/{part}/Mod"),
-                  helper.make_node("Unsqueeze", [f"{part}/flat", f"{prefix}/last_axis"], [part], name=f"/{part}/Unsqueeze")]
+                  helper.make_node("Unsqueeze", [f"{part}/flat", f"{prefix}/last_axis"], [part],
+                                   name=f"/{part}/Unsqueeze")]
         parts.append(part)
     # [..., bytes, per_byte] -> [..., bytes * per_byte]: the codes in their original order.
     nodes += [helper.make_node("Concat", parts, [f"{prefix}/interleaved"], name=f"/{prefix}/Concat", axis=-1),
@@ -215,9 +222,11 @@ def dequantize_nodes(q: str, inputs: list[str], p: PackedNBits, lead: int, out: 
     when asymmetric, packed zero points [*L, zp_bytes]; ``lead`` = len(L) (the rows of a table:
     L = [B, T])."""
     nodes = _unpack_codes(f"{q}/codes", inputs[0], p.bits, f"{q}/codes_u8", rank=lead + 2)  # [*L, n_blocks, block]
-    nodes.append(helper.make_node("Cast", [f"{q}/codes_u8"], [f"{q}/codes_f"], name=f"/{q}/CastCodes", to=onnx.TensorProto.FLOAT))
+    nodes.append(helper.make_node("Cast", [f"{q}/codes_u8"], [f"{q}/codes_f"], name=f"/{q}/CastCodes",
+                                  to=onnx.TensorProto.FLOAT))
     nodes += [const_node(f"{q}/last_axis", [-1], np.int64),
-              helper.make_node("Unsqueeze", [inputs[1], f"{q}/last_axis"], [f"{q}/scale"], name=f"/{q}/UnsqueezeScales")]
+              helper.make_node("Unsqueeze", [inputs[1], f"{q}/last_axis"], [f"{q}/scale"],
+                               name=f"/{q}/UnsqueezeScales")]
     if p.zero_points is None:
         nodes.append(const_node(f"{q}/zero", float(1 << (p.bits - 1)), np.float32))
     else:  # [*L, bytes] -> [*L, 1, bytes] -> codes [*L, 1, n] -> [*L, n_blocks, 1]
@@ -226,12 +235,15 @@ def dequantize_nodes(q: str, inputs: list[str], p: PackedNBits, lead: int, out: 
                   helper.make_node("Reshape", [inputs[2], f"{q}/zp_in_shape"], [f"{q}/zp_packed4"], name=f"/{q}/ZpIn")]
         nodes += _unpack_codes(f"{q}/zp", f"{q}/zp_packed4", p.bits, f"{q}/zp_codes", rank=lead + 2)
         nodes += [const_node(f"{q}/zp_out_shape", [0] * lead + [-1], np.int64),
-                  helper.make_node("Reshape", [f"{q}/zp_codes", f"{q}/zp_out_shape"], [f"{q}/zp_all"], name=f"/{q}/ZpOut"),
+                  helper.make_node("Reshape", [f"{q}/zp_codes", f"{q}/zp_out_shape"], [f"{q}/zp_all"],
+                                   name=f"/{q}/ZpOut"),
                   const_node(f"{q}/zp_start", [0], np.int64), const_node(f"{q}/zp_end", [n_blocks], np.int64),
                   helper.make_node("Slice", [f"{q}/zp_all", f"{q}/zp_start", f"{q}/zp_end", f"{q}/last_axis"],
                                    [f"{q}/zp_u8"], name=f"/{q}/ZpSlice"),
-                  helper.make_node("Cast", [f"{q}/zp_u8"], [f"{q}/zp_f"], name=f"/{q}/CastZeros", to=onnx.TensorProto.FLOAT),
-                  helper.make_node("Unsqueeze", [f"{q}/zp_f", f"{q}/last_axis"], [f"{q}/zero"], name=f"/{q}/UnsqueezeZeros")]
+                  helper.make_node("Cast", [f"{q}/zp_u8"], [f"{q}/zp_f"], name=f"/{q}/CastZeros",
+                                   to=onnx.TensorProto.FLOAT),
+                  helper.make_node("Unsqueeze", [f"{q}/zp_f", f"{q}/last_axis"], [f"{q}/zero"],
+                                   name=f"/{q}/UnsqueezeZeros")]
     nodes += [helper.make_node("Sub", [f"{q}/codes_f", f"{q}/zero"], [f"{q}/centred"], name=f"/{q}/Sub"),
               helper.make_node("Mul", [f"{q}/centred", f"{q}/scale"], [f"{q}/blocks"], name=f"/{q}/Mul"),
               const_node(f"{q}/row_shape", [0] * lead + [-1], np.int64),

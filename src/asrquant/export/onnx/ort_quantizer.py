@@ -139,7 +139,8 @@ def variant_info(algorithm: str, bits: int, block_size: int, symmetric: bool, ac
 
     sym = symmetric and algorithm not in ASYMMETRIC_ONLY
     return {
-        "recipe": {"name": f"onnxruntime-{algorithm}-int{bits}-b{block_size}", "tool": "onnxruntime MatMulNBitsQuantizer",
+        "recipe": {"name": f"onnxruntime-{algorithm}-int{bits}-b{block_size}",
+                   "tool": "onnxruntime MatMulNBitsQuantizer",
                    "onnxruntime": onnxruntime.__version__, "algorithm": algorithm, "bits": bits,
                    "block_size": block_size, "symmetric": sym},
         "accuracy_level": accuracy_level,

@@ -60,7 +60,9 @@ class Qwen3ASRCalibAdapter:
         d = model.dims
         for i, smp in enumerate(samples):
             if smp.mel.ndim != 2 or smp.mel.shape[0] != d.n_mels or smp.mel.shape[1] < 1:
-                raise AsrQuantError(f"calibration sample {i}: mel must be [{d.n_mels}, frames], got {list(smp.mel.shape)}")
+                raise AsrQuantError(
+                    f"calibration sample {i}: mel must be [{d.n_mels}, frames], got {list(smp.mel.shape)}"
+                )
             want = d.n_audio_tokens(smp.mel.shape[1])
             got = int((smp.tokens == d.audio_token_id).sum()) if smp.tokens.ndim == 1 else -1
             if got != want:

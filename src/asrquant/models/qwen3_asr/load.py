@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 
-from ...errors import ModelError
-from .model import Qwen3ASR, Qwen3ASRDims
-from .detect import is_checkpoint_dir
 from ...cache import cache_dir
+from ...errors import ModelError
+from .detect import is_checkpoint_dir
+from .model import Qwen3ASR, Qwen3ASRDims
 from .tokenizer import Qwen3ASRSpecials, Qwen3ASRTokenizer, read_json
 
 PREFIX = "thinker."
@@ -82,7 +82,8 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise ModelError(f"{repo_id}: not a local directory, and huggingface_hub is not installed to download it") from None
+        raise ModelError(f"{repo_id}: not a local directory, "
+                         "and huggingface_hub is not installed to download it") from None
     try:
         return Path(snapshot_download(repo_id=repo_id, revision=revision))
     except Exception as e:  # offline, unknown repo, gated ...
@@ -124,7 +125,8 @@ def locate(root: Path) -> _Layout:
     adapters = [p for p in subdirs if (p / ADAPTER_CONFIG).is_file()]
     adapter = next((p for p in adapters if p.name in MEGA_ADAPTER_NAMES), adapters[0] if len(adapters) == 1 else None)
     if adapter is None and len(adapters) > 1:
-        raise ModelError(f"{root}: several LoRA adapters ({', '.join(p.name for p in adapters)}); cannot tell which is Mega-ASR's")
+        raise ModelError(f"{root}: several LoRA adapters ({', '.join(p.name for p in adapters)}); "
+                         "cannot tell which is Mega-ASR's")
     router = None
     rdir = root / ROUTER_DIR
     if rdir.is_dir():
@@ -250,7 +252,8 @@ def from_hf_state_dict(tensors: dict[str, torch.Tensor], dims: Qwen3ASRDims, whe
             raise ModelError(f"{where}: unexpected tensor {key!r} for this config")
         if tuple(value.shape) != tuple(expected[name].shape):
             raise ModelError(
-                f"{where}: tensor {key!r} has shape {tuple(value.shape)}, config.json implies {tuple(expected[name].shape)}"
+                f"{where}: tensor {key!r} has shape {tuple(value.shape)}, "
+                f"config.json implies {tuple(expected[name].shape)}"
             )
         sd[name] = value.to(torch.float32)
     missing = [k for k in expected if k not in sd and not (tied and k == "lm_head.weight")]
@@ -367,7 +370,8 @@ def lora_deltas(adapter_dir: Path, model: Qwen3ASR) -> dict[str, torch.Tensor]:
         if not isinstance(mod, torch.nn.Linear):
             raise ModelError(f"{wfile}: LoRA target {p['raw']!r} is not a linear layer of this model")
         a, b = p["A"], p["B"]
-        names = [p["raw"], name, p["raw"].removeprefix("base_model.model."), p["raw"].removeprefix("base_model.model.model.")]
+        names = [p["raw"], name, p["raw"].removeprefix("base_model.model."),
+                 p["raw"].removeprefix("base_model.model.model.")]
         mblocks = next((blocks[n] for n in names if n in blocks), None)
         if mblocks:
             delta = torch.zeros(b.shape[0], a.shape[1])
@@ -383,7 +387,8 @@ def lora_deltas(adapter_dir: Path, model: Qwen3ASR) -> dict[str, torch.Tensor]:
         if fan_in_fan_out:
             delta = delta.T
         if tuple(delta.shape) != tuple(mod.weight.shape):
-            raise ModelError(f"{wfile}: LoRA delta for {p['raw']!r} is {tuple(delta.shape)}, weight is {tuple(mod.weight.shape)}")
+            raise ModelError(f"{wfile}: LoRA delta for {p['raw']!r} is {tuple(delta.shape)}, "
+                             f"weight is {tuple(mod.weight.shape)}")
         deltas[name + ".weight"] = delta
     return deltas
 
@@ -403,7 +408,8 @@ def merge_adapter(model: Qwen3ASR, adapter_dir: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_qwen3_asr(spec: str | Path, *, adapter: bool = True, router: bool = True, revision: str | None = None) -> Qwen3ASRCheckpoint:
+def load_qwen3_asr(spec: str | Path, *, adapter: bool = True, router: bool = True,
+                   revision: str | None = None) -> Qwen3ASRCheckpoint:
     """A Qwen3-ASR / Mega-ASR checkpoint directory, or a hub repo id when online."""
     path = Path(spec).expanduser()
     if path.is_dir():

@@ -2,7 +2,7 @@
 
 The network in one file, written from the published architecture (Qwen3-ASR technical report,
 the checkpoints' config.json) and checked number for number against the reference code of the
-``qwen-asr`` package (tests/qwen/test_parity.py): a dimensions dataclass, plain modules
+``qwen-asr`` package (tests/models/qwen3_asr/test_reference_parity.py): a dimensions dataclass, plain modules
 (every projection an ``nn.Linear``, so the quantizer can replace it), and the decoder's KV cache
 passed in and out explicitly so the same code traces to an encoder graph, a decoder-prefill
 graph (audio embeddings scattered in the graph) and a decoder-step graph.
@@ -192,7 +192,9 @@ class Qwen3ASRDims:
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"{self.n_heads} attention heads are not a multiple of {self.n_kv_heads} kv heads")
         if self.chunks_per_window < 1:
-            raise ValueError(f"n_window_infer {self.n_window_infer} is smaller than a chunk ({self.chunk_frames} frames)")
+            raise ValueError(
+                f"n_window_infer {self.n_window_infer} is smaller than a chunk ({self.chunk_frames} frames)"
+            )
         if self.audio_output_dim != self.hidden_size:
             raise ValueError(f"audio output_dim {self.audio_output_dim} != text hidden_size {self.hidden_size}")
         if self.head_dim % 2:
@@ -443,8 +445,10 @@ class Attention(nn.Module):
         rep = self.n_heads // self.n_kv_heads
         if rep > 1:  # query head i reads kv head i // rep
             n = keys.shape[2]
-            keys = keys[:, :, None].expand(b, self.n_kv_heads, rep, n, self.head_dim).reshape(b, self.n_heads, n, self.head_dim)
-            values = values[:, :, None].expand(b, self.n_kv_heads, rep, n, self.head_dim).reshape(b, self.n_heads, n, self.head_dim)
+            keys = (keys[:, :, None].expand(b, self.n_kv_heads, rep, n, self.head_dim)
+                    .reshape(b, self.n_heads, n, self.head_dim))
+            values = (values[:, :, None].expand(b, self.n_kv_heads, rep, n, self.head_dim)
+                      .reshape(b, self.n_heads, n, self.head_dim))
         o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         return self.o_proj(o.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)), k, v
 
@@ -527,7 +531,9 @@ class Qwen3ASR(nn.Module):
         then given its weights with load_state_dict(assign=True) needs this)."""
         d = self.dims
         self.audio_tower.positional_embedding = chunk_positions(d.max_source_positions, d.audio_d_model)
-        self.model.inv_freq = 1.0 / (d.rope_theta ** (torch.arange(0, d.head_dim, 2, dtype=torch.int64).float() / d.head_dim))
+        self.model.inv_freq = 1.0 / (
+            d.rope_theta ** (torch.arange(0, d.head_dim, 2, dtype=torch.int64).float() / d.head_dim)
+        )
         return self
 
     # -- encoder --------------------------------------------------------------------------------
@@ -554,7 +560,8 @@ class Qwen3ASR(nn.Module):
         logits = self.lm_head(self.model.norm(x))
         return logits, torch.stack(new_k), torch.stack(new_v)
 
-    def decode_tokens(self, tokens: Tensor, past_k: Tensor, past_v: Tensor, position_offset: Tensor | int | None = None):
+    def decode_tokens(self, tokens: Tensor, past_k: Tensor, past_v: Tensor,
+                      position_offset: Tensor | int | None = None):
         """tokens [b, t] -> (logits [b, t, V], new_k, new_v)."""
         return self.decode_embeds(self.model.embed_tokens(tokens), past_k, past_v, position_offset)
 
@@ -568,7 +575,8 @@ class Qwen3ASR(nn.Module):
         index = index.clamp(max=audio_embeds.shape[0] - 1)
         return torch.where(is_audio[..., None], audio_embeds[index].to(x.dtype), x)
 
-    def prefill(self, input_ids: Tensor, audio_embeds: Tensor, past_k: Tensor | None = None, past_v: Tensor | None = None):
+    def prefill(self, input_ids: Tensor, audio_embeds: Tensor, past_k: Tensor | None = None,
+                past_v: Tensor | None = None):
         """The prompt with its audio -> (logits [b, t, V], k, v)."""
         if past_k is None or past_v is None:
             past_k, past_v = self.empty_cache(input_ids.shape[0], input_ids.device)
@@ -587,7 +595,8 @@ class Qwen3ASR(nn.Module):
         return self.prefill(input_ids, self.encode(mel))[0]
 
     @torch.no_grad()
-    def greedy(self, mel: Tensor, prompt_ids: list[int], eos_ids: tuple[int, ...] | list[int], max_new_tokens: int = 64) -> list[int]:
+    def greedy(self, mel: Tensor, prompt_ids: list[int], eos_ids: tuple[int, ...] | list[int],
+               max_new_tokens: int = 64) -> list[int]:
         """Greedy decoding with the KV cache; returns the generated ids (the end token included
         when it was reached)."""
         ids = torch.tensor([prompt_ids], dtype=torch.int64)

@@ -25,8 +25,17 @@ import torch
 from onnx import helper, numpy_helper
 
 from ...export.onnx.artifact import float16_storage, write_onnx_artifact
-from ...export.onnx.graphs import (OPSET, decoder_accuracy_level, export_copy, linear_schemes, pack_linears,
-                                   quantize_graphs, quantized_linears, trace, variant_info)
+from ...export.onnx.graphs import (
+    OPSET,
+    decoder_accuracy_level,
+    export_copy,
+    linear_schemes,
+    pack_linears,
+    quantize_graphs,
+    quantized_linears,
+    trace,
+    variant_info,
+)
 from .model import Qwen3ASR, chunk_mel
 
 FAMILY = "qwen3-asr"
@@ -77,7 +86,8 @@ def trace_graphs(model: Qwen3ASR) -> dict[str, onnx.ModelProto]:
         pk = torch.zeros(d.n_layers, 2, d.n_kv_heads, 3, d.head_dim)
         step = trace(_with_forward(m, _step(m)), (torch.tensor([[5], [6]]), pk, pk.clone(), torch.tensor(3)),
                       ["tokens", "past_k", "past_v", "offset"], ["logits", "k", "v"],
-                      {"tokens": {0: "batch"}, "past_k": {1: "batch", **cache_axes}, "past_v": {1: "batch", **cache_axes},
+                      {"tokens": {0: "batch"}, "past_k": {1: "batch", **cache_axes},
+                       "past_v": {1: "batch", **cache_axes},
                        "logits": {0: "batch"}, "k": {1: "batch"}, "v": {1: "batch"}})  # fmt: skip
     return {"encoder": enc, "decoder_prefill": pre, "decoder_step": step}
 

@@ -83,7 +83,9 @@ class AudioQualityClassifier(nn.Module):
         layer = nn.TransformerEncoderLayer(
             d_model, nhead, dim_feedforward, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
         )
-        self.transformer = nn.TransformerEncoder(layer, num_layers=1, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
+        self.transformer = nn.TransformerEncoder(
+            layer, num_layers=1, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
+        )
         self.pooling = _Pooling(d_model)
         self.classifier = nn.Sequential(
             nn.Linear(d_model, d_model // 2), nn.GELU(), nn.Dropout(0.0), nn.Linear(d_model // 2, num_classes)

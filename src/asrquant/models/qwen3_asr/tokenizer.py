@@ -231,7 +231,8 @@ def resolve_tokenizer_json(model_dir: Path) -> Path:
     vocab, merges, cfg = model_dir / "vocab.json", model_dir / "merges.txt", model_dir / "tokenizer_config.json"
     for p in (vocab, merges):
         if not p.is_file():
-            raise ModelError(f"{p}: missing (a Qwen3-ASR checkpoint needs tokenizer.json, or vocab.json and merges.txt)")
+            raise ModelError(f"{p}: missing (a Qwen3-ASR checkpoint needs tokenizer.json, "
+                             "or vocab.json and merges.txt)")
     data = tokenizer_json_from_bpe(vocab, merges, cfg)
     text = json.dumps(data, ensure_ascii=False)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

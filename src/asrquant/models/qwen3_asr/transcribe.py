@@ -17,8 +17,8 @@ import numpy as np
 
 from ...decoding import DecodeOptions, DecodeResult, LogitRules, decode
 from ...errors import AsrQuantError
-from .features import n_audio_tokens, qwen3_asr_log_mel
 from ...transcript import Transcript
+from .features import n_audio_tokens, qwen3_asr_log_mel
 from .tokenizer import (
     SUPPORTED_LANGUAGES,
     Qwen3ASRTokenizer,

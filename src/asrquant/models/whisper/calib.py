@@ -55,7 +55,8 @@ class WhisperCalibAdapter:
         for i, smp in enumerate(samples):
             if smp.mel.ndim != 2 or smp.mel.shape[0] != d.n_mels or smp.mel.shape[1] > 2 * d.n_audio_ctx:
                 raise AsrQuantError(
-                    f"calibration sample {i}: mel must be [{d.n_mels}, <= {2 * d.n_audio_ctx}], got {list(smp.mel.shape)}"
+                    f"calibration sample {i}: mel must be [{d.n_mels}, <= {2 * d.n_audio_ctx}], "
+                    f"got {list(smp.mel.shape)}"
                 )
             if smp.tokens.ndim != 1 or not 0 < len(smp.tokens) <= d.n_text_ctx:
                 raise AsrQuantError(
@@ -113,7 +114,8 @@ class WhisperCalibAdapter:
 
         # The logits: decoder.ln's output times the tied token table (quantized by GPTQ on these
         # final hidden states when the recipe asks; otherwise nothing is run here).
-        yield CalibBlock("decoder.ln", lambda: [dec.ln(h) for h in hs], [InputGroup(["decoder.token_embedding"], "decoder.ln")])
+        yield CalibBlock("decoder.ln", lambda: [dec.ln(h) for h in hs],
+                         [InputGroup(["decoder.token_embedding"], "decoder.ln")])
 
 
 CalibAdapter = WhisperCalibAdapter  # the name asrquant.families' callers look up

@@ -50,8 +50,18 @@ from onnx import helper
 from torch import Tensor, nn
 
 from ...export.onnx.artifact import float16_storage, write_onnx_artifact
-from ...export.onnx.graphs import (OPSET, decoder_accuracy_level, export_copy, linear_names, linear_schemes,
-                                   pack_linears, quantize_graphs, quantized_linears, trace, variant_info)
+from ...export.onnx.graphs import (
+    OPSET,
+    decoder_accuracy_level,
+    export_copy,
+    linear_names,
+    linear_schemes,
+    pack_linears,
+    quantize_graphs,
+    quantized_linears,
+    trace,
+    variant_info,
+)
 from ...export.onnx.int8_matmul import OWN as INT8_OWN
 from ...export.onnx.matmulnbits import PackedNBits, accuracy_level_for, pack, replace_tied_embedding
 from ...export.onnx.smoothing import ALPHAS, Smoothing, smoothing_factors

@@ -32,7 +32,8 @@ def table_rounding(table: np.ndarray) -> tuple[int, ...] | None:
     rounding = sinusoid_rounding(torch.from_numpy(np.asarray(table, dtype=np.float32)))
     if rounding is None:
         return None
-    return {"float32": (TensorProto.FLOAT,), "float16": (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.FLOAT)}[rounding]
+    return {"float32": (TensorProto.FLOAT,),
+            "float16": (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.FLOAT)}[rounding]
 
 
 def position_nodes(n: int, d: int, casts: tuple[int, ...], output: str) -> tuple[list, list]:

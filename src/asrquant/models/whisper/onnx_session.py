@@ -17,11 +17,11 @@ import numpy as np
 import onnxruntime as ort
 
 from ...artifact import MANIFEST, read_json, verify
+from ...runtime.load_time_weights import load_time_weights
 from ...runtime.onnx import session_options
 from ...runtime.onnx_layout import ENCODER_WEIGHTS, check_onnx_manifest, graph_file, variant_graph_files, weights_file
 from .tokenizer import WhisperTokenizer
 from .transcribe import WhisperGeneration, WhisperTranscriber
-from ...runtime.load_time_weights import load_time_weights
 
 MIN_CAPACITY = 32
 
@@ -132,7 +132,8 @@ class OnnxWhisperSession:
         self.max_positions = dims["n_text_ctx"]
 
     def encode(self, mel: np.ndarray) -> Cross:
-        k, v = self.encoder.run(None, {"mel": np.ascontiguousarray(mel[None], dtype=np.float32), **self.encoder_weights})
+        k, v = self.encoder.run(None, {"mel": np.ascontiguousarray(mel[None], dtype=np.float32),
+                                       **self.encoder_weights})
         return Cross(k, v)
 
     def prefill(self, enc: Cross, prompt: np.ndarray, batch: int):

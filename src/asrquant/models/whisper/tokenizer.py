@@ -78,7 +78,8 @@ class WhisperTokenizer:
         try:
             return self.specials.languages[language]
         except KeyError:
-            raise ModelError(f"unknown language code {language!r}; known: {', '.join(sorted(self.specials.languages))}") from None
+            raise ModelError(f"unknown language code {language!r}; "
+                             f"known: {', '.join(sorted(self.specials.languages))}") from None
 
     def prompt(self, language: str | None, task: str = "transcribe") -> list[int]:
         """The start-of-transcript sequence, without timestamps.

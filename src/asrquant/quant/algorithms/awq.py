@@ -23,11 +23,11 @@ from types import MappingProxyType
 import torch
 from torch import Tensor
 
-from .gptq import default_device, one_cpu_thread
 from ..qtensor import QuantizedWeight
-from .rtn import fake_quantize, grouped, rtn, tensor_global_scale
 from ..scheme import QuantScheme
+from .gptq import default_device, one_cpu_thread
 from .registry import ScaleSearch, register
+from .rtn import fake_quantize, grouped, rtn, tensor_global_scale
 
 
 def _gram(inputs_sample: Tensor | None, hessian: Tensor | None, n: int, dev) -> Tensor:
@@ -108,7 +108,8 @@ def awq_search(
     ``act_mean_abs`` [in] is the mean |x| per input channel; the losses use ``hessian`` (X^T X over
     the calibration tokens) when given, else the Gram matrix of ``inputs_sample`` [tokens, in].
     """
-    s, ratios, _ = search_awq(weight, act_mean_abs, inputs_sample, scheme, grid, clip, hessian, clip_grid, max_shrink, device)
+    s, ratios, _ = search_awq(weight, act_mean_abs, inputs_sample, scheme, grid, clip,
+                              hessian, clip_grid, max_shrink, device)
     return s, ratios
 
 
@@ -145,11 +146,13 @@ def awq(
     device=None,
 ) -> QuantizedWeight:
     """Search, then quantize ``weight * s`` by RTN with the clipping found; ``input_scale`` = s."""
-    s, ratios, info = search_awq(weight, act_mean_abs, inputs_sample, scheme, grid, clip, hessian, clip_grid, max_shrink, device)
+    s, ratios, info = search_awq(weight, act_mean_abs, inputs_sample, scheme, grid, clip,
+                                 hessian, clip_grid, max_shrink, device)
     return apply_awq(weight, s, ratios, scheme, info)
 
 
-def apply_awq(weight: Tensor, s: Tensor, ratios: Tensor | None, scheme: QuantScheme, info: dict | None = None) -> QuantizedWeight:
+def apply_awq(weight: Tensor, s: Tensor, ratios: Tensor | None, scheme: QuantScheme,
+              info: dict | None = None) -> QuantizedWeight:
     qw = rtn(weight.detach().float().cpu() * s[None, :], scheme, clip=ratios)
     qw.input_scale = s.float().contiguous()
     qw.info.update(info or {})
@@ -166,7 +169,8 @@ class AWQ(ScaleSearch):
                                 "max_shrink": (float, 0.5)})
 
     def search(self, weight, scheme, stats, device, grid=20, clip=True, clip_grid=20, max_shrink=0.5):
-        return search_awq(weight, stats.mean_abs, None, scheme, grid, clip, stats.hessian, clip_grid, max_shrink, device)
+        return search_awq(weight, stats.mean_abs, None, scheme, grid, clip,
+                          stats.hessian, clip_grid, max_shrink, device)
 
     def apply(self, weight, s, ratios, scheme, info):
         return apply_awq(weight, s, ratios, scheme, info)

@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from ..qtensor import QuantizedWeight
-from .rtn import QParams, decode, encode, find_params, grouped, tensor_global_scale
 from ..scheme import QuantScheme
 from .registry import Algorithm, register
+from .rtn import QParams, decode, encode, find_params, grouped, tensor_global_scale
 
 
 class GPTQError(RuntimeError):

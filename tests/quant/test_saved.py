@@ -14,14 +14,14 @@ import pytest
 import torch
 
 from asrquant.errors import ArtifactError, AsrQuantError
-from asrquant.quant.linear import QuantLinear
 from asrquant.families import is_quantized_dir
 from asrquant.models.whisper.calib import calibration_samples
 from asrquant.quant.calibrate import spread
 from asrquant.quant.command import quantize
+from asrquant.quant.linear import QuantLinear
 from asrquant.quant.saved import load_quantized, save_quantized
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 VITW8 = SHARED / "vitw8" / "manifest.jsonl"
 
 
@@ -127,7 +127,6 @@ def test_spread_covers_the_whole_manifest():
 def test_bench_warns_when_evaluating_on_calibration_clips(tmp_path):
     from asrquant.bench import calibration_overlap
     from asrquant.eval.manifest import read_manifest
-
     from asrquant.models.whisper.load import load_whisper
 
     qm = quantize("whisper-tiny.en", "rtn-int4-g64", None, progress=False)

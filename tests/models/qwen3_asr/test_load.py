@@ -1,6 +1,6 @@
 """Qwen3-ASR: loading checkpoints in the published layout, Mega-ASR's layout, bad files,
 the prompt and output format, and the model's own invariants (cache, positions, chunking).
-Runs in the main environment (no qwen-asr); the reference comparisons are in test_parity.py."""
+Runs in the main environment (no qwen-asr); the reference comparisons are in test_reference_parity.py."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from .qwen3_asr_fixture import random_model, small_dims, tone, write_random_checkpoint, write_tokenizer_files
 
 from asrquant.errors import ModelError
 from asrquant.models.qwen3_asr import load as ql
-from asrquant.models.qwen3_asr.model import Qwen3ASRDims, chunk_mel
 from asrquant.models.qwen3_asr.features import chunk_mel as chunk_mel_np
 from asrquant.models.qwen3_asr.features import n_audio_tokens, qwen3_asr_log_mel
 from asrquant.models.qwen3_asr.load import load_qwen3_asr, write_checkpoint
+from asrquant.models.qwen3_asr.model import Qwen3ASRDims, chunk_mel
 from asrquant.models.qwen3_asr.tokenizer import Qwen3ASRTokenizer, normalize_language, parse_output, render_prompt
+
+from .qwen3_asr_fixture import random_model, small_dims, tone, write_random_checkpoint, write_tokenizer_files
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +73,8 @@ def test_loads_sharded_checkpoint_in_published_layout(ckpt_dir):
     assert not ck.model.training
     tensors = list(ck.model.parameters()) + list(ck.model.buffers())
     assert not any(t.is_meta for t in tensors) and all(t.dtype == torch.float32 for t in tensors)
-    torch.testing.assert_close(ck.model.audio_tower.positional_embedding, random_model(small_dims()).audio_tower.positional_embedding)
+    torch.testing.assert_close(ck.model.audio_tower.positional_embedding,
+                               random_model(small_dims()).audio_tower.positional_embedding)
 
 
 def test_hash_is_stable_and_cached(ckpt_dir, tmp_path):
@@ -172,7 +174,8 @@ def test_missing_tensor_and_wrong_shape(tmp_path):
     gone = dict(sd)
     del gone["thinker.model.layers.1.mlp.up_proj.weight"]
     save_file(gone, str(d / "model.safetensors"))
-    with pytest.raises(ModelError, match=r"model\.safetensors: missing tensor\(s\) thinker\.model\.layers\.1\.mlp\.up_proj"):
+    with pytest.raises(ModelError,
+                       match=r"model\.safetensors: missing tensor\(s\) thinker\.model\.layers\.1\.mlp\.up_proj"):
         load_qwen3_asr(d)
     sd["thinker.audio_tower.proj1.weight"] = torch.zeros(3, 3)
     save_file(sd, str(d / "model.safetensors"))
@@ -187,7 +190,8 @@ def test_bad_tokenizer_files(ckpt_dir, tmp_path):
         load_qwen3_asr(d)
     shutil.copy(ckpt_dir / "merges.txt", d / "merges.txt")
     cfg = json.loads((d / "tokenizer_config.json").read_text())
-    cfg["added_tokens_decoder"] = {k: v for k, v in cfg["added_tokens_decoder"].items() if v["content"] != "<|audio_pad|>"}
+    cfg["added_tokens_decoder"] = {k: v for k, v in cfg["added_tokens_decoder"].items()
+                                   if v["content"] != "<|audio_pad|>"}
     (d / "tokenizer_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelError, match=r"no <\|audio_pad\|> token"):
         load_qwen3_asr(d)
@@ -240,7 +244,8 @@ def _write_router(path: Path, seed=0):
     config = {"n_mels": 80, "d_model": 32, "nhead": 4, "dim_feedforward": 64, "max_len": 3000, "num_classes": 2}
     model = AudioQualityClassifier(**config)
     path.parent.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata={"config": json.dumps({"model": config})})
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"config": json.dumps({"model": config})})
     return model
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asrquant.models.qwen3_asr.model import Qwen3ASR, Qwen3ASRDims
 from asrquant.models.qwen3_asr.load import write_checkpoint
+from asrquant.models.qwen3_asr.model import Qwen3ASR, Qwen3ASRDims
 
 QWEN3_ADDED = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
@@ -34,7 +34,8 @@ QWEN3_ADDED = [
     "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>", "</think>",
 ]  # fmt: skip  ids 151643..151668, as in every Qwen3 tokenizer
 FIRST_ADDED = 151643
-KNOWN = {151669: "<|audio_start|>", 151670: "<|audio_end|>", 151676: "<|audio_pad|>", 151704: "<asr_text>", 151705: "<timestamp>"}
+KNOWN = {151669: "<|audio_start|>", 151670: "<|audio_end|>", 151676: "<|audio_pad|>", 151704: "<asr_text>",
+         151705: "<timestamp>"}
 NON_SPECIAL = {"<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
                "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>", "</think>",
                "<asr_text>", "<timestamp>"}  # fmt: skip
@@ -159,7 +160,8 @@ def write_tokenizer_files(out: Path) -> None:
     }  # fmt: skip
     cfg = {
         "add_bos_token": False, "add_prefix_space": False, "added_tokens_decoder": decoder,
-        "additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<|audio_start|>", "<|audio_end|>", "<|audio_pad|>"],
+        "additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<|audio_start|>", "<|audio_end|>",
+                                      "<|audio_pad|>"],
         "audio_bos_token": "<|audio_start|>", "audio_eos_token": "<|audio_end|>", "audio_token": "<|audio_pad|>",
         "image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
         "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>",

@@ -26,17 +26,17 @@ written for exactly this) passed to its layers.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-qwen_asr = pytest.importorskip("qwen_asr", reason="qwen-asr is installed only in .venv-qwen (scripts/test-qwen-parity.sh)")
-
-from .qwen3_asr_fixture import small_dims, tone, write_random_checkpoint  # noqa: E402
+qwen_asr = pytest.importorskip("qwen_asr",
+                               reason="qwen-asr is installed only in .venv-qwen (scripts/test-qwen-parity.sh)")
 
 from asrquant.models.qwen3_asr.features import qwen3_asr_log_mel  # noqa: E402
 from asrquant.models.qwen3_asr.load import load_qwen3_asr  # noqa: E402
 from asrquant.models.qwen3_asr.tokenizer import Qwen3ASRTokenizer  # noqa: E402
+
+from .qwen3_asr_fixture import small_dims, tone, write_random_checkpoint  # noqa: E402
 
 ENC_TOL, LOGIT_TOL, FEAT_TOL = 1e-4, 1e-3, 1e-4
 
@@ -118,9 +118,11 @@ def test_features_and_prompt_match_reference_processor(pair, seconds):
         feats = inputs["input_features"][0].numpy()
         assert feats.shape == mel.shape
         assert max_abs(f"features {seconds} s", feats - mel) <= FEAT_TOL
-        assert inputs["input_ids"][0].tolist() == tok.prompt_ids(ours.dims.n_audio_tokens(mel.shape[1]), language=language)
+        assert inputs["input_ids"][0].tolist() == tok.prompt_ids(ours.dims.n_audio_tokens(mel.shape[1]),
+                                                                 language=language)
     context = "the cat sat on the mat"
-    inputs = ref.processor(text=[ref._build_text_prompt(context=context, force_language=None)], audio=[audio], return_tensors="pt")
+    inputs = ref.processor(text=[ref._build_text_prompt(context=context, force_language=None)], audio=[audio],
+                           return_tensors="pt")
     assert inputs["input_ids"][0].tolist() == tok.prompt_ids(ours.dims.n_audio_tokens(mel.shape[1]), context=context)
 
 

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from asrquant.quant.calibrate import quantize_model
 from asrquant.decoding import DecodeOptions, decode
 from asrquant.models.qwen3_asr.features import qwen3_asr_log_mel
 from asrquant.models.qwen3_asr.load import load_qwen3_asr
-from asrquant.quant.recipe import load_recipe
-from asrquant.models.qwen3_asr.torch_session import Qwen3ASRTorchSession, Qwen3ASRTranscriber, qwen3_asr_rules
-
 from asrquant.models.qwen3_asr.tokenizer import parse_output
+from asrquant.models.qwen3_asr.torch_session import Qwen3ASRTorchSession, Qwen3ASRTranscriber, qwen3_asr_rules
+from asrquant.quant.calibrate import quantize_model
+from asrquant.quant.recipe import load_recipe
 
 from .qwen3_asr_fixture import random_model, small_dims, tone, write_random_checkpoint
 
@@ -43,7 +42,8 @@ def test_session_matches_model_greedy():
         n = model.dims.n_audio_tokens(mel.shape[1])
         prompt = [151644, 198, 151669] + [151676] * n + [151670, 198]
         want = model.greedy(torch.from_numpy(mel), prompt, EOS, max_new_tokens=12)
-        got = decode(session, session.encode(mel), prompt, qwen3_asr_rules(EOS), DecodeOptions(max_new_tokens=12, loop_guard=False))
+        got = decode(session, session.encode(mel), prompt, qwen3_asr_rules(EOS),
+                     DecodeOptions(max_new_tokens=12, loop_guard=False))
         assert got.tokens == [t for t in want if t not in EOS]
 
 

@@ -56,12 +56,14 @@ def test_encoder_prefill_step_trace_to_onnx(tmp_path):
     m = random_model(small_dims(tie=False), seed=1)
     chunks, n = chunk_mel(qwen3_asr_log_mel(tone(9.0)))
     enc = _export(_Encoder(m), (torch.from_numpy(chunks), torch.tensor(n)), tmp_path / "enc.onnx",
-                  ["chunks", "n_tokens"], ["audio"], {"chunks": {0: "n_chunks", 2: "width"}, "audio": {0: "n"}})  # fmt: skip
+                  ["chunks", "n_tokens"], ["audio"],
+                  {"chunks": {0: "n_chunks", 2: "width"}, "audio": {0: "n"}})  # fmt: skip
     audio = m.encode(torch.from_numpy(qwen3_asr_log_mel(tone(9.0))))
     ids = torch.tensor([[151644, 10, 151669] + [151676] * n + [151670, 10, 20]])
     _, k, v = m.prefill(ids, audio)
     axes = {"input_ids": {1: "t"}, "audio": {0: "n"}, "logits": {1: "t"}, "k": {3: "t"}, "v": {3: "t"}}
-    pre = _export(_Prefill(m), (ids, audio), tmp_path / "prefill.onnx", ["input_ids", "audio"], ["logits", "k", "v"], axes)
+    pre = _export(_Prefill(m), (ids, audio), tmp_path / "prefill.onnx",
+                  ["input_ids", "audio"], ["logits", "k", "v"], axes)
     step = _export(_Step(m), (torch.tensor([[5]]), k, v, torch.tensor(ids.shape[1])), tmp_path / "step.onnx",
                    ["tokens", "past_k", "past_v", "offset"], ["logits", "k", "v"],
                    {"past_k": {3: "n_past"}, "past_v": {3: "n_past"}})  # fmt: skip
@@ -76,6 +78,7 @@ def test_encoder_prefill_step_trace_to_onnx(tmp_path):
         logits, k, v = pre.run(None, {"input_ids": ids.numpy(), "audio": got})
         rl, rk, rv = m.prefill(ids, want)
         assert np.abs(logits - rl.numpy()).max() < 1e-3
-        sl, sk, sv = step.run(None, {"tokens": np.array([[7]]), "past_k": k, "past_v": v, "offset": np.array(ids.shape[1])})
+        sl, sk, sv = step.run(None, {"tokens": np.array([[7]]), "past_k": k, "past_v": v,
+                                     "offset": np.array(ids.shape[1])})
         tl, tk, tv = m.decode_tokens(torch.tensor([[7]]), rk, rv)
         assert np.abs(sl - tl.numpy()).max() < 1e-3 and np.abs(sk - tk.numpy()).max() < 1e-4

@@ -73,7 +73,8 @@ def test_calibration_samples_are_prompt_reference_and_end(work):
     want = tok.prompt_ids(n_audio, "", "English") + tok.encode("the cat sat on the mat") + [tok.specials.im_end]
     assert first.tokens.tolist() == want and first.mel.shape[0] == ckpt.dims.n_mels
     # No reference and no language: the unforced prompt, then what the float model itself writes.
-    own = _engine_of(ckpt).transcriber.transcriber.transcribe(load_audio(work["calib"].parent / "cal-c.wav")).result.tokens
+    transcriber = _engine_of(ckpt).transcriber.transcriber
+    own = transcriber.transcribe(load_audio(work["calib"].parent / "cal-c.wav")).result.tokens
     n_audio = ckpt.dims.n_audio_tokens(samples[2].mel.shape[1])
     assert samples[2].tokens.tolist() == tok.prompt_ids(n_audio) + own + [tok.specials.im_end]
 
@@ -144,7 +145,8 @@ def test_qwen_runner_refuses_another_familys_export_by_name(work, tmp_path):
 
 def test_onnx_engine_runs_without_torch(work):
     code = ("import sys; from asrquant.engines import open_engine; import numpy as np; "
-            f"e = open_engine({str(work['onnx'])!r}); out = e.transcribe(np.zeros(16000, np.float32) + 0.01, 'en', 1, 3); "
+            f"e = open_engine({str(work['onnx'])!r}); "
+            "out = e.transcribe(np.zeros(16000, np.float32) + 0.01, 'en', 1, 3); "
             "assert 'torch' not in sys.modules, 'torch imported'; print(len(out.tokens))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -3,18 +3,17 @@ with MatMulNBits, run the torch-free session: greedy tokens identical to torch f
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
 
-from asrquant.quant.calibrate import quantize_model  # noqa: E402
 from asrquant.decoding import DecodeOptions, decode  # noqa: E402
-from asrquant.models.qwen3_asr.onnx_graphs import export_graphs, save_graphs  # noqa: E402
 from asrquant.models.qwen3_asr.features import qwen3_asr_log_mel  # noqa: E402
-from asrquant.quant.recipe import load_recipe  # noqa: E402
+from asrquant.models.qwen3_asr.onnx_graphs import export_graphs, save_graphs  # noqa: E402
 from asrquant.models.qwen3_asr.onnx_session import Qwen3ASROnnxSession  # noqa: E402
 from asrquant.models.qwen3_asr.torch_session import Qwen3ASRTorchSession, qwen3_asr_rules  # noqa: E402
+from asrquant.quant.calibrate import quantize_model  # noqa: E402
+from asrquant.quant.recipe import load_recipe  # noqa: E402
 
 from .qwen3_asr_fixture import random_model, small_dims, tone  # noqa: E402
 from .test_pipeline_calib import calib_samples  # noqa: E402

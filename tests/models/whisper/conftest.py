@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-VITW8 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "vitw8"
+VITW8 = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "vitw8"
 
 
 @pytest.fixture(scope="session", autouse=True)

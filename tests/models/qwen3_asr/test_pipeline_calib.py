@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
 from asrquant.errors import AsrQuantError
 from asrquant.models.qwen3_asr.calib import Qwen3ASRCalibAdapter
 from asrquant.models.qwen3_asr.features import qwen3_asr_log_mel
+from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
 from asrquant.quant.recipe import load_recipe
 
 from .qwen3_asr_fixture import random_model, small_dims, tone
@@ -31,7 +31,8 @@ def calib_samples(dims, seconds=(1.3, 2.2, 3.1)) -> list[CalibSample]:
         mel = qwen3_asr_log_mel(tone(s, seed=i))
         n = dims.n_audio_tokens(mel.shape[1])
         text = rng.integers(0, 300, size=8).tolist()
-        ids = [151644, 8948, 198, dims.audio_start_token_id] + [dims.audio_token_id] * n + [dims.audio_end_token_id, 198] + text + [151645]
+        ids = ([151644, 8948, 198, dims.audio_start_token_id] + [dims.audio_token_id] * n
+               + [dims.audio_end_token_id, 198] + text + [151645])
         out.append(CalibSample(mel, np.array(ids, dtype=np.int64)))
     return out
 
@@ -49,7 +50,8 @@ def test_quantize_qwen3_asr(float_model, recipe):
     qw = quantized_weights(model)
     # Every Linear but the (tied) lm_head is targeted by gptq; the mixed recipe leaves the
     # encoder's conv_out / proj1 / proj2 in float (neither attention nor MLP).
-    kept = {"lm_head"} if recipe.startswith("gptq") else {"lm_head", "audio_tower.conv_out", "audio_tower.proj1", "audio_tower.proj2"}
+    kept = ({"lm_head"} if recipe.startswith("gptq")
+            else {"lm_head", "audio_tower.conv_out", "audio_tower.proj1", "audio_tower.proj2"})
     assert set(report.kept) == kept
     assert len(qw) == len(report.layers) == 2 * 6 + 2 * 7 + (3 if recipe.startswith("gptq") else 0)
     assert not any("no calibration data" in n for n in report.notes)  # every block was reached

@@ -11,13 +11,13 @@ import torch
 
 from asrquant.errors import ModelError
 from asrquant.models.whisper import load as whisper_load
-from asrquant.models.whisper.model import Whisper, WhisperDims
 from asrquant.models.whisper.load import (
     from_hf_state_dict,
     load_whisper,
     to_hf_state_dict,
     write_hf_checkpoint,
 )
+from asrquant.models.whisper.model import Whisper, WhisperDims
 
 from .conftest import needs_base, needs_tiny
 
