@@ -110,20 +110,20 @@ def prepare_out(out: str | Path, overwrite: bool = False, inputs=(), adding: boo
     (with ``overwrite``) a directory to replace; with ``adding``, one of our artifacts to add to.
     Never a file, an input (or a directory holding one), the working directory or one holding it,
     and never a place that cannot be written. Cleans stale temporaries of earlier runs."""
-    out = Path(out)
-    if str(out).strip() == "":
+    if str(out).strip() == "":  # before Path(), which reads "" as "."
         raise OutputError(f"{option}: empty path")
+    out = Path(out)
     target = out.resolve()
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a directory; asrquant writes a directory there")
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise OutputError(f"{out}: is the working directory (or holds it); give a new directory")
     for given in inputs:
         if given and Path(given).exists():
             source = Path(given).resolve()
             if target == source or target in source.parents:
                 raise OutputError(f"{out}: is the input {given} (or holds it); replacing it would destroy it")
-    cwd = Path.cwd().resolve()
-    if target == cwd or target in cwd.parents:
-        raise OutputError(f"{out}: is the working directory (or holds it); give a new directory")
     if out.is_dir() and any(out.iterdir()):
         ours = is_ours(out)
         if adding and not ours:
@@ -155,9 +155,9 @@ def check_writable(out: Path) -> None:
 
 def check_report_path(path: str | Path, option: str) -> Path:
     """A file the command will write at the end (a report): refused now if it cannot be."""
-    path = Path(path)
     if str(path).strip() == "":
         raise OutputError(f"{option}: empty path")
+    path = Path(path)
     if path.is_dir():
         raise OutputError(f"{option} {path}: is a directory")
     if path.exists() and not os.access(path, os.W_OK):
