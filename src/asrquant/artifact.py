@@ -162,7 +162,10 @@ def check_report_path(path: str | Path, option: str) -> Path:
         raise OutputError(f"{option} {path}: is a directory")
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"{option} {path}: not writable")
-    check_writable(path)
+    try:
+        check_writable(path)
+    except OutputError as e:
+        raise OutputError(f"{option} {e}") from None
     return path
 
 

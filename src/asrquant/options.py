@@ -55,6 +55,8 @@ def variant_name(text: str) -> str:
     """An ONNX variant's name becomes part of file names: letters, digits, '-' and '_' only."""
     from .runtime.onnx_layout import check_variant_name
 
+    if text[:1] in ("-", "_"):
+        raise argparse.ArgumentTypeError(f"variant name {text!r}: must start with a letter or digit")
     if len(text) > 64:
         raise argparse.ArgumentTypeError(f"variant name of {len(text)} characters: at most 64")
     try:
