@@ -203,7 +203,14 @@ def verify(directory: str | Path, check_hashes: bool = True) -> dict:
     """Return the manifest if every listed file exists with the listed size and sha256."""
     directory = Path(directory)
     manifest = read_manifest(directory)
-    for name, meta in manifest.get("files", {}).items():
+    where = directory / MANIFEST
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise ArtifactError(f"{where}: no \"files\" table; not a complete asrquant manifest")
+    for name, meta in manifest["files"].items():
+        if not (isinstance(meta, dict) and isinstance(meta.get("bytes"), int) and isinstance(meta.get("sha256"), str)):
+            raise ArtifactError(f"{where}: entry {name!r} needs \"bytes\" and \"sha256\"")
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ArtifactError(f"{where}: entry {name!r} points outside the artifact")
         path = directory / name
         if not path.is_file():
             raise ArtifactError(f"{path}: listed in {MANIFEST} but missing")
