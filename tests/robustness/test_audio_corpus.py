@@ -24,6 +24,7 @@ def _wav_header(rate: int, frames_bytes: int, channels: int = 1, bits: int = 16)
 def _make(kind: str, d):
     """(path, words the message must hold, the AudioError kind) of one bad file."""
     rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, 4000, np.uint8).tobytes()
     good = d / "good.wav"
     write_wav(good, speech_like(3.0))
     raw = good.read_bytes()
@@ -36,8 +37,8 @@ def _make(kind: str, d):
         "truncated_third": lambda p: p.write_bytes(raw[: len(raw) // 3]),
         "truncated_to_header": lambda p: p.write_bytes(raw[:44]),
         "claims_1_hz": lambda p: p.write_bytes(_wav_header(1, 400) + bytes(400)),
-        "claims_100_hz": lambda p: p.write_bytes(_wav_header(100, 4000) + rng.integers(0, 255, 4000, np.uint8).tobytes()),
-        "claims_1_mhz": lambda p: p.write_bytes(_wav_header(1_000_000, 4000) + rng.integers(0, 255, 4000, np.uint8).tobytes()),
+        "claims_100_hz": lambda p: p.write_bytes(_wav_header(100, 4000) + noise),
+        "claims_1_mhz": lambda p: p.write_bytes(_wav_header(1_000_000, 4000) + noise),
         "claims_more_data": lambda p: p.write_bytes(_wav_header(16000, 10_000_000) + raw[44:]),
         "empty_file": lambda p: p.write_bytes(b""),
         "random_bytes": lambda p: p.write_bytes(rng.integers(0, 256, 5000, np.uint8).tobytes()),

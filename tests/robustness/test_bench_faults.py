@@ -78,6 +78,6 @@ def test_interrupt_leaves_a_partial_report_and_no_worker(tmp_path, small_dir):
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
     saved = json.loads(report.read_text())
     assert "interrupted" in saved["settings"]["partial"] and saved["runs"][0]["clips"]
-    assert (tmp_path / "r.md").read_text().lstrip().startswith("```") and "PARTIAL REPORT" in (tmp_path / "r.md").read_text()
+    assert "PARTIAL REPORT" in (tmp_path / "r.md").read_text()
     time.sleep(0.5)
     assert _workers_with(tag) == []
