@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -91,13 +92,47 @@ def run_worker(job: dict) -> int:
 
 # ---- the parent: spawn, score, report ----------------------------------------------------
 
+# Every child process this bench started and has not reaped: killed on an interrupt, so that no
+# worker outlives the command (threads of --jobs wait on theirs; they cannot be interrupted).
+_LIVE: set[subprocess.Popen] = set()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the parent dies (even by SIGKILL). Linux only."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _spawn(cmd: list[str], **kwargs) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent if sys.platform == "linux" else None, **kwargs)
+    _LIVE.add(proc)
+    return proc
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    _LIVE.discard(proc)
+
+
+def _kill_children() -> None:
+    for proc in list(_LIVE):
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _run_spec(job: dict, on_clip) -> dict:
     """One worker's events. A worker that cannot open its model, or dies on the way, gives a
     result with ``error`` (and the clips it finished) rather than an exception: the other models'
     measurements are kept. The worker never outlives this call, also on an interrupt."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(job["threads"]))
-    proc = subprocess.Popen([sys.executable, "-m", "asrquant.bench"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = _spawn([sys.executable, "-m", "asrquant.bench"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                  env=env)
     result = {"clips": {}}
     try:
         try:
@@ -122,9 +157,7 @@ def _run_spec(job: dict, on_clip) -> dict:
                 result.update(ev)
         code = proc.wait()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     if "error" not in result and (code != 0 or "peak_rss_mb" not in result):
         result["error"] = (f"the bench process died (exit {code}) after {len(result['clips'])} of "
                            f"{len(job['clips'])} clips; see its output above")
@@ -240,7 +273,12 @@ def _quantize_once(spec: str, calib: str | None, threads: int) -> str | None:
     if not is_quantized_dir(out):
         cmd = [sys.executable, "-m", "asrquant.cli", "quantize", model, "--recipe", recipe_name, "--out", str(out),
                "--threads", str(threads)] + (["--calib", calib] if calib else [])
-        if subprocess.run(cmd).returncode != 0:
+        proc = _spawn(cmd)
+        try:
+            code = proc.wait()
+        finally:
+            _reap(proc)
+        if code != 0:
             raise AsrQuantError(f"{spec}: quantization failed (command: {' '.join(cmd)})")
     return str(out)
 
@@ -331,6 +369,7 @@ def bench(specs: list[str], data: list[str], language: str | None = None, beam: 
             for rep in range(repeat):
                 _parallel(lambda s: run(s, rep), specs, jobs)
     except KeyboardInterrupt:
+        _kill_children()
         save("interrupted; " + f"{sum(len(r) for r in raw.values())} of {len(specs) * repeat} runs done")
         raise
     return report(None)
@@ -352,7 +391,14 @@ def _parallel(fn, items: list, jobs: int) -> list:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(jobs) as pool:
-        return list(pool.map(fn, items))
+        futures = [pool.submit(fn, x) for x in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            # The pool waits for its threads on the way out; they wait for their processes.
+            pool.shutdown(wait=False, cancel_futures=True)
+            _kill_children()
+            raise
 
 
 def quantized_bits(path: str) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
@@ -168,6 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print("asrquant: terminated" if isinstance(e, Terminated) else "asrquant: interrupted", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
+    except Exception as e:
+        # A bug, not bad input (that is an AsrQuantError, exit 2): one line and exit 1, the
+        # traceback with ASRQUANT_DEBUG=1 for the report.
+        if os.environ.get("ASRQUANT_DEBUG"):
+            raise
+        print(f"asrquant: internal error: {type(e).__name__}: {e} (ASRQUANT_DEBUG=1 shows the traceback; "
+              "please report it)", file=sys.stderr)
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

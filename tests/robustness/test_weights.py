@@ -115,3 +115,34 @@ def test_saved_model_with_a_nan_scale_and_a_rewritten_hash_is_refused(capsys, tm
     manifest = json.loads((q / "manifest.json").read_text())
     write_manifest(q, **{k: v for k, v in manifest.items() if k not in ("asrquant_version", "files")})
     refused(cli(capsys, "transcribe", q, clip), name, "NaN")
+
+
+@pytest.fixture(scope="module")
+def saved_dir(small_dir, tmp_path_factory):
+    from asrquant.cli import main
+
+    q = tmp_path_factory.mktemp("saved") / "q"
+    assert main(["quantize", str(small_dir), "--recipe", "rtn-int4-g64", "--out", str(q), "--quiet"]) == 0
+    return q
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_saved_model_with_changed_bytes_and_rewritten_hash(capsys, tmp_path, saved_dir, clip, seed):
+    """Someone changed model.safetensors and rewrote manifest.json to match: the header and the
+    tensors themselves still have to make sense, or the load says which file is wrong."""
+    from asrquant.artifact import write_manifest
+
+    q = tmp_path / "q"
+    shutil.copytree(saved_dir, q)
+    raw = bytearray((q / "model.safetensors").read_bytes())
+    header = 8 + struct.unpack("<Q", bytes(raw[:8]))[0]
+    rng = np.random.default_rng(seed)
+    span = header if seed % 2 == 0 else len(raw)  # even seeds: the JSON header; odd: anywhere
+    for _ in range(int(rng.integers(1, 6))):
+        raw[int(rng.integers(span))] = int(rng.integers(0, 256))
+    (q / "model.safetensors").write_bytes(bytes(raw))
+    manifest = json.loads((q / "manifest.json").read_text())
+    write_manifest(q, **{k: v for k, v in manifest.items() if k not in ("asrquant_version", "files")})
+    code, out, err = cli(capsys, "transcribe", q, clip, "--max-new-tokens", "2")
+    assert "Traceback" not in err
+    assert code == 0 or (code == 2 and str(q) in err), (code, err)

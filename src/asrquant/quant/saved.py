@@ -132,7 +132,10 @@ def load_quantized(path: str | Path) -> QuantizedModel:
     config = read_json(path / "config.json")
     quantization = read_json(path / "quantization.json")
     weights = path / WEIGHTS
-    tensors = load_file(str(weights))
+    try:
+        tensors = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own error types for a garbled header
+        raise ArtifactError(f"{weights}: not a readable safetensors file ({e})") from None
     check_finite(tensors, str(weights))
     ckpt = families.module(family, "saved").build(path, config, quantization["tensors"], tensors)
     recipe = recipe_from_dict(quantization["recipe"], source=str(path / "quantization.json"))
