@@ -327,6 +327,11 @@ def bench(specs: list[str], data: list[str], language: str | None = None, beam: 
     if repeat < 1:
         raise AsrQuantError(f"--repeat: must be at least 1 (got {repeat})")
     clips = read_manifests(data)[:limit] if limit else read_manifests(data)
+    unscorable = [c for c in clips if not c.text.strip()]
+    if unscorable:  # it would be scored as pure insertions over 0 words
+        c = unscorable[0]
+        raise AsrQuantError(f"{c.manifest}: clip {c.id!r}: field 'text' is empty; the bench needs a reference "
+                            f"to score ({len(unscorable)} such clip(s))")
     job_clips = [{"id": c.id, "audio": str(c.audio), "lang": c.lang} for c in clips]
     settings = {"data": [str(d) for d in data], "language": language, "beam": beam, "threads": threads,
                 "jobs": jobs, "max_new_tokens": max_new_tokens, "repeat": repeat, "clips": len(clips),
