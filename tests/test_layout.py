@@ -14,15 +14,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from asrquant import families
+
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 PACKAGE = "asrquant"
 
-# Family name (as configs and manifests spell it) -> its folder under src/asrquant/models/.
-FAMILIES = {"whisper": "whisper", "qwen3-asr": "qwen3_asr"}
-# The role files every family folder has (models/<folder>/<role>.py).
-ROLES = ("model", "load", "tokenizer", "transcribe", "calib", "saved", "onnx_graphs", "onnx_session",
-         "torch_session")
+# Family name (as configs and manifests spell it) -> its folder under src/asrquant/models/, and
+# the role files every family folder has (models/<folder>/<role>.py), as asrquant.families says
+# (torch-free: importing it loads no family).
+FAMILIES = {f.name: f.package for f in families.FAMILIES.values()}
+ROLES = families.ROLES
 # The one module outside the family folders that may branch on a family.
 FAMILY_SWITCH = f"{PACKAGE}.families"
 # Helpers named after a family (is_whisper..., is_qwen3_asr...) are family branches too.

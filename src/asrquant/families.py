@@ -21,7 +21,7 @@ from .errors import ModelError
 
 # What each family folder holds, by role (the same file names in every family).
 ROLES = (
-    "detect",         # is_source(path): a checkpoint of this family? (torch-free)
+    "detect",         # FAMILY (its name) and is_source(path): a checkpoint of this family? (torch-free)
     "model",          # the torch module and its dimensions
     "load",           # load(spec) -> checkpoint (weights, tokenizer, settings)
     "tokenizer",

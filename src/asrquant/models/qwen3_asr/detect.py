@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+FAMILY = "qwen3-asr"  # the name manifests and configs record (asrquant.families)
+
 
 def is_checkpoint_dir(path: Path) -> bool:
     cfg = path / "config.json"

@@ -5,6 +5,7 @@ The family's part of asrquant.export."""
 from __future__ import annotations
 
 from ...export.hf_layout import FamilyInfo, MlxLayout, float_tensors
+from .detect import FAMILY
 from .load import Qwen3ASRCheckpoint, to_hf_state_dict
 from .saved import hf_config
 
@@ -29,6 +30,6 @@ def family_info(ckpt: Qwen3ASRCheckpoint) -> FamilyInfo:
         # mlx-audio's Qwen3-ASR quantizes the text model only, never audio_tower.
         keeps_float=lambda name: name.startswith("audio_tower."),
     )
-    info = FamilyInfo("qwen3-asr", config, hf_module, to_hf_state_dict, mlx, files, ckpt.source, ckpt.source_sha256,
+    info = FamilyInfo(FAMILY, config, hf_module, to_hf_state_dict, mlx, files, ckpt.source, ckpt.source_sha256,
                       tied)
     return info

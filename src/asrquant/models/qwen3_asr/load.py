@@ -33,7 +33,7 @@ import torch
 from ...cache import cache_dir
 from ...errors import ModelError
 from ...weights import check_finite
-from .detect import is_checkpoint_dir
+from .detect import FAMILY, is_checkpoint_dir
 from .model import Qwen3ASR, Qwen3ASRDims
 from .tokenizer import Qwen3ASRSpecials, Qwen3ASRTokenizer, read_json
 
@@ -59,7 +59,7 @@ class Qwen3ASRCheckpoint:
     size_bytes: int  # weights on disk (and the adapter, when merged)
     model_dir: Path  # the Qwen3-ASR checkpoint directory itself
     format: str = "hf"
-    family: str = "qwen3-asr"
+    family: str = FAMILY
     variant: str = "qwen3-asr"  # "qwen3-asr" | "mega-asr" (adapter merged) | "mega-asr-base"
     adapter_dir: Path | None = None
     router: object | None = None  # router.AudioQualityRouter when present

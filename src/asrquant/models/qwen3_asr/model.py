@@ -49,6 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .detect import FAMILY
+
 # ---------------------------------------------------------------------------------------------
 # Dimensions
 # ---------------------------------------------------------------------------------------------
@@ -514,7 +516,7 @@ class TextModel(nn.Module):
 class Qwen3ASR(nn.Module):
     """``thinker`` of Qwen3ASRForConditionalGeneration: audio_tower + model + lm_head."""
 
-    family = "qwen3-asr"  # its folder in asrquant.families
+    family = FAMILY  # its folder in asrquant.families
 
     def __init__(self, dims: Qwen3ASRDims):
         super().__init__()

@@ -36,9 +36,8 @@ from ...export.onnx.graphs import (
     trace,
     variant_info,
 )
+from .detect import FAMILY
 from .model import Qwen3ASR, chunk_mel
-
-FAMILY = "qwen3-asr"
 
 GRAPHS = ("encoder", "decoder_prefill", "decoder_step")
 

@@ -20,12 +20,12 @@ from ...errors import ArtifactError
 from ...runtime.load_time_weights import load_time_weights
 from ...runtime.onnx import session_options
 from ...runtime.onnx_layout import ENCODER_WEIGHTS, check_onnx_manifest, variant_graph_files
+from .detect import FAMILY
 from .features import chunk_mel
 from .tokenizer import Qwen3ASRTokenizer
 from .transcribe import EngineTranscriber, Qwen3ASRTranscriber
 
 GRAPHS = ("encoder", "decoder_prefill", "decoder_step")
-FAMILY = "qwen3-asr"
 
 
 class Qwen3ASROnnxSession:

@@ -18,11 +18,11 @@ import torch
 from ...errors import ArtifactError
 from ...quant.linear import QuantLinear
 from ...quant.saved import model_tensors, quantized_module
+from .detect import FAMILY
 from .load import Qwen3ASRCheckpoint
 from .model import Qwen3ASR, Qwen3ASRDims
 from .tokenizer import Qwen3ASRTokenizer
 
-FAMILY = "qwen3-asr"
 # Tokenizer and processor files of the checkpoint kept beside the weights (formats read them).
 SUPPORT_FILES = ("tokenizer_config.json", "vocab.json", "merges.txt", "chat_template.json",
                  "preprocessor_config.json", "generation_config.json", "special_tokens_map.json")

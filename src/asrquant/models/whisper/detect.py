@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .hub import KNOWN
 
+FAMILY = "whisper"  # the name manifests and configs record (asrquant.families)
+
 
 def is_source(spec: str | os.PathLike) -> bool:
     """A registry name, a CTranslate2 directory (model.bin) or a Hugging Face Whisper directory."""

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ...export.hf_layout import FamilyInfo, MlxLayout, json_bytes
 from ...quant.saved import compact
+from .detect import FAMILY
 from .load import WhisperCheckpoint, generation_config, hf_config, hf_name, to_hf_state_dict
 
 
@@ -56,5 +57,5 @@ def family_info(ckpt: WhisperCheckpoint) -> FamilyInfo:
         config=lambda model, block: {**model.dims.to_dict(), "model_type": "whisper", "quantization": block},
         weights_file="weights.safetensors",
     )
-    return FamilyInfo("whisper", hf_config(ckpt), hf_module, to_hf_state_dict, mlx, files, ckpt.source,
+    return FamilyInfo(FAMILY, hf_config(ckpt), hf_module, to_hf_state_dict, mlx, files, ckpt.source,
                       ckpt.source_sha256, extra_float_linears=("proj_out",))

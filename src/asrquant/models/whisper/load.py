@@ -27,6 +27,7 @@ import torch
 from ...errors import ModelError
 from ...weights import check_finite
 from .ct2_reader import CT2Model, read_ct2
+from .detect import FAMILY
 from .model import Whisper, WhisperDims, sinusoids
 
 
@@ -43,7 +44,7 @@ class WhisperCheckpoint:
     size_bytes: int
     format: str  # "ct2" | "hf"
     alignment_heads: list[tuple[int, int]] = field(default_factory=list)  # (layer, head), for word timing
-    family: str = "whisper"  # its folder in asrquant.families
+    family: str = FAMILY  # its folder in asrquant.families
 
     @property
     def multilingual(self) -> bool:

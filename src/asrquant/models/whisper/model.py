@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .detect import FAMILY
+
 
 @dataclass(frozen=True)
 class WhisperDims:
@@ -191,7 +193,7 @@ class TextDecoder(nn.Module):
 
 
 class Whisper(nn.Module):
-    family = "whisper"  # its folder in asrquant.families
+    family = FAMILY  # its folder in asrquant.families
 
     def __init__(self, dims: WhisperDims):
         super().__init__()

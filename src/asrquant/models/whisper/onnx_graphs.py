@@ -67,6 +67,7 @@ from ...export.onnx.matmulnbits import PackedNBits, accuracy_level_for, pack, re
 from ...export.onnx.smoothing import ALPHAS, Smoothing, smoothing_factors
 from ...quant.linear import QuantEmbedding
 from .calib import calibration_samples
+from .detect import FAMILY
 from .load import WhisperCheckpoint
 from .model import Whisper
 from .onnx_positions import compute_positions_in_graph
@@ -326,7 +327,7 @@ def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, 
 def whisper_config(ckpt: WhisperCheckpoint) -> dict:
     d = ckpt.dims
     return {
-        "family": "whisper",
+        "family": FAMILY,
         "dims": d.to_dict(),
         "multilingual": ckpt.multilingual,
         "n_mels": d.n_mels,

@@ -20,6 +20,7 @@ from ...artifact import MANIFEST, read_json, verify
 from ...runtime.load_time_weights import load_time_weights
 from ...runtime.onnx import session_options
 from ...runtime.onnx_layout import ENCODER_WEIGHTS, check_onnx_manifest, graph_file, variant_graph_files, weights_file
+from .detect import FAMILY
 from .tokenizer import WhisperTokenizer
 from .transcribe import WhisperGeneration, WhisperTranscriber
 
@@ -169,7 +170,7 @@ def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | N
     every file against the manifest; ``variant`` picks suffixed graphs, falling back to the default."""
     directory = Path(directory)
     manifest = verify(directory)
-    check_onnx_manifest(manifest, directory / MANIFEST, "export the model again", family="whisper")
+    check_onnx_manifest(manifest, directory / MANIFEST, "export the model again", family=FAMILY)
     name, files = variant_graph_files(directory, manifest, variant, MANIFEST)
     listed = manifest["files"]
     config = read_json(directory / "config.json")
