@@ -414,5 +414,15 @@ def quantized_bits(path: str) -> float | None:
     return json.loads(qfile.read_text()).get("report", {}).get("mean_bits_per_weight")
 
 
+def _worker_main() -> int:
+    try:
+        text = sys.stdin.read()
+        if not text.strip():
+            return 2  # the parent was interrupted before it sent the job: nothing to do, nothing to say
+        return run_worker(json.loads(text))
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C reaches the whole process group; the parent reports it, once
+
+
 if __name__ == "__main__":
-    sys.exit(run_worker(json.loads(sys.stdin.read())))
+    sys.exit(_worker_main())
