@@ -30,7 +30,7 @@ def bad_manifest(tmp_path_factory):
          "for the appointment tomorrow.", "lang": "en", "category": "far"},
         {"id": "corrupt", "audio": "corrupt.wav", "text": "x", "lang": "en"},
         {"id": "empty", "audio": "empty.wav", "text": "x", "lang": "en"},
-        {"id": "silent", "audio": "silent.wav", "text": "", "lang": "en", "category": "silence"},
+        {"id": "silent", "audio": "silent.wav", "text": "nothing", "lang": "en", "category": "silence"},
         {"id": "missing", "audio": "nowhere.wav", "text": "x", "lang": "en"},
     ]
     (d / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -52,11 +52,14 @@ def test_bench_reports_bad_input_per_clip_and_goes_on(bad_manifest, tmp_path):
         assert clips[bad]["hyp"] is None and bad_manifest.parent.name in clips[bad]["error"]
     assert "nowhere.wav" in clips["missing"]["error"]
     assert clips["good"]["errors"] <= 3 and clips["good"]["ref_words"] == 14
-    assert clips["silent"]["hyp"] is not None  # silence is valid audio: transcribed and scored
+    # Silence is decodable but any transcript of it would be invented: counted and flagged, not scored.
+    assert clips["silent"]["hyp"] is None and clips["silent"]["error_kind"] == "silence"
+    assert run["failures"]["silence"] == 1
     assert run["per_category"]["far"]["n"] == 1
     assert 0 < run["rtf"] < 5 and run["peak_rss_mb"] > 50 and run["size_bytes"] > 10_000_000
     assert 0 < run["encoder_share"] < 1 and run["bits_per_weight"] is None  # float model
-    assert "bad input" in (tmp_path / "r.md").read_text()
+    md = (tmp_path / "r.md").read_text()
+    assert "bad input" in md and "**silence**" in md
 
 
 def test_wrong_model_is_a_one_line_error(tmp_path):

@@ -8,6 +8,7 @@ here: the ONNX runtime path decodes audio with this module.
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,6 +20,12 @@ import soxr
 from .errors import AudioError
 
 SAMPLE_RATE = 16000
+# Outside this a header is broken, not a recording: a WAV claiming 1 Hz would resample 444 bytes
+# into minutes of invented audio.
+MIN_RATE, MAX_RATE = 4000, 384000
+# Shorter than this a model has nothing to hear and answers with a stock word ("you").
+MIN_SECONDS = 0.1
+SILENCE_DB = -60.0
 
 
 def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -30,7 +37,11 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     path = _existing_file(path)
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
+    _check_wav_length(path)
     data, rate = _decode(path)
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"{path}: sample rate {rate} Hz is implausible (expected {MIN_RATE}..{MAX_RATE}); "
+                         "the header is broken")
     if data.shape[0] == 0:
         raise AudioError(f"{path}: empty audio (0 samples)")
     if not np.isfinite(data).all():
@@ -58,6 +69,41 @@ def is_silent(audio: np.ndarray, threshold_db: float = -60.0) -> bool:
         return True
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     return rms == 0.0 or 20.0 * np.log10(rms) < threshold_db
+
+
+def check_speech(audio: np.ndarray, path: str | Path) -> np.ndarray:
+    """``audio`` if a model should transcribe it; AudioError (kind "too_short" or "silence") for
+    clips where any transcript would be invented."""
+    seconds = len(audio) / SAMPLE_RATE
+    if seconds < MIN_SECONDS:
+        raise AudioError(f"{path}: {seconds:.3f} s of audio, too short to transcribe (under {MIN_SECONDS} s)",
+                         kind="too_short")
+    if is_silent(audio, SILENCE_DB):
+        raise AudioError(f"{path}: silent (RMS below {SILENCE_DB:.0f} dBFS), nothing to transcribe", kind="silence")
+    return audio
+
+
+def _check_wav_length(path: Path) -> None:
+    """A RIFF/WAVE file whose data chunk claims more bytes than the file holds was cut short;
+    libsndfile would decode the part that is there without a word."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        size = path.stat().st_size
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return
+            cid, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                held = size - f.tell()
+                # 0 and 0xFFFFFFFF are how streaming writers say "unknown length".
+                if length not in (0, 0xFFFFFFFF) and length > held:
+                    raise AudioError(f"{path}: truncated: the WAV header claims {length} bytes of audio, "
+                                     f"the file holds {held}")
+                return
+            f.seek(length + (length & 1), 1)
 
 
 def _existing_file(path: str | Path) -> Path:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,7 +36,10 @@ def _peak_rss_mb() -> float:
 
 
 def run_worker(job: dict) -> int:
-    from .audio import load_audio
+    """Open the spec, warm up on the first usable clip, then transcribe the clips one at a time:
+    each is decoded when its turn comes (a long set is never held in memory at once), and a clip
+    that fails becomes an event that says why instead of ending the run."""
+    from .audio import check_speech, load_audio
     from .engines import open_engine
 
     t0 = time.perf_counter()
@@ -50,66 +54,136 @@ def run_worker(job: dict) -> int:
     def language(clip):
         return job["language"] or clip["lang"]
 
-    audios = {}
-    for clip in job["clips"]:
+    def usable(clip):
         try:
-            audios[clip["id"]] = load_audio(clip["audio"])
+            return check_speech(load_audio(clip["audio"]), clip["audio"])
         except AudioError as e:
-            audios[clip["id"]] = e
-    warm = next((c for c in job["clips"] if not isinstance(audios[c["id"]], Exception)), None)
-    if warm is not None:
-        engine.transcribe(audios[warm["id"]], language(warm), **decode_args)
+            return e
+
+    warm = None
     for clip in job["clips"]:
-        audio = audios[clip["id"]]
-        if isinstance(audio, Exception):
-            _emit("clip", id=clip["id"], error=str(audio))
+        audio = usable(clip)
+        if not isinstance(audio, AudioError):
+            warm = (clip, audio)
+            break
+    if warm is not None:
+        try:
+            engine.transcribe(warm[1], language(warm[0]), **decode_args)
+        except AsrQuantError:
+            pass  # that clip reports its own error when its turn comes
+    warm = None
+    for clip in job["clips"]:
+        audio = usable(clip)
+        if isinstance(audio, AudioError):
+            _emit("clip", id=clip["id"], error=str(audio), kind=audio.kind)
             continue
         t = time.perf_counter()
-        out = engine.transcribe(audio, language(clip), **decode_args)
+        try:
+            out = engine.transcribe(audio, language(clip), **decode_args)
+        except AsrQuantError as e:
+            _emit("clip", id=clip["id"], error=str(e), kind="model_error")
+            continue
         _emit("clip", id=clip["id"], hyp=out.text, stops=out.stops, decode_s=time.perf_counter() - t,
               audio_s=len(audio) / 16000.0, encode_s=getattr(out, "encode_s", None))
+        del audio
     _emit("done", peak_rss_mb=_peak_rss_mb())
     return 0
 
 
 # ---- the parent: spawn, score, report ----------------------------------------------------
 
+# Every child process this bench started and has not reaped: killed on an interrupt, so that no
+# worker outlives the command (threads of --jobs wait on theirs; they cannot be interrupted).
+_LIVE: set[subprocess.Popen] = set()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the parent dies (even by SIGKILL). Linux only."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _spawn(cmd: list[str], **kwargs) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent if sys.platform == "linux" else None, **kwargs)
+    _LIVE.add(proc)
+    return proc
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    _LIVE.discard(proc)
+
+
+def _kill_children() -> None:
+    for proc in list(_LIVE):
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _run_spec(job: dict, on_clip) -> dict:
+    """One worker's events. A worker that cannot open its model, or dies on the way, gives a
+    result with ``error`` (and the clips it finished) rather than an exception: the other models'
+    measurements are kept. The worker never outlives this call, also on an interrupt."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(job["threads"]))
-    proc = subprocess.Popen([sys.executable, "-m", "asrquant.bench"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
-    proc.stdin.write(json.dumps(job))
-    proc.stdin.close()
+    proc = _spawn([sys.executable, "-m", "asrquant.bench"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                  env=env)
     result = {"clips": {}}
-    for line in proc.stdout:
-        if not line.startswith("{"):
-            continue  # a library printing to stdout
-        ev = json.loads(line)
-        kind = ev.pop("event")
-        if kind == "error":
-            proc.wait()
-            raise AsrQuantError(f"{job['spec']}: {ev['message']}")
-        if kind == "clip":
-            result["clips"][ev["id"]] = ev
-            on_clip()
-        else:
-            result.update(ev)
-    if proc.wait() != 0 or "peak_rss_mb" not in result:
-        raise AsrQuantError(f"{job['spec']}: the bench process failed (exit {proc.returncode}); see its output above")
+    try:
+        try:
+            proc.stdin.write(json.dumps(job))
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it died at start; its exit status says so below
+        for line in proc.stdout:
+            if not line.startswith("{"):
+                continue  # a library printing to stdout
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            kind = ev.pop("event", None)
+            if kind == "error":
+                result["error"] = ev["message"]
+            elif kind == "clip":
+                result["clips"][ev["id"]] = ev
+                on_clip()
+            elif kind is not None:
+                result.update(ev)
+        code = proc.wait()
+    finally:
+        _reap(proc)
+    if "error" not in result and (code != 0 or "peak_rss_mb" not in result):
+        result["error"] = (f"the bench process died (exit {code}) after {len(result['clips'])} of "
+                           f"{len(job['clips'])} clips; see its output above")
     return result
+
+
+# How a clip can fail, as the report counts it: the model's output (empty, a loop, the length
+# limit) or the clip itself (unreadable, silent, too short) or the model on it (an error).
+FAILURE_KINDS = ("empty", "loop", "max_length", "bad_input", "silence", "too_short", "model_error")
 
 
 def _score_run(spec: str, raw: list[dict], clips: list[Clip]) -> dict:
     from .eval.metrics import score
 
-    first = raw[0]
-    rows, failures = [], {"empty": 0, "loop": 0, "max_length": 0, "bad_input": 0}
+    failed = next((r["error"] for r in raw if "error" in r), None)
+    ok = [r for r in raw if "error" not in r]
+    if not ok:
+        return _failed_run(spec, failed, raw, clips)
+    raw, first = ok, ok[0]
+    rows, failures = [], dict.fromkeys(FAILURE_KINDS, 0)
     for clip in clips:
         ev = first["clips"][clip.id]
         row = {"id": clip.id, "category": clip.category, "lang": clip.lang, "ref": clip.text}
         if "error" in ev:
-            failures["bad_input"] += 1
-            rows.append({**row, "hyp": None, "error": ev["error"]})
+            failures[ev.get("kind", "bad_input")] += 1
+            rows.append({**row, "hyp": None, "error": ev["error"], "error_kind": ev.get("kind", "bad_input")})
             continue
         s = score(clip.text, ev["hyp"], clip.lang or "en")
         failures["empty"] += not ev["hyp"].strip()
@@ -131,7 +205,25 @@ def _score_run(spec: str, raw: list[dict], clips: list[Clip]) -> dict:
         "per_category": {cat: _aggregate([r for r in scored if r["category"] == cat])
                          for cat in sorted({r["category"] for r in scored})},
         "clips": rows,
+        **({"notes": [f"a repetition failed: {failed}"]} if failed else {}),
     }
+
+
+def _failed_run(spec: str, error: str, raw: list[dict], clips: list[Clip]) -> dict:
+    """A model that could not be opened or whose worker died: its row says why, and keeps the
+    transcripts it finished before that."""
+    done = next((r for r in raw if "error" in r), raw[0])["clips"]
+    rows = []
+    for clip in clips:
+        ev = done.get(clip.id, {"error": "not run", "kind": "model_error"})
+        row = {"id": clip.id, "category": clip.category, "lang": clip.lang, "ref": clip.text}
+        if "error" in ev:
+            rows.append({**row, "hyp": None, "error": ev["error"], "error_kind": ev.get("kind", "bad_input")})
+        else:
+            rows.append({**row, "hyp": ev["hyp"], "stops": ev["stops"], "audio_s": ev["audio_s"],
+                         "decode_s": ev["decode_s"]})
+    return {"spec": spec, "error": error, "engine": raw[0].get("engine"), "size_bytes": raw[0].get("size_bytes"),
+            "clips_done": sum(r["hyp"] is not None for r in rows), "clips": rows}
 
 
 def _encoder_share(raw: list[dict], scored: list[dict]) -> float | None:
@@ -181,7 +273,12 @@ def _quantize_once(spec: str, calib: str | None, threads: int) -> str | None:
     if not is_quantized_dir(out):
         cmd = [sys.executable, "-m", "asrquant.cli", "quantize", model, "--recipe", recipe_name, "--out", str(out),
                "--threads", str(threads)] + (["--calib", calib] if calib else [])
-        if subprocess.run(cmd).returncode != 0:
+        proc = _spawn(cmd)
+        try:
+            code = proc.wait()
+        finally:
+            _reap(proc)
+        if code != 0:
             raise AsrQuantError(f"{spec}: quantization failed (command: {' '.join(cmd)})")
     return str(out)
 
@@ -214,45 +311,82 @@ def calibration_overlap(run_dir: str, clips: list[Clip]) -> list[str]:
 
 def bench(specs: list[str], data: list[str], language: str | None = None, beam: int = 1, threads: int = 2,
           limit: int | None = None, max_new_tokens: int = 224, repeat: int = 1, progress: bool = True,
-          calib: str | None = None, jobs: int = 1) -> dict:
+          calib: str | None = None, jobs: int = 1, on_report=None) -> dict:
     """Every spec on the same clips, each in its own process; ``jobs`` > 1 runs that many at once
-    (for accuracy tables: the timings of concurrent runs share the CPU and are not comparable)."""
+    (for accuracy tables: the timings of concurrent runs share the CPU and are not comparable).
+
+    ``on_report(report)`` is called with the report so far (``settings.partial``) after every
+    finished run and on an interrupt, so what was measured is never lost."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if len(set(specs)) != len(specs):
         raise AsrQuantError("the same --model is given twice")
+    if limit is not None and limit < 1:
+        raise AsrQuantError(f"--limit: must be at least 1 (got {limit})")
+    if repeat < 1:
+        raise AsrQuantError(f"--repeat: must be at least 1 (got {repeat})")
     clips = read_manifests(data)[:limit] if limit else read_manifests(data)
+    unscorable = [c for c in clips if not c.text.strip()]
+    if unscorable:  # it would be scored as pure insertions over 0 words
+        c = unscorable[0]
+        raise AsrQuantError(f"{c.manifest}: clip {c.id!r}: field 'text' is empty; the bench needs a reference "
+                            f"to score ({len(unscorable)} such clip(s))")
     job_clips = [{"id": c.id, "audio": str(c.audio), "lang": c.lang} for c in clips]
-    # Quantize (MODEL@RECIPE) and run the specs ``jobs`` at a time: each in its own process.
-    opened = dict(zip(specs, _parallel(lambda s: _quantize_once(s, calib, threads) or s, specs, jobs)))
-    warnings = []
-    for spec, path in opened.items():
-        overlap = calibration_overlap(path, clips)
-        if overlap:
-            warnings.append(f"{spec}: {len(overlap)} evaluation clip(s) were calibration clips: "
-                            f"{', '.join(overlap[:5])}{' ...' if len(overlap) > 5 else ''}")
-    for w in warnings:
-        Console(stderr=True).print(f"[bold red]WARNING: {w}; its figures are not a fair evaluation[/]")
+    settings = {"data": [str(d) for d in data], "language": language, "beam": beam, "threads": threads,
+                "jobs": jobs, "max_new_tokens": max_new_tokens, "repeat": repeat, "clips": len(clips),
+                "cpu_count": os.cpu_count(), "calib": calib}
     raw: dict[str, list[dict]] = {s: [] for s in specs}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=not progress, transient=False) as bar:
-        def run(spec: str, rep: int) -> dict:
-            task = bar.add_task(f"{spec} [{rep + 1}/{repeat}]", total=len(clips))
-            job = dict(spec=spec, open=opened[spec], clips=job_clips, language=language, beam=beam, threads=threads,
-                       max_new_tokens=max_new_tokens)
-            return _run_spec(job, lambda: bar.advance(task))
+    opened: dict[str, str] = {}
+    warnings: list[str] = []
 
-        for rep in range(repeat):
-            for spec, result in zip(specs, _parallel(lambda s: run(s, rep), specs, jobs)):
-                raw[spec].append(result)
-    return {
-        "settings": {"data": [str(d) for d in data], "language": language, "beam": beam, "threads": threads,
-                     "jobs": jobs, "max_new_tokens": max_new_tokens, "repeat": repeat, "clips": len(clips),
-                     "cpu_count": os.cpu_count(), "calib": calib},
-        "warnings": warnings,
-        "runs": [{**_score_run(s, raw[s], clips), "bits_per_weight": quantized_bits(opened[s])} for s in specs],
-    }
+    def report(partial: str | None) -> dict:
+        runs = [{**_score_run(s, raw[s], clips), "bits_per_weight": quantized_bits(opened.get(s, s))}
+                for s in specs if raw[s]]
+        return {"settings": {**settings, **({"partial": partial} if partial else {})}, "warnings": warnings,
+                "runs": runs}
+
+    def save(partial: str) -> None:
+        if on_report is not None:
+            on_report(report(partial))
+
+    try:
+        # Quantize (MODEL@RECIPE) and run the specs ``jobs`` at a time: each in its own process.
+        opened.update(zip(specs, _parallel(lambda s: _open_once(s, calib, threads, raw), specs, jobs)))
+        for spec, path in opened.items():
+            overlap = calibration_overlap(path, clips) if not raw[spec] else []
+            if overlap:
+                warnings.append(f"{spec}: {len(overlap)} evaluation clip(s) were calibration clips: "
+                                f"{', '.join(overlap[:5])}{' ...' if len(overlap) > 5 else ''}")
+        for w in warnings:
+            Console(stderr=True).print(f"[bold red]WARNING: {w}; its figures are not a fair evaluation[/]")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      disable=not progress, transient=False) as bar:
+            def run(spec: str, rep: int) -> None:
+                if any("error" in r for r in raw[spec]):
+                    return  # failed once (or could not be quantized): its row says why
+                task = bar.add_task(f"{spec} [{rep + 1}/{repeat}]", total=len(clips))
+                job = dict(spec=spec, open=opened[spec], clips=job_clips, language=language, beam=beam,
+                           threads=threads, max_new_tokens=max_new_tokens)
+                raw[spec].append(_run_spec(job, lambda: bar.advance(task)))
+                save(f"{sum(len(r) for r in raw.values())} of {len(specs) * repeat} runs done")
+
+            for rep in range(repeat):
+                _parallel(lambda s: run(s, rep), specs, jobs)
+    except KeyboardInterrupt:
+        _kill_children()
+        save("interrupted; " + f"{sum(len(r) for r in raw.values())} of {len(specs) * repeat} runs done")
+        raise
+    return report(None)
+
+
+def _open_once(spec: str, calib: str | None, threads: int, raw: dict) -> str:
+    """What the workers open for ``spec``; a spec that cannot be quantized becomes a failed run."""
+    try:
+        return _quantize_once(spec, calib, threads) or spec
+    except AsrQuantError as e:
+        raw[spec].append({"error": str(e), "clips": {}})
+        return spec
 
 
 def _parallel(fn, items: list, jobs: int) -> list:
@@ -262,7 +396,14 @@ def _parallel(fn, items: list, jobs: int) -> list:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(jobs) as pool:
-        return list(pool.map(fn, items))
+        futures = [pool.submit(fn, x) for x in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            # The pool waits for its threads on the way out; they wait for their processes.
+            pool.shutdown(wait=False, cancel_futures=True)
+            _kill_children()
+            raise
 
 
 def quantized_bits(path: str) -> float | None:
@@ -273,5 +414,15 @@ def quantized_bits(path: str) -> float | None:
     return json.loads(qfile.read_text()).get("report", {}).get("mean_bits_per_weight")
 
 
+def _worker_main() -> int:
+    try:
+        text = sys.stdin.read()
+        if not text.strip():
+            return 2  # the parent was interrupted before it sent the job: nothing to do, nothing to say
+        return run_worker(json.loads(text))
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C reaches the whole process group; the parent reports it, once
+
+
 if __name__ == "__main__":
-    sys.exit(run_worker(json.loads(sys.stdin.read())))
+    sys.exit(_worker_main())

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import signal
 import sys
 
+from . import options
 from .errors import AsrQuantError
 
 
 def cmd_transcribe(args) -> int:
-    from .audio import load_audio
+    from .audio import check_speech, load_audio
     from .engines import open_engine
 
     engine = open_engine(args.model, threads=args.threads)
     status = 0
     for path in args.audio:
         try:
-            audio = load_audio(path)
+            audio = check_speech(load_audio(path), path)
         except AsrQuantError as e:
             print(f"asrquant: error: {e}", file=sys.stderr)
             status = 2
@@ -42,18 +45,28 @@ def require_matplotlib() -> None:
 
 
 def cmd_bench(args) -> int:
+    from .artifact import check_report_path
     from .bench import bench
     from .eval.report import write_reports
 
     if args.plot:
         require_matplotlib()
+    # Before the run, not after it: a report that cannot be written loses the whole measurement.
+    for option, path in (("--json", args.json), ("--markdown", args.markdown), ("--plot", args.plot)):
+        if path is not None:
+            check_report_path(path, option)
+    command = "asrquant " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+    def save(partial: dict) -> None:
+        """Every finished run is on disk at once: an interrupt or a crash later keeps it."""
+        if args.json or args.markdown:
+            write_reports(partial, command, args.json, args.markdown)
 
     report = bench(args.model, args.data, language=args.language, beam=args.beam, threads=args.threads,
                    limit=args.limit, max_new_tokens=args.max_new_tokens, repeat=args.repeat, calib=args.calib,
-                   jobs=args.jobs)
-    command = "asrquant " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+                   jobs=args.jobs, on_report=save)
     print(write_reports(report, command, args.json, args.markdown, args.plot))
-    return 0
+    return 1 if any("error" in r for r in report["runs"]) else 0
 
 
 def cmd_quantize(args) -> int:
@@ -70,9 +83,9 @@ def cmd_demo(args) -> int:
 
 def _decode_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--language", default=None, help="force this language (default: each clip's, else detect)")
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--max-new-tokens", type=int, default=224)
+    p.add_argument("--beam", type=options.beam, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--threads", type=options.threads, default=2)
+    p.add_argument("--max-new-tokens", type=options.max_new_tokens, default=224)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,10 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", required=True,
                    help="SPEC; repeat for several (the first is the baseline)")
     p.add_argument("--data", action="append", required=True, help="manifest.jsonl; repeat for several")
-    p.add_argument("--limit", type=int, default=None, help="only the first N clips")
-    p.add_argument("--repeat", type=int, default=1, help="interleaved repetitions for timing (median RTF)")
+    p.add_argument("--limit", type=options.positive_int, default=None, help="only the first N clips")
+    p.add_argument("--repeat", type=options.int_at_least(1, 100), default=1,
+                   help="interleaved repetitions for timing (median RTF)")
     p.add_argument("--calib", help="calibration manifest for MODEL@RECIPE specs (quantized once, cached)")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=options.int_at_least(1, 64), default=1,
                    help="models quantized and run at once (accuracy tables; timings then share the CPU)")
     p.add_argument("--json", help="write the JSON report here")
     p.add_argument("--markdown", help="write the markdown report here")
@@ -105,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on the embedded default model and data")
     p.add_argument("--out", default="runs/demo", help="where the reports go")
     p.add_argument("--model", default="whisper-base")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=options.threads, default=2)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("quantize", help="calibrate on real audio and quantize a model by a recipe")
@@ -114,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", required=True, help="built-in recipe name or a recipe .toml")
     p.add_argument("--calib", help="calibration manifest.jsonl (real or synthetic audio, not the eval set)")
     p.add_argument("--out", required=True, help="output directory (written atomically)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (it is refused otherwise, and never the input itself)")
+    p.add_argument("--threads", type=options.threads, default=2)
     p.add_argument("--verbose", action="store_true", help="print the per-layer report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_quantize)
@@ -129,17 +145,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every cleanup (temporary directories, bench workers,
+    the partial report) runs for it too."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (main() called from a library's thread): leave it
+        previous = None
     try:
         return int(args.func(args) or 0)
     except AsrQuantError as e:
         print(f"asrquant: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("asrquant: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print("asrquant: terminated" if isinstance(e, Terminated) else "asrquant: interrupted", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    except Exception as e:
+        # A bug, not bad input (that is an AsrQuantError, exit 2): one line and exit 1, the
+        # traceback with ASRQUANT_DEBUG=1 for the report.
+        if os.environ.get("ASRQUANT_DEBUG"):
+            raise
+        print(f"asrquant: internal error: {type(e).__name__}: {e} (ASRQUANT_DEBUG=1 shows the traceback; "
+              "please report it)", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

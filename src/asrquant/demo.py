@@ -26,7 +26,8 @@ def _export(model: str, out: Path, calib: Path, threads: int) -> None:
     from .runtime.onnx_layout import LAYOUT_VERSION
 
     base = [sys.executable, "-m", "asrquant.cli", "export", model, "--out", str(out)]
-    steps = [base, base + ["--recipe", RECIPE, "--calib", str(calib), "--variant", "int4"]]
+    # The cache's own directory: a stale or incomplete export there is replaced.
+    steps = [base + ["--overwrite"], base + ["--recipe", RECIPE, "--calib", str(calib), "--variant", "int4"]]
     if (out / "manifest.json").is_file() and any(out.glob("*.int4.onnx")):
         try:
             manifest = verify(out)

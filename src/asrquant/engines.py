@@ -24,6 +24,12 @@ def _peer_stops(tokens: list[int], max_new_tokens: int) -> list[str]:
     return ["max_length"] if len(tokens) >= max_new_tokens else ["eot"]
 
 
+# CTranslate2's compute types on a CPU (float16 and bfloat16 need a GPU or a recent CPU; CTranslate2
+# says so itself).
+CT2_COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+                     "float16", "bfloat16", "float32")
+
+
 class FasterWhisperPeer:
     engine = "faster-whisper"
 
@@ -32,8 +38,17 @@ class FasterWhisperPeer:
             from faster_whisper import WhisperModel
         except ImportError:
             raise ModelError("faster-whisper is not installed: pip install 'asrquant[peers]'") from None
+        from .models.whisper.ct2_reader import read_ct2
+
+        if compute_type not in CT2_COMPUTE_TYPES:
+            raise ModelError(f"{spec}: unknown compute type {compute_type!r} (expected one of: "
+                             f"{', '.join(CT2_COMPUTE_TYPES)})")
         self.spec = spec
-        self.model = WhisperModel(str(model_dir), device="cpu", compute_type=compute_type, cpu_threads=threads)
+        read_ct2(model_dir)  # a truncated or garbled model.bin: our message naming the file, not CTranslate2's
+        try:
+            self.model = WhisperModel(str(model_dir), device="cpu", compute_type=compute_type, cpu_threads=threads)
+        except (RuntimeError, ValueError, OSError) as e:
+            raise ModelError(f"{model_dir}: faster-whisper cannot load it ({str(e).strip().splitlines()[0]})") from None
         self.size_bytes = (model_dir / "model.bin").stat().st_size
 
     def transcribe(self, audio, language, beam_size, max_new_tokens):

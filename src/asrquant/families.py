@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from .errors import ModelError
+
 # What each family folder holds, by role (the same file names in every family).
 ROLES = (
     "detect",         # FAMILY (its name) and is_source(path): a checkpoint of this family? (torch-free)
@@ -56,11 +58,15 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
 DEFAULT = "whisper"
 
 
+class UnknownFamilyError(ModelError, ValueError):
+    """A family name no folder answers to (a ValueError too, for callers that pass names in code)."""
+
+
 def get(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise ValueError(f"unknown model family {name!r} (known: {', '.join(FAMILIES)})") from None
+        raise UnknownFamilyError(f"unknown model family {name!r} (known: {', '.join(FAMILIES)})") from None
 
 
 def module(family: str, role: str) -> ModuleType:

@@ -13,10 +13,12 @@ Torch-free: it reads at most a directory's config.json or manifest.json.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import families
+from .errors import ArtifactError
 
 PEERS = ("faster-whisper", "transformers")
 SEPARATOR = "@"
@@ -51,7 +53,28 @@ def parse(text: str) -> Spec:
         return Spec(text, "peer", rest, peer=head)
     model, suffix = split_at(text)
     if families.is_onnx_artifact(model):
-        return Spec(text, "onnx", model, families.onnx_family(model), variant=suffix)
+        family = families.onnx_family(model)
+        if family not in families.FAMILIES:
+            raise ArtifactError(f"{Path(model) / 'manifest.json'}: family {family!r} is not one this asrquant "
+                                f"knows ({', '.join(families.FAMILIES)})")
+        return Spec(text, "onnx", model, family, variant=suffix)
+    if Path(model).is_dir() and any(Path(model).glob("*.onnx")):
+        raise ArtifactError(onnx_manifest_problem(Path(model)))
     if suffix is None and families.is_quantized_dir(model):
         return Spec(text, "quantized", model, families.saved_family(model))
     return Spec(text, "model", model, families.family_of(model), recipe=suffix)
+
+
+def onnx_manifest_problem(directory: Path) -> str:
+    """Why a directory holding ONNX graphs is not an export we can open (rather than calling it
+    "not a Whisper checkpoint")."""
+    path = directory / "manifest.json"
+    if not path.is_file():
+        return f"{path}: missing; {directory} holds ONNX graphs but is not a complete asrquant export"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"{path}: unreadable or not valid JSON ({e})"
+    if not isinstance(manifest, dict):
+        return f"{path}: expected a JSON object, got {type(manifest).__name__}"
+    return f"{path}: kind is {manifest.get('kind')!r}, not {families.ONNX_KIND!r}; not an asrquant ONNX export"

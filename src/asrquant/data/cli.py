@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from .. import options
 
 
 def register(subparsers) -> None:
@@ -23,8 +26,9 @@ def register(subparsers) -> None:
     src.add_argument("--text", metavar="SENTENCES.txt", help="one sentence a line")
     src.add_argument("--split", choices=["calib", "eval", "all"], help="the shipped sentences")
     t.add_argument("--out", required=True, metavar="DIR")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--limit", type=int, metavar="N", help="only the first N sentences")
+    t.add_argument("--overwrite", action="store_true", help="replace DIR if it exists (refused otherwise)")
+    t.add_argument("--seed", type=options.seed, default=0)
+    t.add_argument("--limit", type=options.positive_int, metavar="N", help="only the first N sentences")
     t.add_argument("--prefix", default=None, help="clip id prefix (default: the split name or 'tts')")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_tts)
@@ -33,9 +37,10 @@ def register(subparsers) -> None:
     w.add_argument("--from", dest="source", required=True, metavar="MANIFEST",
                    help="manifest.jsonl (or the directory holding it)")
     w.add_argument("--out", required=True, metavar="DIR")
+    w.add_argument("--overwrite", action="store_true", help="replace DIR if it exists (refused otherwise)")
     w.add_argument("--conditions", nargs="+", default=None, metavar="C",
                    help=f"any of: {', '.join(CONDITIONS)} (space or comma separated; default all)")
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--seed", type=options.seed, default=0)
     w.add_argument("--each", action="store_true",
                    help="apply every chosen condition to every clip (default: one per clip, balanced)")
     w.add_argument("--no-clean", action="store_true", help="do not copy the clean originals alongside")
@@ -49,9 +54,11 @@ def register(subparsers) -> None:
 
 
 def _tts(args) -> int:
+    from ..artifact import prepare_out
     from . import tts
     from .sentences import all_sentences, load_sentences, read_sentence_file
 
+    prepare_out(args.out, overwrite=args.overwrite, inputs=[args.text, args.text and str(Path(args.text).parent)])
     if args.text:
         sentences, prefix = read_sentence_file(args.text), args.prefix or "tts"
     elif args.split == "all":
@@ -59,15 +66,19 @@ def _tts(args) -> int:
     else:
         sentences, prefix = load_sentences(args.split), args.prefix or args.split
     if args.limit is not None:
-        sentences = sentences[: max(0, args.limit)]
+        sentences = sentences[: args.limit]
     out = tts.generate(sentences, args.out, seed=args.seed, prefix=prefix, show_progress=not args.quiet)
     print(f"{len(sentences)} clips -> {out}")
     return 0
 
 
 def _wild(args) -> int:
+    from ..artifact import prepare_out
     from . import wild
 
+    source = Path(args.source)
+    prepare_out(args.out, overwrite=args.overwrite,
+                inputs=[args.source, str(source.parent) if source.is_file() else args.source])
     conds = None
     if args.conditions:
         conds = ",".join(args.conditions)

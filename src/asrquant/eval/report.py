@@ -58,12 +58,19 @@ def identical_transcripts(base: dict, run: dict) -> tuple[int, int]:
 
 
 def to_markdown(report: dict, command: str | None = None, max_clip_rows: int = 40) -> str:
-    runs = report["runs"]
-    base = runs[0]
     s = report["settings"]
     lines = []
     if command:
         lines += ["```", command, "```", ""]
+    if s.get("partial"):
+        lines += [f"> **PARTIAL REPORT** ({s['partial']}): the runs below are complete; the others are missing.", ""]
+    failed = [r for r in report["runs"] if "error" in r]
+    lines += [f"> **FAILED**: `{r['spec']}`: {r['error']} ({r['clips_done']} clips transcribed before)" for r in failed]
+    lines += [""] if failed else []
+    runs = [r for r in report["runs"] if "error" not in r]
+    if not runs:
+        return "\n".join(lines + ["No model finished a run."]) + "\n"
+    base = runs[0]
     for w in report.get("warnings", []):
         lines += [f"> **WARNING**: {w}; its figures are not a fair evaluation.", ""]
     jobs = s.get("jobs", 1)
@@ -86,7 +93,7 @@ def to_markdown(report: dict, command: str | None = None, max_clip_rows: int = 4
             f"| {_pct(r['wer'])} | {delta_cell(base, r)} "
             f"| {_pct(r['agreement'])} | {same}/{n} | {r['rtf']:.3f} | {_share(r.get('encoder_share'))} "
             f"| {r['peak_rss_mb']:.0f} | {r['load_s']:.1f} "
-            f"| {f['empty']} / {f['loop']} / {f['max_length']} / {f['bad_input']} "
+            f"| {f['empty']} / {f['loop']} / {f['max_length']} / {_unscored(f)} "
             f"| {'—' if r is base else len(new_failures(base, r))} |")
     news = [(r["spec"], new_failures(base, r)) for r in runs[1:]]
     if any(n for _, n in news):
@@ -112,6 +119,11 @@ def to_markdown(report: dict, command: str | None = None, max_clip_rows: int = 4
     return "\n".join(lines) + "\n"
 
 
+def _unscored(failures: dict) -> int:
+    """Clips without a transcript: unreadable, silent, too short, or the model failed on them."""
+    return sum(failures.get(k, 0) for k in ("bad_input", "silence", "too_short", "model_error"))
+
+
 def _share(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.0f}"
 
@@ -122,7 +134,7 @@ def _bits(b: float | None) -> str:
 
 def _clip_cell(clip: dict, base_clip: dict | None) -> str:
     if clip.get("hyp") is None:
-        return f"**bad input**: {clip['error']}"
+        return f"**{clip.get('error_kind', 'bad_input').replace('_', ' ')}**: {clip['error']}"
     flags = "".join(f" **{s}**" for s in clip["stops"] if s != "eot")
     score = f"({clip['errors']}/{clip['ref_words']})"
     if base_clip is not None and clip["hyp"] == base_clip.get("hyp"):
@@ -138,7 +150,7 @@ def plot(report: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = report["runs"]
+    runs = [r for r in report["runs"] if "error" not in r]
     cats = sorted({c for r in runs for c in r["per_category"]})
     width = 0.8 / len(runs)
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(cats) * max(1, len(runs) / 3)), 4))
@@ -158,8 +170,12 @@ def write_reports(report: dict, command: str, json_path=None, markdown_path=None
     md = to_markdown(report, command)
     for path, text in ((json_path, json.dumps(report, indent=1, ensure_ascii=False)), (markdown_path, md)):
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text + ("\n" if not text.endswith("\n") else ""), encoding="utf-8")
+            # Written aside and renamed: an interrupt mid-write leaves the previous (partial) report whole.
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text + ("\n" if not text.endswith("\n") else ""), encoding="utf-8")
+            tmp.replace(path)
     if plot_path:
         plot(report, plot_path)
     return md

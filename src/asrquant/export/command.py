@@ -17,7 +17,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from .. import families
+from .. import families, options
 from ..errors import AsrQuantError
 
 
@@ -30,7 +30,11 @@ def register(subparsers) -> None:
     p.add_argument("--calib", metavar="MANIFEST",
                    help="calibration clips (manifest.jsonl): for recipes that need them, and with --compute int8 "
                         "for the encoder's input smoothing (Whisper)")
-    p.add_argument("--variant", help="add the export to DIR as this variant (suffixed files beside the default)")
+    p.add_argument("--variant", type=options.variant_name,
+                   help="add the export to DIR as this variant (suffixed files beside the default); "
+                        "DIR must be an ONNX export of ours from the same source, or absent")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace DIR if it exists (it is refused otherwise, and never the input itself)")
     p.add_argument("--accuracy-level", type=int, default=None, choices=range(5), metavar="N",
                    help="MatMulNBits accuracy_level: 0 float compute, 4 int8 activations (faster); "
                         "default: 4 for 8-bit weights, 0 for fewer bits")
@@ -60,9 +64,15 @@ ONNX_ONLY = ("variant", "fp16", "accuracy_level", "compute")
 
 
 def run(args) -> int:
-    from ..quant.command import load_checkpoint  # torch: imported only when exporting
+    from ..artifact import prepare_out
+    from ..quant.command import input_paths, load_checkpoint  # torch: imported only when exporting
 
     check_options(args)
+    prepare_out(args.out, overwrite=args.overwrite, adding=bool(args.variant),
+                inputs=input_paths(args.model, args.recipe, args.calib))
+    if args.variant and Path(args.out).is_dir() and any(Path(args.out).iterdir()) \
+            and not families.is_onnx_artifact(args.out):
+        raise AsrQuantError(f"{args.out}: not an ONNX export; --variant adds to one (export the default first)")
     ckpt, recipe = load_checkpoint(args.model, args.recipe, args.calib, progress=not args.quiet)
     if args.format == "onnx":
         onnx_graphs = families.module(ckpt.family, "onnx_graphs")

@@ -402,6 +402,42 @@ def _linear_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
 
 
+def check_recipe_fits(model: nn.Module, recipe: Recipe) -> None:
+    """Before any work: every rule that names modules hits one, something is quantized at all
+    (else a float model would be saved as "quantized"), and every group divides the input width
+    it groups (a partial group costs bits and no exporter can pack it)."""
+    where = recipe.source or f"recipe {recipe.name!r}"
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    live = [n for n in linears if not recipe.is_ignored(n)]
+    for i, rule in enumerate(recipe.rules):
+        if (rule.match or rule.kinds) and not any(rule.matches(n) for n in live):
+            field = "match" if rule.match else "kind"
+            named = list(rule.match) if rule.match else list(rule.kinds)
+            raise AsrQuantError(f"{where}: rules[{i}].{field}: {named} matches no Linear of the model "
+                                f"(names look like {', '.join(live[:3])})")
+    tables = {n: m for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    emb = recipe.embedding
+    if emb is not None and emb.match and not any(recipe.embedding_rule_for(n) for n in tables):
+        raise AsrQuantError(f"{where}: embedding.match: {list(emb.match)} matches no embedding table of the model "
+                            f"(tables: {', '.join(tables) or 'none'})")
+    targeted = [n for n in live if recipe.rule_for(n) is not None]
+    if not targeted and not any(recipe.embedding_rule_for(n) for n in tables):
+        raise AsrQuantError(f"{where}: quantizes no module of the model (every Linear is ignored or unmatched)")
+    for n in targeted:
+        rule = recipe.rule_for(n)
+        _check_group_divides(where, f"rules[{recipe.rules.index(rule)}].group_size", rule, n, linears[n].in_features)
+    for n, m in tables.items():
+        rule = recipe.embedding_rule_for(n)
+        if rule is not None:
+            _check_group_divides(where, "embedding.group_size", rule, n, m.embedding_dim)
+
+
+def _check_group_divides(where: str, field: str, rule: Rule, module: str, width: int) -> None:
+    group = rule.scheme.group_size
+    if group > 0 and width % group:
+        raise AsrQuantError(f"{where}: {field}: {group} does not divide the input width {width} of {module}")
+
+
 def quantize_model(
     model: nn.Module,
     recipe: Recipe,
@@ -425,6 +461,7 @@ def quantize_model(
     t0 = time.perf_counter()
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     report = QuantReport(recipe=recipe.name, device=str(dev))
+    check_recipe_fits(model, recipe)
     names = _linear_names(model)
     targeted = [n for n in names if recipe.rule_for(n) is not None]
     report.kept = [n for n in names if n not in targeted]

@@ -58,7 +58,21 @@ def load_checkpoint(spec: str, recipe: str | None = None, calib: str | None = No
     return families.module(parsed.family, "load").load(parsed.model), None
 
 
+def input_paths(model: str, recipe: str | None = None, calib: str | None = None) -> list[str]:
+    """What a command reads, so that --out is never one of them (nor a directory holding one):
+    the model's directory, the recipe file, the calibration manifest and its audio directory."""
+    paths = [parse(model).model if not model.startswith(("faster-whisper:", "transformers:")) else None]
+    if recipe and Path(recipe).is_file():
+        paths.append(recipe)
+    if calib:
+        paths += [calib, str(Path(calib).parent) if Path(calib).is_file() else calib]
+    return [p for p in paths if p]
+
+
 def cmd_quantize(args) -> int:
+    from ..artifact import prepare_out
+
+    prepare_out(args.out, overwrite=args.overwrite, inputs=input_paths(args.model, args.recipe, args.calib))
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     qm = quantize(args.model, args.recipe, args.calib, progress=not args.quiet)

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from .. import families
 from ..artifact import atomic_dir, read_json, verify, write_manifest
 from ..errors import ArtifactError
+from ..weights import check_finite
 from .calibrate import Calibration, QuantReport, quantized_weights
 from .linear import QuantEmbedding, QuantLinear
 from .qtensor import QuantizedWeight, pack_int, unpack_int
@@ -131,7 +132,12 @@ def load_quantized(path: str | Path) -> QuantizedModel:
     config = read_json(path / "config.json")
     quantization = read_json(path / "quantization.json")
     weights = path / WEIGHTS
-    ckpt = families.module(family, "saved").build(path, config, quantization["tensors"], load_file(str(weights)))
+    try:
+        tensors = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own error types for a garbled header
+        raise ArtifactError(f"{weights}: not a readable safetensors file ({e})") from None
+    check_finite(tensors, str(weights))
+    ckpt = families.module(family, "saved").build(path, config, quantization["tensors"], tensors)
     recipe = recipe_from_dict(quantization["recipe"], source=str(path / "quantization.json"))
     cal = quantization.get("calibration")
     return QuantizedModel(ckpt, recipe, quantization["report"], Calibration(**cal) if cal else None)

@@ -94,6 +94,8 @@ def variant_graph_files(directory: Path, manifest: dict, variant: str | None,
     graph resolved with fallback and required to be listed in the manifest (the runners' check)."""
     name = variant or manifest.get("default_variant", "default")
     variants = manifest.get("variants", {})
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+        raise ArtifactError(f"{directory / manifest_name}: \"variants\" must map names to tables")
     if name not in variants:
         raise ArtifactError(f"{directory / manifest_name}: no variant {name!r} (has: {', '.join(sorted(variants))})")
     files = resolve_graph_files(directory, name)

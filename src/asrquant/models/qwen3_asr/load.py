@@ -32,6 +32,7 @@ import torch
 
 from ...cache import cache_dir
 from ...errors import ModelError
+from ...weights import check_finite
 from .detect import FAMILY, is_checkpoint_dir
 from .model import Qwen3ASR, Qwen3ASRDims
 from .tokenizer import Qwen3ASRSpecials, Qwen3ASRTokenizer, read_json
@@ -260,6 +261,7 @@ def from_hf_state_dict(tensors: dict[str, torch.Tensor], dims: Qwen3ASRDims, whe
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
         raise ModelError(f"{where}: missing tensor(s) {', '.join(PREFIX + m for m in missing[:3])}{more}")
+    check_finite({PREFIX + k: v for k, v in sd.items()}, where)
     model.load_state_dict(sd, strict=False, assign=True)
     if tied:
         model.lm_head.weight = model.model.embed_tokens.weight

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ...errors import ModelError
+from ...weights import check_finite
 from .ct2_reader import CT2Model, read_ct2
 from .detect import FAMILY
 from .model import Whisper, WhisperDims, sinusoids
@@ -408,6 +409,7 @@ def _build(dims: WhisperDims, sd: dict[str, torch.Tensor], source: str) -> Whisp
     with torch.device("meta"):
         model = Whisper(dims)
     positions = sd.pop("encoder.positional_embedding", None)
+    check_finite(sd, source)
     try:
         model.load_state_dict(sd, strict=True, assign=True)
     except RuntimeError as e:
