@@ -163,6 +163,7 @@ class BlockRecorder:
     module (one output per call), or from what its ``run`` returns when the block is no module."""
 
     def __init__(self, model: nn.Module, block_name: str):
+        self.model, self.name = model, block_name
         self.module = submodule_or_none(model, block_name)
         self.targets: list[Tensor] = []
         self.handle = None
@@ -186,6 +187,7 @@ class BlockRecorder:
 def _block_pass(run: Callable[[], object], rec: BlockRecorder, session: Session | None) -> float:
     """Mean loss over the block's calls (one step after each when ``session``)."""
     losses: list[float] = []
+    module = submodule_or_none(rec.model, rec.name)  # the block may be a Linear that is now replaced
     with torch.set_grad_enabled(session is not None):
         if rec.module is not None:
             def hook(_m, _args, out):
@@ -195,7 +197,7 @@ def _block_pass(run: Callable[[], object], rec: BlockRecorder, session: Session 
                     loss.backward()
                     session.step()
                 return _detached(out)
-            h = rec.module.register_forward_hook(hook)
+            h = module.register_forward_hook(hook)
             try:
                 run()
             finally:
@@ -203,7 +205,7 @@ def _block_pass(run: Callable[[], object], rec: BlockRecorder, session: Session 
         else:
             outs = run()
             loss = sum(rel_mse(first_tensor(o), t) for o, t in zip(outs, rec.targets)) / max(len(rec.targets), 1)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()) if isinstance(loss, Tensor) else float(loss))
             if session is not None and isinstance(loss, Tensor) and loss.requires_grad:
                 loss.backward()
                 session.step()

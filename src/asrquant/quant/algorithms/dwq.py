@@ -7,7 +7,9 @@ is ``round(c0 + f + d)`` clamped to the code range: ``c0`` the start's code (GPT
 not be the float weight's nearest), ``f`` where the float weight ``W / s0 + z0`` lies in its own
 rounding cell (in (-0.5, 0.5), so a weight near a cell's edge flips with a small ``d``, as in
 AutoRound, whose V rounds the float weight) and ``d`` in [-0.5, 0.5] the learned rounding
-direction (``rounding = false`` keeps it at 0). At ``a = dz = d = 0`` the weight is exactly the
+direction (``rounding = true``; off by default: on a GPTQ start, flipping codes by the float
+weight's position raised the block loss on the small random models of the tests, where the scales
+alone lowered it 2-3 x). At ``a = dz = d = 0`` the weight is exactly the
 start's. The learned numbers are
 trained by sign gradient descent with a linearly decaying step (AutoRound) to match the float
 model (``quant/refine.py``: a block's outputs, or the next-token distributions end to end, as
@@ -90,7 +92,7 @@ class LearnedWeight(nn.Module):
                                shape=self.shape)
 
 
-SCALE_LR = 0.1  # the log-scales' step relative to the rounding's: a scale moves every weight of its group
+ROUND_LR = 2.5  # the rounding's step relative to the log-scales' (a code unit vs a log-scale)
 
 
 class SignSGD:
@@ -119,9 +121,9 @@ class DWQ(Refinement):
     name = "dwq"
     options = MappingProxyType({
         "level": (str, "block"),  # block | e2e | both
-        "steps": (int, 200),  # optimiser steps per block (block) or in all (e2e)
-        "lr": (float, 0.005),  # sign-SGD step at the start
-        "rounding": (bool, True),  # learn each weight's rounding direction
+        "steps": (int, 100),  # optimiser steps per block (block) or in all (e2e)
+        "lr": (float, 0.005),  # sign-SGD step of the log-scales at the start (the rounding's: lr * ROUND_LR)
+        "rounding": (bool, False),  # also learn each weight's rounding direction (AutoRound's V)
         "zero_points": (bool, False),  # learn the integer zero points too (asymmetric schemes)
         "float_params": (bool, False),  # also train the block's float parameters (norms, biases; Adam)
     })
@@ -145,4 +147,4 @@ class DWQ(Refinement):
 
     def optimiser(self, learned: LearnedWeight, total_steps: int, **options) -> SignSGD:
         lr = options["lr"]
-        return SignSGD([([learned.d, learned.dz], lr), ([learned.a], lr * SCALE_LR)], total_steps)
+        return SignSGD([([learned.d, learned.dz], lr * ROUND_LR), ([learned.a], lr)], total_steps)
