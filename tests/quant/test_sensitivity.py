@@ -54,3 +54,11 @@ def test_budget_parsing():
     assert parse_budget("4.5bpw") == parse_budget("4.5") == 4.5
     with pytest.raises(AsrQuantError):
         parse_budget("30MB")
+
+
+def test_cli_has_recipe_auto():
+    from asrquant.cli import build_parser
+
+    args = build_parser().parse_args(["recipe", "auto", "whisper-tiny.en", "--calib", "c.jsonl", "--budget", "4.5bpw",
+                                      "--out", "r.toml"])
+    assert args.func.__name__ == "cmd_recipe_auto" and args.budget == "4.5bpw" and args.clips == 8
