@@ -33,12 +33,12 @@ def test_artifact_weights_are_the_refined_fake_quant_weights(tmp_path):
     rng = np.random.default_rng(0)
     samples = [CalibSample(rng.standard_normal((80, 300)).astype(np.float32),
                            rng.integers(0, 1000, size=10).astype(np.int64)) for _ in range(2)]
+    out = tmp_path / "a"
+    export(ckpt, out)  # the float default first, the refined variant beside it
     recipe = parse_recipe(REFINED)
     report = quantize_model(ckpt.model, recipe, samples, progress=False, device="cpu")
     if not any(l.algorithm == "gptq+dwq" for l in report.layers):
         pytest.fail("no layer kept its refinement: nothing to check")
-    out = tmp_path / "a"
-    export(ckpt, out)
     export(ckpt, out, recipe=recipe, variant="int4", accuracy_level=0)
     proto = onnx.load(str(out / "decoder_step.int4.onnx"))
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
