@@ -75,6 +75,12 @@ def cmd_quantize(args) -> int:
     return run(args)
 
 
+def cmd_recipe_auto(args) -> int:
+    from .quant.sensitivity import cmd_recipe_auto as run  # torch: imported only when measuring
+
+    return run(args)
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -134,6 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="print the per-layer report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("recipe", help="make recipes")
+    rsub = p.add_subparsers(dest="recipe_command", required=True)
+    p = rsub.add_parser("auto", help="a mixed-precision recipe chosen by measured sensitivity under a bit budget")
+    p.add_argument("model", help="as for quantize")
+    p.add_argument("--calib", required=True, help="calibration manifest.jsonl (not the eval set)")
+    p.add_argument("--budget", required=True, help="mean bits per weight, token table included (4.5 or 4.5bpw)")
+    p.add_argument("--out", required=True, help="the recipe .toml to write")
+    p.add_argument("--clips", type=int, default=8, help="clips the sensitivities are measured on")
+    p.add_argument("--recipe-clips", type=int, default=32, help="calibration clips the recipe asks for")
+    p.add_argument("--refine", default=None, help="a refinement for every rule (dwq)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_recipe_auto)
 
     from .export import command as export_command
 

@@ -18,7 +18,7 @@ from asrquant.quant.algorithms.rtn import rtn
 from asrquant.quant.calibrate import CalibBlock, CalibSample, InputGroup, quantize_model, quantized_weights
 from asrquant.quant.recipe import parse_recipe
 
-BUILTIN = ("rtn", "gptq", "awq", "awq-lite")
+BUILTIN = ("rtn", "gptq", "awq", "awq-lite", "dwq")
 WIDTH, HIDDEN = 16, 32
 
 
@@ -166,7 +166,8 @@ def test_unknown_algorithms_and_options_are_refused_naming_the_field(text, key, 
 
 
 def test_a_registered_algorithm_is_read_by_recipes(toys):
-    assert algorithm_names()[:4] == BUILTIN and set(algorithm_names()[4:]) == {ShrunkRTN.name, DoubledInputs.name}
+    n = len(BUILTIN)
+    assert algorithm_names()[:n] == BUILTIN and set(algorithm_names()[n:]) == {ShrunkRTN.name, DoubledInputs.name}
     rule = parse_recipe(toy_recipe(ShrunkRTN.name, "shrink = 0.75")).rules[0]
     assert rule.needs_stats and rule.option("shrink") == 0.75 and rule.to_dict()["options"] == {"shrink": 0.75}
     refusals = {

@@ -23,6 +23,12 @@ the quantized model, not from the source checkpoint). Elsewhere (attention outpu
 fc2, cross-attention keys/values) the scale stays on the Linear as ``QuantizedWeight.input_scale``,
 a multiply every reader applies.
 
+Refinements (a rule's ``refine``, see quant/refine.py): for a block whose Linears a rule refines
+block by block, the statistics pass also records the float block's outputs, and the block is
+trained to match them once its start algorithm has quantized it, before its outputs feed the
+next block; refinements end to end train after every block, on the float model's next-token
+distributions computed before anything was quantized.
+
 Embedding tables (a recipe's ``[embedding]``) are rounded to nearest before the loop, so the
 decoder blocks are calibrated on the lookups they will get. A tied table is also the output
 projection (logits = final norm's output @ table^T); with ``algorithm = "gptq"`` it is quantized
@@ -43,12 +49,14 @@ from torch import Tensor, nn
 
 from .. import families
 from ..errors import AsrQuantError
+from ..progress import bar as progress_bar
 from ..progress import track
 from .algorithms import get_algorithm
 from .algorithms.rtn import rtn
 from .linear import QuantEmbedding, QuantLinear
 from .qtensor import QuantizedWeight, dequantize, effective_weight
 from .recipe import Recipe, Rule
+from .refine import BlockRecorder, Item, refine_block, refine_end_to_end, teacher_log_probs
 from .scheme import bits_per_weight
 
 
@@ -131,6 +139,9 @@ class LayerReport:
     rel_weight_error: float  # ||W - Wq|| / ||W||
     seconds: float
     note: str = ""
+    # A refinement's loss on the calibration clips before and after it trained, by level:
+    # "block" (relative squared error of the block's outputs), "e2e" (KL per position).
+    refine_loss: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -142,6 +153,7 @@ class QuantReport:
     n_tokens: dict = field(default_factory=dict)  # calibration tokens seen per block kind
     seconds: float = 0.0
     forward_seconds: float = 0.0  # of which: running blocks and collecting statistics
+    refine_seconds: float = 0.0  # of which: training refinements
     device: str = "cpu"
     notes: list[str] = field(default_factory=list)
 
@@ -167,6 +179,7 @@ class QuantReport:
             "device": self.device,
             "seconds": round(self.seconds, 3),
             "forward_seconds": round(self.forward_seconds, 3),
+            "refine_seconds": round(self.refine_seconds, 3),
             "quantized_layers": len(self.layers),
             "quantized_params": self.quantized_params,
             "mean_bits_per_weight": round(self.mean_bits_per_weight, 4),
@@ -182,25 +195,29 @@ class QuantReport:
 
     def to_markdown(self) -> str:
         fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
+        refined = any(l.refine_loss for l in self.layers)
+        loss = lambda l: "; ".join(f"{k} {b:.4g} → {a:.4g}" for k, (b, a) in l.refine_loss.items())  # noqa: E731
         lines = [
             f"### Quantization report: `{self.recipe}`",
             "",
             f"{len(self.layers)} weights quantized ({self.what_quantized()}; {self.quantized_params:,} elements, "
             f"{self.mean_bits_per_weight:.3f} bits/weight on average), {len(self.kept)} kept in float; "
             f"{self.n_samples} calibration clips; {self.seconds:.1f} s on {self.device} "
-            f"({self.forward_seconds:.1f} s running blocks).",
+            f"({self.forward_seconds:.1f} s running blocks"
+            + (f", {self.refine_seconds:.1f} s refining" if refined else "") + ").",
             "",
-            "| layer | scheme | algorithm | bits/weight | rel. output error | rel. weight error | s | note |",
-            "|---|---|---|---:|---:|---:|---:|---|",
+            "| layer | scheme | algorithm | bits/weight | rel. output error | rel. weight error | s | note |"
+            + (" refinement loss before → after |" if refined else ""),
+            "|---|---|---|---:|---:|---:|---:|---|" + ("---|" if refined else ""),
         ]
         for l in self.layers:
             lines.append(
                 f"| {l.name} | {l.scheme} | {l.algorithm} | {l.bits_per_weight:.3f} | {fmt(l.rel_output_error)} "
-                f"| {l.rel_weight_error:.4f} | {l.seconds:.2f} | {l.note} |"
+                f"| {l.rel_weight_error:.4f} | {l.seconds:.2f} | {l.note} |" + (f" {loss(l)} |" if refined else "")
             )
         mean = self.mean_rel_output_error
         lines.append(f"| **total** | | | {self.mean_bits_per_weight:.3f} | {fmt(mean)} (mean) "
-                     f"| | {self.seconds:.1f} | |")
+                     f"| | {self.seconds:.1f} | |" + (" |" if refined else ""))
         if self.kept:
             lines += ["", "Kept in float: " + ", ".join(f"`{k}`" for k in self.kept)]
         for n in self.notes:
@@ -311,6 +328,7 @@ class _Quantizer:
         self.model, self.recipe, self.report, self.device, self.fold_awq = model, recipe, report, device, fold_awq
         self.done: set[str] = set()
         self.tables: dict[str, tuple[Tensor, Rule]] = {}  # GPTQ tables waiting for their projection's inputs
+        self.float_weights: dict[str, Tensor] = {}  # of the Linears a refinement starts from
 
     def wants(self, name: str) -> bool:
         return name in self.tables or (name not in self.done and self.recipe.rule_for(name) is not None
@@ -366,6 +384,22 @@ class _Quantizer:
         for n in targeted:
             self.single(n, rules[n], stats)
 
+    def refined(self, kept: dict[str, QuantizedWeight], level: str, before: float, after: float,
+                names: list[str], hessians: dict[str, Tensor | None]) -> None:
+        """Report a refinement: the loss on every refined layer, and its errors anew where it was kept."""
+        rows = {l.name: l for l in self.report.layers}
+        for n in names:
+            row = rows[n]
+            row.refine_loss[level] = [before, after]
+            if n in kept:
+                suffix = f"+{self.recipe.rule_for(n).refine}"
+                row.algorithm += "" if row.algorithm.endswith(suffix) else suffix
+                w = self.float_weights.get(n)
+                if w is not None:
+                    h = hessians.get(n)
+                    row.rel_output_error, row.rel_weight_error = _rel_errors(
+                        w, effective_weight(kept[n]).to(w.device), None if h is None else h.to(w.device))
+
     def _foldable(self, norm: str) -> bool:
         m = self.model.get_submodule(norm)
         return isinstance(getattr(m, "weight", None), Tensor)
@@ -396,6 +430,10 @@ class _Quantizer:
             qw.info["folded_into"] = group.norm
             w_eff = dequantize(qw) / s[None, :]
             self.replace(n, qw, rule, stats, seconds + time.perf_counter() - t, w_eff=w_eff)
+
+
+def _refined_by(recipe: Recipe, names, level: str) -> list[str]:
+    return [n for n in names if (r := recipe.rule_for(n)) is not None and level in r.refine_levels()]
 
 
 def _linear_names(model: nn.Module) -> list[str]:
@@ -479,7 +517,14 @@ def quantize_model(
     was_training = model.training
     model.eval()
     q = _Quantizer(model, recipe, report, dev, fold_awq)
+    e2e = _refined_by(recipe, targeted, "e2e") if samples else []
     try:
+        teacher, logits = None, None
+        if e2e:  # the float model's distributions, before anything is quantized
+            model.to(dev)
+            logits = _logits_fn(model, samples, dev)
+            teacher = teacher_log_probs(logits, len(samples))
+            q.float_weights.update({n: model.get_submodule(n).weight.detach().float().clone() for n in e2e})
         # Before calibration, so the decoder blocks are calibrated on the rows they will be fed.
         q.tables = _quantize_embeddings(model, recipe, report)
         if samples:
@@ -498,11 +543,34 @@ def quantize_model(
             if rule.algorithm != "rtn":
                 rule = Rule(rule.scheme, "rtn", rule.match, rule.kinds)
             q.single(n, rule, None)
+        if e2e:
+            _refine_e2e(model, q, [n for n in e2e if n in q.done], logits, teacher, progress)
     finally:
         model.to(orig_device)
         model.train(was_training)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _logits_fn(model: nn.Module, samples: list[CalibSample], device) -> Callable[[int], Tensor]:
+    """Sample index -> its teacher-forced logits [T, V] (with gradients), by the model's family."""
+    fn = families.module(model.family, "calib").teacher_forced_logits
+    return lambda i: fn(model, samples[i], device)
+
+
+def _refine_e2e(model, q: _Quantizer, names: list[str], logits, teacher, progress: bool) -> None:
+    if not names:
+        return
+    t = time.perf_counter()
+    items = [Item(n, q.float_weights[n], q.recipe.rule_for(n)) for n in names]
+    steps = max(it.rule.all_refine_options()["steps"] for it in items)
+    total = max(1, -(-steps // len(teacher))) * len(teacher)
+    with progress_bar("refine end to end", total, progress) as advance:
+        before, after, kept = refine_end_to_end(model, logits, teacher, items, advance)
+    q.refined(kept, "e2e", before, after, names, {})
+    q.report.refine_seconds += time.perf_counter() - t
+    if not kept:
+        q.report.notes.append(f"end-to-end refinement did not lower the KL ({before:.4g}); the start is kept")
 
 
 def _quantize_embeddings(model: nn.Module, recipe: Recipe, report: QuantReport) -> dict[str, tuple[Tensor, Rule]]:
@@ -570,6 +638,8 @@ def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, pr
                     if n.startswith(prefix) and n not in grouped and n not in q.done:
                         groups.append(InputGroup([n]))
                 active = [g for g in groups if any(q.wants(n) for n in g.linears)]
+                refining = _refined_by(q.recipe, [n for g in active for n in g.linears if q.wants(n)], "block")
+                recorder = BlockRecorder(model, block.name) if refining else None
                 stats, handles = {}, []
                 for i, g in enumerate(active):
                     first = model.get_submodule(g.linears[0])
@@ -578,7 +648,11 @@ def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, pr
                 t = time.perf_counter()
                 try:
                     if active:
-                        block.run()
+                        if recorder is not None:
+                            with recorder:
+                                recorder.returned(block.run())
+                        else:
+                            block.run()
                 finally:
                     for h in handles:
                         h.remove()
@@ -586,13 +660,28 @@ def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, pr
                 kind = block.name.split(".")[0]
                 if active:
                     report.n_tokens[kind] = max(report.n_tokens.get(kind, 0), stats[0].rows)
+                hessians = {}
+                for n in refining:
+                    q.float_weights[n] = model.get_submodule(n).weight.detach().float().clone()
                 for i, g in enumerate(active):
                     stats[i].last = None
                     _check_group(g.linears, stats[i])
                     n_wanted = sum(1 for n in g.linears if q.wants(n))
+                    hessians.update({n: stats[i].hessian for n in g.linears if n in refining})
                     q.group(g, stats[i])
                     bar.update(task, advance=n_wanted)
                 del stats
+                if refining:
+                    bar.update(task, description=f"{block.name} (refining)")
+                    t = time.perf_counter()
+                    items = [Item(n, q.float_weights[n], q.recipe.rule_for(n)) for n in refining]
+                    before, after, kept = refine_block(model, block.run, recorder, items)
+                    q.refined(kept, "block", before, after, refining, hessians)
+                    for n in refining:  # kept for an end-to-end refinement after this one
+                        if "e2e" not in q.recipe.rule_for(n).refine_levels():
+                            q.float_weights.pop(n, None)
+                    q.report.refine_seconds += time.perf_counter() - t
+                    del recorder
 
 
 def quantized_weights(model: nn.Module) -> dict[str, QuantizedWeight]:

@@ -20,6 +20,9 @@ A recipe is a TOML file::
     scale_dtype = "float16"              # int: float32 (default) | float16 | bfloat16, the scales' storage
     algorithm = "rtn"                    # rtn | gptq | awq | awq-lite, or another in quant.algorithms
     options = { }                        # the algorithm's options (its ``options`` in quant.algorithms)
+    refine = "dwq"                       # optional: a learned refinement of that start (rtn or gptq), trained
+                                         #   on the calibration clips block by block or end to end
+    refine_options = { level = "block" } # the refinement's options
 
     [embedding]                          # optional: quantize the token embedding table(s) too
     match = "*"                          # optional: fnmatch pattern(s) on the nn.Embedding's name
@@ -63,7 +66,7 @@ except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib
 
 from ..errors import AsrQuantError
-from .algorithms import algorithm_names, get_algorithm
+from .algorithms import algorithm_names, get_algorithm, refinement_names, start_names
 from .scheme import FORMATS, QuantScheme
 
 DEFAULT_IGNORE = ("decoder.token_embedding", "*lm_head*", "*embed*")
@@ -128,6 +131,8 @@ class Rule:
     match: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    refine: str | None = None  # a Refinement of the algorithm's result
+    refine_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def matches(self, name: str) -> bool:
         if self.match and not any(fnmatch.fnmatchcase(name, p) for p in self.match):
@@ -144,13 +149,25 @@ class Rule:
     def all_options(self) -> dict:
         return {k: self.option(k) for k in get_algorithm(self.algorithm).options}
 
+    def all_refine_options(self) -> dict:
+        if self.refine is None:
+            return {}
+        spec = get_algorithm(self.refine).options
+        return {k: self.refine_options.get(k, spec[k][1]) for k in spec}
+
+    def refine_levels(self) -> tuple[str, ...]:
+        """Where this rule's refinement trains (block, e2e), or () without one."""
+        return () if self.refine is None else get_algorithm(self.refine).level(self.all_refine_options())
+
     def to_dict(self) -> dict:
+        refine = {"refine": self.refine, "refine_options": self.all_refine_options()} if self.refine else {}
         return {
             "match": list(self.match),
             "kind": list(self.kinds),
             **self.scheme.to_dict(),
             "algorithm": self.algorithm,
             "options": self.all_options(),
+            **refine,
         }
 
 
@@ -180,7 +197,7 @@ class Recipe:
 
     @property
     def needs_calibration(self) -> bool:
-        return any(r.needs_stats for r in self.rules + ((self.embedding,) if self.embedding else ()))
+        return any(r.needs_stats or r.refine for r in self.rules + ((self.embedding,) if self.embedding else ()))
 
     def to_dict(self) -> dict:
         return {
@@ -285,6 +302,8 @@ class _Parser:
     def clips_for(self, rule: Rule, where: str, clips: int) -> None:
         if clips == 0 and rule.needs_stats:
             self.fail("calibration.clips", f"{where}.algorithm {rule.algorithm} needs calibration clips (> 0)")
+        if clips == 0 and rule.refine:
+            self.fail("calibration.clips", f"{where}.refine {rule.refine} trains on calibration clips (> 0)")
 
     def embedding(self, e) -> Rule:
         if not isinstance(e, dict):
@@ -300,7 +319,7 @@ class _Parser:
         if not isinstance(r, dict):
             self.fail(where, "must be a table")
         self.known(r, {"kind", "match", "format", "bits", "group_size", "symmetric", "scale_dtype", "algorithm",
-                       "options"}, where)
+                       "options", "refine", "refine_options"}, where)
         kinds = self.strings(r.get("kind", []), f"{where}.kind")
         for k in kinds:
             if k not in KINDS:
@@ -327,15 +346,35 @@ class _Parser:
                 if k in r and r[k] != getattr(scheme, k):
                     self.fail(f"{where}.{k}", f"{fmt} fixes {k} = {getattr(scheme, k)}, not {r[k]!r}")
         algo = self.typed(r.get("algorithm", "rtn"), str, f"{where}.algorithm")
-        known = algorithm_names()
+        known = start_names()
         if algo not in known:
-            self.fail(f"{where}.algorithm", f"unknown algorithm {algo!r} (expected one of: {', '.join(known)})")
-        opts = self.typed(r.get("options", {}), dict, f"{where}.options")
-        spec = get_algorithm(algo).options
-        self.known(opts, set(spec), f"{where}.options")
-        options = {k: self.typed(v, spec[k][0], f"{where}.options.{k}") for k, v in opts.items()}
-        rule = Rule(scheme, algo, match, kinds, MappingProxyType(options))
+            also = f"; {algo} is a refinement: name it as refine" if algo in refinement_names() else ""
+            self.fail(f"{where}.algorithm", f"unknown algorithm {algo!r} (expected one of: {', '.join(known)}){also}")
+        options = self.options(r, "options", algo, where)
+        refine, refine_options = None, {}
+        if "refine" in r:
+            refine = self.typed(r["refine"], str, f"{where}.refine")
+            if refine not in refinement_names():
+                self.fail(f"{where}.refine", f"unknown refinement {refine!r} (expected one of: "
+                                             f"{', '.join(refinement_names())})")
+            starts = get_algorithm(refine).starts
+            if algo not in starts:
+                self.fail(f"{where}.refine", f"{refine} refines {' or '.join(starts)}, not {algo}")
+            refine_options = self.options(r, "refine_options", refine, where)
+        elif "refine_options" in r:
+            self.fail(f"{where}.refine_options", "given without refine")
+        rule = Rule(scheme, algo, match, kinds, MappingProxyType(options), refine, MappingProxyType(refine_options))
         problem = get_algorithm(algo).option_problem(rule.all_options(), scheme)
         if problem is not None:
             self.fail(f"{where}.options.{problem[0]}", problem[1])
+        if refine is not None:
+            problem = get_algorithm(refine).option_problem(rule.all_refine_options(), scheme)
+            if problem is not None:
+                self.fail(f"{where}.refine_options.{problem[0]}", problem[1])
         return rule
+
+    def options(self, r: dict, key: str, algo: str, where: str) -> dict:
+        opts = self.typed(r.get(key, {}), dict, f"{where}.{key}")
+        spec = get_algorithm(algo).options
+        self.known(opts, set(spec), f"{where}.{key}")
+        return {k: self.typed(v, spec[k][0], f"{where}.{key}.{k}") for k, v in opts.items()}

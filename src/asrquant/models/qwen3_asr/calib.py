@@ -188,3 +188,11 @@ def calibration_samples(ckpt: Qwen3ASRCheckpoint, manifest: str | Path, n: int, 
 def _greedy_transcriber(ckpt: Qwen3ASRCheckpoint, tok: Qwen3ASRTokenizer):
     """The float model's own transcriber (for clips without a reference)."""
     return Qwen3ASRTranscriber(Qwen3ASRTorchSession(ckpt.model), tok, ckpt.dims.n_window, ckpt.dims.n_mels)
+
+
+def teacher_forced_logits(model: Qwen3ASR, sample: CalibSample, device=None) -> torch.Tensor:
+    """The logits [T, V] at every position of the sample's sequence, with gradients (refinements)."""
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    mel = torch.as_tensor(sample.mel, dtype=torch.float32, device=dev)
+    ids = torch.as_tensor(sample.tokens, dtype=torch.long, device=dev)[None]
+    return model.prefill(ids, model.encode(mel))[0][0]

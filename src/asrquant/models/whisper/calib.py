@@ -152,3 +152,13 @@ def calibration_samples(ckpt: WhisperCheckpoint, manifest: str | Path, n: int,
         cal.ids.append(clip.id)
         cal.audio_sha256.append(sha256_file(clip.audio))
     return samples, cal
+
+
+def teacher_forced_logits(model: Whisper, sample: CalibSample, device=None) -> torch.Tensor:
+    """The logits [T, V] at every position of the sample's tokens, with gradients (refinements)."""
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    mel = torch.as_tensor(sample.mel, dtype=torch.float32, device=dev)[None]
+    tokens = torch.as_tensor(sample.tokens, dtype=torch.long, device=dev)[None]
+    cross_k, cross_v = model.decoder.cross_kv(model.encoder(mel))
+    past_k, past_v = model.decoder.empty_cache(1, dev)
+    return model.decoder(tokens, past_k, past_v, cross_k, cross_v)[0][0]

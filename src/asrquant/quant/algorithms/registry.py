@@ -87,6 +87,32 @@ class ScaleSearch(Algorithm):
         return self.apply(weight, s, ratios, scheme, info)
 
 
+class Refinement(Algorithm):
+    """A learned refinement of what another algorithm (a recipe rule's ``algorithm``, the start)
+    quantized: a rule names it as ``refine``. Calibration trains it, block by block or end to
+    end (``level``), after the start has quantized; its result is again a QuantizedWeight."""
+
+    needs_stats = False
+    starts: tuple[str, ...] = ("rtn", "gptq")  # the starts it can refine (their float weight is known)
+
+    def quantize(self, weight, scheme, stats, device, **options):
+        raise TypeError(f"{self.name} refines another algorithm's result: name it as a rule's refine")
+
+    @abstractmethod
+    def level(self, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """Where it trains: ("block",), ("e2e",) or both, in that order."""
+
+    @abstractmethod
+    def learner(self, weight: Tensor, start: QuantizedWeight, **options):
+        """An nn.Module whose call returns the learned dequantized weight [out, in] (differentiable),
+        with ``clamp_()`` after each step and ``quantized()`` -> QuantizedWeight; ``weight`` is
+        the float weight the start quantized into ``start``."""
+
+    @abstractmethod
+    def optimiser(self, learned, total_steps: int, **options):
+        """Its optimiser over ``total_steps`` steps: ``step()`` applies and clears the gradients."""
+
+
 def register(cls: type[Algorithm]) -> type[Algorithm]:
     """Class decorator: makes ``cls()`` the algorithm named ``cls.name``."""
     name = getattr(cls, "name", None)
@@ -107,6 +133,15 @@ def algorithm_names() -> tuple[str, ...]:
     _load()
     ours = f"{__package__}."
     return tuple(sorted(_REGISTRY, key=lambda name: not type(_REGISTRY[name]).__module__.startswith(ours)))
+
+
+def start_names() -> tuple[str, ...]:
+    """The algorithms a rule may start from (every one but the refinements)."""
+    return tuple(n for n in algorithm_names() if not isinstance(_REGISTRY[n], Refinement))
+
+
+def refinement_names() -> tuple[str, ...]:
+    return tuple(n for n in algorithm_names() if isinstance(_REGISTRY[n], Refinement))
 
 
 def get_algorithm(name: str) -> Algorithm:

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# GPTQ alone vs GPTQ + DWQ (block level) vs GPTQ + DWQ (end to end) on one model, torch fake-quant.
+#   calibration: the demo's default calibration set (32 calibration sentences, seed 0; 32 of its 64 clips)
+#   reporting:   40 evaluation sentences never used for a choice (eval sentences 40-79, seed 1),
+#                each clean + one Voices-in-the-Wild condition (80 clips)
+# usage: benchmarks/refinement/run.sh [MODEL] [OUT]     (from the repository root; PY = the python)
+set -euo pipefail
+M=${1:-whisper-tiny.en}
+OUT=${2:-runs/refinement/$M}
+PY=${PY:-python}
+mkdir -p "$OUT"
+read -r CALIB REPORT < <($PY - <<'PYEOF'
+from asrquant.data.default_set import build_set, default_calib_set
+from asrquant.data.sentences import load_sentences
+print(default_calib_set() / "manifest.jsonl", build_set("report", load_sentences("eval")[40:80], seed=1) / "manifest.jsonl")
+PYEOF
+)
+echo "calib $CALIB"; echo "report $REPORT"
+{ lscpu | grep -E "Model name"; nproc; lscpu | grep -o -E "avx512_vnni|avx512f|amx_[a-z0-9]+|avx2" | sort -u | tr '\n' ' '; echo; } \
+    > "$OUT/cpu.txt"
+R=benchmarks/refinement/recipes
+quantize() {  # name recipe
+  [ -f "$OUT/q-$1/manifest.json" ] && return 0
+  /usr/bin/time -v $PY -m asrquant.cli quantize "$M" --recipe "$2" --calib "$CALIB" --out "$OUT/q-$1" \
+      --verbose --quiet > "$OUT/q-$1.md" 2> "$OUT/q-$1.time"
+}
+quantize gptq gptq-int4-g64-enc32-emb4
+quantize dwq-block $R/gptq-int4-g64-enc32-emb4-dwq-block.toml &
+quantize dwq-e2e $R/gptq-int4-g64-enc32-emb4-dwq-e2e.toml &
+wait
+grep -E "Elapsed|Maximum resident" "$OUT"/q-*.time
+$PY -m asrquant.cli bench --model "$M" --model "$OUT/q-gptq" --model "$OUT/q-dwq-block" --model "$OUT/q-dwq-e2e" \
+    --data "$REPORT" --json "$OUT/report.json" --markdown "$OUT/report.md"

@@ -1,0 +1,285 @@
+"""Training a rule's refinement (``refine = "dwq"``) on the calibration clips, at two levels.
+
+Block: while calibration streams, the float block's outputs on its (already quantized) inputs
+are recorded in the same pass that collects the statistics; after the start algorithm has
+quantized the block, the learned weights are trained so the quantized block's outputs match
+them (relative squared error), one optimiser step per call of the block (a batch of encoder
+clips, one decoder sequence), over the block's own ``run``. A block the adapter does not name as
+a module (a head of a few modules) is trained on its ``run``'s returned outputs, one step per run.
+
+End to end: after every block is quantized, the learned weights of all such Linears are trained
+together on the KL between the float model's next-token distributions (computed before anything
+was quantized) and the quantized model's, at every teacher-forced position of every clip, the
+encoder quantized; one step per clip. The family computes the logits
+(``models/<family>/calib.teacher_forced_logits``).
+
+Either level keeps the start where training did not lower its loss on the calibration clips.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .algorithms import get_algorithm
+from .linear import QuantLinear
+from .qtensor import QuantizedWeight
+from .recipe import Rule
+
+FLOAT_LR = 1e-4  # Adam's step for float parameters (norms, biases) when a refinement trains them
+
+
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, module)
+
+
+def submodule_or_none(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def first_tensor(out) -> Tensor:
+    """A module's output tensor (the first one of a tuple such as (hidden, cache))."""
+    while not isinstance(out, Tensor):
+        out = out[0]
+    return out
+
+
+def _detached(out):
+    if isinstance(out, Tensor):
+        return out.detach()
+    if isinstance(out, (tuple, list)):
+        return type(out)(_detached(o) for o in out)
+    return out
+
+
+def rel_mse(y: Tensor, target: Tensor) -> Tensor:
+    t = target.to(y.device).float()
+    return F.mse_loss(y.float(), t) / t.pow(2).mean().clamp(min=1e-12)
+
+
+class _Learning(nn.Module):
+    """Stands in for a QuantLinear while its weight is learned."""
+
+    def __init__(self, learned: nn.Module, bias: Tensor | None, train_bias: bool):
+        super().__init__()
+        self.learned = learned
+        if bias is None:
+            self.bias = None
+        elif train_bias:
+            self.bias = nn.Parameter(bias.detach().clone())
+        else:
+            self.register_buffer("bias", bias.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.learned(), self.bias)
+
+
+@dataclass
+class Item:
+    name: str
+    weight: Tensor  # the float weight the start quantized
+    rule: Rule
+
+
+class Session:
+    """The Linears (QuantLinears from a start) being refined in ``model``, and their optimisers."""
+
+    def __init__(self, model: nn.Module, items: Sequence[Item], steps: int, float_modules: Sequence[nn.Module] = ()):
+        self.model, self.items = model, list(items)
+        self.starts: dict[str, QuantLinear] = {}
+        self.opts: list = []
+        train_float = any(it.rule.all_refine_options().get("float_params", False) for it in items)
+        for it in self.items:
+            q = model.get_submodule(it.name)
+            opts = it.rule.all_refine_options()
+            learned = get_algorithm(it.rule.refine).learner(it.weight.to(q.weight.device), q.qweight, **opts)
+            m = _Learning(learned, q.bias, train_float)
+            set_module(model, it.name, m)
+            self.starts[it.name] = q
+            self.opts.append(get_algorithm(it.rule.refine).optimiser(learned, steps, **opts))
+        self.floats: list[tuple[Tensor, Tensor]] = []
+        if train_float:
+            ps = [model.get_submodule(it.name).bias for it in self.items]
+            ps = [p for p in ps if isinstance(p, nn.Parameter)]
+            for mod in float_modules:
+                ps += [p for n, p in mod.named_parameters(recurse=False)]
+            self.floats = [(p, p.detach().clone()) for p in ps]
+        self.requires = {p: p.requires_grad for p in model.parameters()}
+        learning = {id(p) for it in self.items for p in model.get_submodule(it.name).learned.parameters()
+                    if p.requires_grad}
+        learning |= {id(p) for p, _ in self.floats}
+        for p in model.parameters():  # gradients only where something learns
+            p.requires_grad_(id(p) in learning)
+        self.adam = torch.optim.Adam([p for p, _ in self.floats], lr=FLOAT_LR) if self.floats else None
+
+    def step(self) -> None:
+        for o in self.opts:
+            o.step()
+        for it in self.items:
+            self.model.get_submodule(it.name).learned.clamp_()
+        if self.adam is not None:
+            self.adam.step()
+            self.adam.zero_grad(set_to_none=True)
+
+    def finish(self, keep: bool) -> dict[str, QuantizedWeight]:
+        """Put QuantLinears back: the learned ones when ``keep``, else the starts (float
+        parameters restored). Returns the learned QuantizedWeights kept."""
+        out = {}
+        with torch.no_grad():
+            for it in self.items:
+                m = self.model.get_submodule(it.name)
+                start = self.starts[it.name]
+                if keep:
+                    qw = m.learned.quantized()
+                    qw.info = {**start.qweight.info, "refined": it.rule.refine}
+                    bias = None if m.bias is None else m.bias.detach()
+                    new = QuantLinear(qw, bias).to(start.weight.device)
+                    out[it.name] = qw
+                else:
+                    new = start
+                set_module(self.model, it.name, new)
+            if not keep:
+                for p, orig in self.floats:
+                    p.copy_(orig)
+        for p, r in self.requires.items():
+            p.requires_grad_(r)
+        return out
+
+
+# --- per block ------------------------------------------------------------------------------------
+
+
+class BlockRecorder:
+    """Records the float block's outputs during the statistics pass: by a hook on the block's
+    module (one output per call), or from what its ``run`` returns when the block is no module."""
+
+    def __init__(self, model: nn.Module, block_name: str):
+        self.model, self.name = model, block_name
+        self.module = submodule_or_none(model, block_name)
+        self.targets: list[Tensor] = []
+        self.handle = None
+
+    def __enter__(self):
+        if self.module is not None:
+            def hook(_m, _args, out):
+                self.targets.append(first_tensor(out).detach().clone())
+            self.handle = self.module.register_forward_hook(hook)
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            self.handle.remove()
+
+    def returned(self, outs) -> None:
+        if self.module is None and outs is not None:
+            self.targets = [first_tensor(o).detach().clone() for o in outs]
+
+
+def _block_pass(run: Callable[[], object], rec: BlockRecorder, session: Session | None) -> float:
+    """Mean loss over the block's calls (one step after each when ``session``)."""
+    losses: list[float] = []
+    module = submodule_or_none(rec.model, rec.name)  # the block may be a Linear that is now replaced
+    with torch.set_grad_enabled(session is not None):
+        if rec.module is not None:
+            def hook(_m, _args, out):
+                loss = rel_mse(first_tensor(out), rec.targets[len(losses) % len(rec.targets)])
+                losses.append(loss.item())
+                if session is not None:
+                    loss.backward()
+                    session.step()
+                return _detached(out)
+            h = module.register_forward_hook(hook)
+            try:
+                run()
+            finally:
+                h.remove()
+        else:
+            outs = run()
+            loss = sum(rel_mse(first_tensor(o), t) for o, t in zip(outs, rec.targets)) / max(len(rec.targets), 1)
+            losses.append(float(loss.detach()) if isinstance(loss, Tensor) else float(loss))
+            if session is not None and isinstance(loss, Tensor) and loss.requires_grad:
+                loss.backward()
+                session.step()
+    return sum(losses) / max(len(losses), 1)
+
+
+def refine_block(model: nn.Module, run: Callable[[], object], rec: BlockRecorder, items: Sequence[Item],
+                 advance: Callable[[], None] | None = None) -> tuple[float, float, dict[str, QuantizedWeight]]:
+    """Train ``items`` (QuantLinears of one block) on the recorded outputs: (loss before, after, kept)."""
+    if not rec.targets:
+        return math.nan, math.nan, {}
+    calls = len(rec.targets) if rec.module is not None else 1
+    steps = max(it.rule.all_refine_options()["steps"] for it in items)
+    epochs = max(1, math.ceil(steps / calls))
+    floats = [m for m in (rec.module.modules() if rec.module is not None else ())
+              if not isinstance(m, (QuantLinear, nn.Linear)) and any(True for _ in m.parameters(recurse=False))]
+    session = Session(model, items, epochs * calls, floats)
+    keep = False
+    try:
+        before = _block_pass(run, rec, None)
+        for _ in range(epochs):
+            _block_pass(run, rec, session)
+            if advance is not None:
+                advance()
+        after = _block_pass(run, rec, None)
+        keep = after < before
+    finally:
+        kept = session.finish(keep)
+    return before, (after if keep else before), kept
+
+
+# --- end to end -----------------------------------------------------------------------------------
+
+
+def kl_per_position(logits: Tensor, teacher_logp: Tensor) -> Tensor:
+    """Mean over positions of KL(teacher || model), both [T, V]."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    t = teacher_logp.to(logp.device).float()
+    return (t.exp() * (t - logp)).sum(-1).mean()
+
+
+def teacher_log_probs(logits_fn: Callable[[int], Tensor], n: int) -> list[Tensor]:
+    """The float model's log-probabilities at every position of every clip (float32: the KLs
+    compared are as small as 1e-5 per position, below what float16 log-probabilities resolve)."""
+    with torch.no_grad():
+        return [F.log_softmax(logits_fn(i).float(), dim=-1) for i in range(n)]
+
+
+def mean_kl(logits_fn: Callable[[int], Tensor], teacher: list[Tensor]) -> float:
+    with torch.no_grad():
+        return sum(kl_per_position(logits_fn(i), t).item() for i, t in enumerate(teacher)) / max(len(teacher), 1)
+
+
+def refine_end_to_end(model: nn.Module, logits_fn: Callable[[int], Tensor], teacher: list[Tensor],
+                      items: Sequence[Item], advance: Callable[[], None] | None = None
+                      ) -> tuple[float, float, dict[str, QuantizedWeight]]:
+    """Train ``items`` together on the teacher-forced KL: (KL before, after, kept)."""
+    n = len(teacher)
+    steps = max(it.rule.all_refine_options()["steps"] for it in items)
+    epochs = max(1, math.ceil(steps / n))
+    session = Session(model, items, epochs * n)
+    keep = False
+    try:
+        before = mean_kl(logits_fn, teacher)
+        for _ in range(epochs):
+            for i in range(n):
+                with torch.enable_grad():
+                    loss = kl_per_position(logits_fn(i), teacher[i])
+                    loss.backward()
+                session.step()
+                if advance is not None:
+                    advance()
+        after = mean_kl(logits_fn, teacher)
+        keep = after < before
+    finally:
+        kept = session.finish(keep)
+    return before, (after if keep else before), kept

@@ -1,0 +1,108 @@
+"""The DWQ refinement: recipes name it, it brings a tiny random Whisper closer to float than its
+GPTQ start (block by block and end to end), and it yields ordinary QuantizedWeights."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from test_calibrate import logits, tiny_whisper
+
+from asrquant.errors import AsrQuantError
+from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
+from asrquant.quant.linear import QuantLinear
+from asrquant.quant.qtensor import dequantize
+from asrquant.quant.recipe import parse_recipe, recipe_from_dict
+
+
+def recipe(refine: str = "", algorithm: str = "gptq", clips: int = 8, **rule) -> str:
+    extra = "".join(f"{k} = {v}\n" for k, v in rule.items())
+    return (f"[calibration]\nclips = {clips}\n[[rules]]\nbits = 4\ngroup_size = 32\nscale_dtype = \"float16\"\n"
+            f"algorithm = \"{algorithm}\"\n{extra}{refine}\n")
+
+
+@pytest.fixture(scope="module")
+def samples():
+    rng = np.random.default_rng(0)
+    return [CalibSample(rng.standard_normal((80, 200)).astype(np.float32),
+                        rng.integers(0, 100, size=int(rng.integers(5, 15))).astype(np.int64)) for _ in range(6)]
+
+
+def mean_kl(model, ref, samples) -> float:
+    out = []
+    for s, r in zip(samples, ref):
+        lp, rp = F.log_softmax(logits(model, s)[0], -1), F.log_softmax(r, -1)
+        out.append((rp.exp() * (rp - lp)).sum(-1).mean().item())
+    return float(np.mean(out))
+
+
+@pytest.fixture(scope="module")
+def gptq_kl(samples):
+    ref = [logits(tiny_whisper(), s)[0] for s in samples]
+    model = tiny_whisper()
+    quantize_model(model, parse_recipe(recipe()), samples, progress=False, device="cpu")
+    return ref, mean_kl(model, ref, samples)
+
+
+@pytest.mark.parametrize("level", ["block", "e2e"])
+def test_refined_whisper_is_closer_to_float_than_gptq(level, samples, gptq_kl):
+    ref, kl_gptq = gptq_kl
+    model = tiny_whisper()
+    r = parse_recipe(recipe(f'refine = "dwq"\nrefine_options = {{ level = "{level}", steps = 60 }}'))
+    report = quantize_model(model, r, samples, progress=False, device="cpu")
+    kl = mean_kl(model, ref, samples)
+    assert kl < 0.8 * kl_gptq, (kl, kl_gptq)
+    rows = [l for l in report.layers if level in l.refine_loss]
+    assert len(rows) == len(report.layers) and report.refine_seconds > 0
+    assert any(b > a for b, a in (l.refine_loss[level] for l in rows))
+    assert all(l.algorithm == "gptq+dwq" for l in rows if l.refine_loss[level][1] < l.refine_loss[level][0])
+    assert "refinement loss before → after" in report.to_markdown()
+    # The same one representation: the fake-quant weight is the dequantized codes, float16 scales.
+    for name, qw in quantized_weights(model).items():
+        assert qw.scales.dtype == torch.float32 and torch.equal(qw.scales, qw.scales.half().float())
+        assert torch.equal(model.get_submodule(name).weight, dequantize(qw))
+        assert isinstance(model.get_submodule(name), QuantLinear)
+    assert not any(p.requires_grad is False for p in model.parameters())  # left as found
+
+
+def test_rtn_start_and_symmetric_scheme(samples):
+    ref = [logits(tiny_whisper(), s)[0] for s in samples]
+    start = tiny_whisper()
+    quantize_model(start, parse_recipe(recipe(algorithm="rtn", symmetric="true")), samples, progress=False,
+                   device="cpu")
+    model = tiny_whisper()
+    r = parse_recipe(recipe('refine = "dwq"\nrefine_options = { steps = 40 }', algorithm="rtn", symmetric="true"))
+    quantize_model(model, r, samples, progress=False, device="cpu")
+    assert mean_kl(model, ref, samples) < mean_kl(start, ref, samples)
+    assert all(qw.zero_points is None for qw in quantized_weights(model).values())
+
+
+def test_recipe_fields_are_validated():
+    r = parse_recipe(recipe('refine = "dwq"\nrefine_options = { level = "both", lr = 0.01 }'))
+    rule = r.rules[0]
+    assert rule.refine == "dwq" and rule.refine_levels() == ("block", "e2e") and r.needs_calibration
+    again = recipe_from_dict(r.to_dict())
+    assert again.rules[0].all_refine_options() == rule.all_refine_options()
+    bad = {
+        'refine = "nope"': "unknown refinement",
+        'refine = "dwq"\nrefine_options = { level = "layer" }': "refine_options.level",
+        'refine = "dwq"\nrefine_options = { steps = 0 }': "refine_options.steps",
+        'refine = "dwq"\nrefine_options = { lr = -1.0 }': "refine_options.lr",
+        'refine = "dwq"\nrefine_options = { foo = 1 }': "refine_options.foo",
+        'refine = "dwq"\nrefine_options = { steps = "many" }': "must be int",
+        'refine_options = { steps = 3 }': "given without refine",
+        'refine = "gptq"': "unknown refinement",
+    }
+    for text, msg in bad.items():
+        with pytest.raises(AsrQuantError, match=msg):
+            parse_recipe(recipe(text))
+    with pytest.raises(AsrQuantError, match="a refinement: name it as refine"):
+        parse_recipe(recipe(algorithm="dwq"))
+    with pytest.raises(AsrQuantError, match="dwq refines rtn or gptq, not awq"):
+        parse_recipe(recipe('refine = "dwq"', algorithm="awq"))
+    with pytest.raises(AsrQuantError, match="trains on calibration clips"):
+        parse_recipe(recipe('refine = "dwq"', algorithm="rtn", clips=0))
+    nvfp4 = '[calibration]\nclips = 4\n[[rules]]\nformat = "nvfp4"\nalgorithm = "rtn"\nrefine = "dwq"\n'
+    with pytest.raises(AsrQuantError, match="not an integer scheme"):
+        parse_recipe(nvfp4)
+    with pytest.raises(AsrQuantError, match="unknown key"):
+        parse_recipe(recipe() + '[embedding]\nbits = 4\nrefine = "dwq"\n')
