@@ -10,7 +10,9 @@
 #   accuracy: the whisper.cpp rows (float16 first: the baseline of the paired intervals) and
 #             faster-whisper int8 on vitw8 + the default robustness set (`asrquant data default`:
 #             synthetic TTS speech, clean and with Voices-in-the-Wild degradations); never the
-#             calibration clips
+#             calibration clips; one thread per row and all rows at once (an accuracy table:
+#             whisper.cpp's threads spin while they wait for each other, which on a busy shared
+#             machine costs it several times its work)
 #   speed:    every row on vitw8 + dev, --repeat 3 interleaved
 # and copies the small reports beside this script (MODEL-accuracy.{json,md}, MODEL-speed.{json,md}).
 set -euo pipefail
@@ -39,7 +41,7 @@ for model in "${MODELS[@]}"; do
     cpp=(--model "whisper.cpp:$m-f16" --model "whisper.cpp:$m-q4_0-rtn" --model "whisper.cpp:$m-q5_0-rtn"
          --model "whisper.cpp:$m-q4_0-gptq")
     cli bench "${cpp[@]}" --model "faster-whisper:$model:int8" \
-        --data "$DATA/vitw8/manifest.jsonl" --data "$SYNTH" --beam 1 --threads 2 --jobs 2 \
+        --data "$DATA/vitw8/manifest.jsonl" --data "$SYNTH" --beam 1 --threads 1 --jobs 5 \
         --json "$HERE/$model-accuracy.json" --markdown "$HERE/$model-accuracy.md"
     cli bench "${cpp[@]}" --model "faster-whisper:$model:int8" --model "$m-onnx-int4" \
         --data "$DATA/vitw8/manifest.jsonl" --data "$CALIB" --beam 1 --threads 2 --repeat 3 \

@@ -236,3 +236,13 @@ def test_whisper_cpp_transcribes_our_float16_file_as_our_fp32_model(tmp_path):
         assert a.stops == ["eot"] and a.text
         same += a.tokens == b.tokens
     assert same >= 7, f"{same} of {len(clips)} clips token for token"
+
+
+def test_a_family_without_a_ggml_layout_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from asrquant.export.ggml import write_ggml
+
+    with pytest.raises(AsrQuantError, match="the qwen3-asr family has no whisper.cpp model file"):
+        write_ggml(torch.nn.Linear(2, 2), SimpleNamespace(ggml=None, family="qwen3-asr"), {}, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
