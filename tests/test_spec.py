@@ -22,6 +22,8 @@ def test_peers_are_parsed_with_their_model_and_compute_type():
     assert parse("faster-whisper:/models/x:int8_float16").model == "/models/x"
     t = parse("transformers:whisper-tiny.en")
     assert (t.kind, t.peer, t.model, t.family) == ("peer", "transformers", "whisper-tiny.en", None)
+    w = parse("whisper.cpp:/runs/base-q4/ggml-model.bin")
+    assert (w.kind, w.peer, w.model) == ("peer", "whisper.cpp", "/runs/base-q4/ggml-model.bin")
 
 
 def test_an_onnx_export_and_its_variant(tmp_path):

@@ -40,6 +40,7 @@ def run_worker(job: dict) -> int:
     each is decoded when its turn comes (a long set is never held in memory at once), and a clip
     that fails becomes an event that says why instead of ending the run."""
     from .audio import check_speech, load_audio
+    from .cpu import cpu_info
     from .engines import open_engine
 
     t0 = time.perf_counter()
@@ -86,7 +87,7 @@ def run_worker(job: dict) -> int:
         _emit("clip", id=clip["id"], hyp=out.text, stops=out.stops, decode_s=time.perf_counter() - t,
               audio_s=len(audio) / 16000.0, encode_s=getattr(out, "encode_s", None))
         del audio
-    _emit("done", peak_rss_mb=_peak_rss_mb())
+    _emit("done", peak_rss_mb=_peak_rss_mb(), cpu=cpu_info()["label"])
     return 0
 
 
@@ -196,7 +197,7 @@ def _score_run(spec: str, raw: list[dict], clips: list[Clip]) -> dict:
     rtfs = [sum(r["clips"][c["id"]]["decode_s"] for c in scored) / max(1e-9, sum(c["audio_s"] for c in scored))
             for r in raw]
     return {
-        "spec": spec, "engine": first["engine"], "size_bytes": first["size_bytes"],
+        "spec": spec, "engine": first["engine"], "size_bytes": first["size_bytes"], "cpu": first.get("cpu"),
         **_aggregate(scored),
         "rtf": statistics.median(rtfs), "rtf_runs": rtfs, "encoder_share": _encoder_share(raw, scored),
         "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in raw),

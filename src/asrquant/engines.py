@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from . import families
 from .decoding import find_loop
 from .errors import ModelError
@@ -110,6 +112,51 @@ class TransformersPeer:
         return Transcript(text, language, tokens, stops)
 
 
+class WhisperCppPeer:
+    """whisper.cpp through pywhispercpp: greedy (one candidate), temperature 0 with no fallback,
+    no timestamps, no context from earlier windows, non-speech tokens suppressed (as Whisper's
+    default and the other engines), no segment dropped as silence."""
+
+    engine = "whisper.cpp"
+
+    def __init__(self, spec: str, path: str, threads: int):
+        try:
+            import _pywhispercpp as pw
+            from pywhispercpp.model import Model
+        except ImportError:
+            raise ModelError("pywhispercpp is not installed: pip install 'asrquant[peers]'") from None
+        file = Path(path)
+        if file.is_dir():
+            from .artifact import verify
+
+            file = file / verify(file).get("ggml_file", "ggml-model.bin")
+        if not file.is_file():
+            raise ModelError(f"{spec}: {file} is not a file (expected a ggml model file or its export directory)")
+        self.spec = spec
+        self.size_bytes = file.stat().st_size
+        self._pw = pw
+        self.model = Model(str(file), redirect_whispercpp_logs_to=None, n_threads=threads, print_progress=False,
+                           print_realtime=False, print_timestamps=False, no_context=True, no_timestamps=True,
+                           temperature=0.0, temperature_inc=0.0, greedy={"best_of": 1}, suppress_blank=True,
+                           suppress_nst=True, no_speech_thold=1.0)
+        if self.model._ctx is None:
+            raise ModelError(f"{spec}: whisper.cpp could not load {file}")
+        self.multilingual = bool(pw.whisper_is_multilingual(self.model._ctx))
+
+    def transcribe(self, audio, language, beam_size, max_new_tokens):
+        if beam_size != 1:
+            raise ModelError("the whisper.cpp peer decodes greedily (beam 1) only")
+        language = (language or "en") if self.multilingual else "en"
+        segments = self.model.transcribe(np.ascontiguousarray(audio, dtype=np.float32), language=language)
+        ctx, pw = self.model._ctx, self._pw
+        eot = pw.whisper_token_eot(ctx)
+        tokens = [pw.whisper_full_get_token_id(ctx, i, j)
+                  for i in range(pw.whisper_full_n_segments(ctx)) for j in range(pw.whisper_full_n_tokens(ctx, i))]
+        tokens = [t for t in tokens if t < eot]
+        text = " ".join(s.text.strip() for s in segments).strip()
+        return Transcript(text, language, tokens, _peer_stops(tokens, max_new_tokens))
+
+
 def open_engine(spec: str, threads: int = 2, calib: str | None = None) -> Engine:
     """Any SPEC -> its engine; ``calib`` calibrates a ``MODEL@RECIPE`` quantized now."""
     parsed = parse(spec)
@@ -117,6 +164,8 @@ def open_engine(spec: str, threads: int = 2, calib: str | None = None) -> Engine
         return FasterWhisperPeer(spec, hub.resolve(parsed.model), parsed.compute, threads)
     if parsed.peer == "transformers":
         return TransformersPeer(spec, parsed.model, threads)
+    if parsed.peer == "whisper.cpp":
+        return WhisperCppPeer(spec, parsed.model, threads)
     if parsed.kind == "onnx":
         from .runtime.onnx import open_onnx_engine  # onnxruntime only: no torch on this path
 

@@ -7,6 +7,8 @@
     DIR[@VARIANT]                        an ``asrquant export`` ONNX artifact (one of its variants)
     faster-whisper:NAME_OR_DIR[:COMPUTE] peer: CTranslate2 through faster-whisper (float32)
     transformers:NAME_OR_DIR             peer: Hugging Face WhisperForConditionalGeneration
+    whisper.cpp:FILE_OR_DIR              peer: whisper.cpp (pywhispercpp) on a ggml model file, or the
+                                         directory ``asrquant export --format ggml`` wrote
 
 Torch-free: it reads at most a directory's config.json or manifest.json.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 from . import families
 from .errors import ArtifactError
 
-PEERS = ("faster-whisper", "transformers")
+PEERS = ("faster-whisper", "transformers", "whisper.cpp")
 SEPARATOR = "@"
 
 

@@ -8,6 +8,9 @@
     asrquant export runs/base-gptq --out runs/base-onnx --variant gptq-i8 --compute int8
     asrquant export QWEN3_ASR_DIR --recipe gptq-int4-g64 --calib CALIB/manifest.jsonl --out runs/qwen-onnx
     asrquant export whisper-base --recipe gptq-int4-g64 --calib CALIB/manifest.jsonl --format mlx --out runs/base-mlx
+    asrquant export whisper-base --format ggml --out runs/base-ggml                  (whisper.cpp, float16)
+    asrquant export whisper-base --recipe ggml-q4_0-gptq --calib CALIB/manifest.jsonl --format ggml --out runs/base-q4
+    asrquant export whisper-base --format ggml --ggml-type q4_0 --out runs/base-q4-rtn  (ggml's own rounding)
 """
 
 from __future__ import annotations
@@ -47,7 +50,11 @@ def register(subparsers) -> None:
                         "channel (SmoothQuant) where that lowers the int8 error on the calibration clips")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--format", default="onnx", choices=FORMATS,
-                   help="onnx (onnxruntime), compressed-tensors (vLLM), nvfp4 (TensorRT-LLM), mlx (mlx-audio)")
+                   help="onnx (onnxruntime), compressed-tensors (vLLM), nvfp4 (TensorRT-LLM), mlx (mlx-audio), "
+                        "ggml (whisper.cpp)")
+    p.add_argument("--ggml-type", choices=("q4_0", "q4_1", "q5_0", "q5_1", "q8_0"),
+                   help="--format ggml without --recipe: round the float model to this block type by ggml's own "
+                        "round to nearest (what whisper.cpp's quantize tool writes); default float16")
     p.set_defaults(func=run)
 
 
@@ -58,6 +65,7 @@ WRITERS = {
     "compressed-tensors": ("compressed_tensors", "write_compressed_tensors"),
     "nvfp4": ("nvfp4", "write_nvfp4"),
     "mlx": ("mlx", "write_mlx"),
+    "ggml": ("ggml", "write_ggml"),
 }
 FORMATS = ("onnx", *WRITERS)
 ONNX_ONLY = ("variant", "fp16", "accuracy_level", "compute")
@@ -81,13 +89,16 @@ def run(args) -> int:
                                       calib=args.calib if args.compute == "int8" else None, progress=not args.quiet)
         print(f"wrote {out}" + (f" (variant {args.variant})" if args.variant else ""), file=sys.stderr)
         return 0
-    out = export_format(args.format, ckpt, args.out, recipe)
+    options = {"ggml_type": args.ggml_type} if args.format == "ggml" else {}
+    out = export_format(args.format, ckpt, args.out, recipe, **options)
     print(f"wrote {out} ({args.format})", file=sys.stderr)
     return 0
 
 
 def check_options(args) -> None:
-    """Before any work: the ONNX-only flags are refused with another --format."""
+    """Before any work: the ONNX-only flags are refused with another --format, --ggml-type without ggml."""
+    if getattr(args, "ggml_type", None) and args.format != "ggml":
+        raise AsrQuantError(f"--ggml-type is a ggml option; --format {args.format} does not take it")
     if args.format == "onnx":
         return
     given = {"variant": args.variant, "fp16": args.fp16, "accuracy_level": args.accuracy_level is not None,
@@ -101,7 +112,7 @@ def check_options(args) -> None:
 def export_format(fmt: str, ckpt, out_dir: str | Path, recipe=None, **options) -> Path:
     """Write ``ckpt.model`` (quantized in place by ``recipe``) in format ``fmt`` to ``out_dir``.
 
-    ``options`` go to the writer (mlx: ``scale_dtype``; nvfp4: ``activation_amax``).
+    ``options`` go to the writer (mlx: ``scale_dtype``; nvfp4: ``activation_amax``; ggml: ``ggml_type``).
     """
     from ..quant.calibrate import quantized_weights
     from ..quant.linear import QuantLinear

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from torch import Tensor, nn
 
@@ -39,6 +39,21 @@ class MlxLayout:
 
 
 @dataclass
+class GgmlLayout:
+    """How the family's model file for whisper.cpp (ggml) holds it: the header, the front end's
+    mel filters, the token table and every tensor under the file's names."""
+
+    hparams: tuple[int, ...]  # the int32 header fields after the magic, before the file type
+    mel_filters: Any  # numpy float32 [n_mels, n_fft // 2 + 1]
+    vocab: list[bytes]  # the ordinary tokens' bytes by id (the runtime names the special ones)
+    module: Callable[[str], str]  # our module name -> its weight's name in the file
+    # Every tensor of the model under the file's names, in file order, shaped as the file stores
+    # it, with its storage: "main" (the file's type: the Linears and the token table), "half"
+    # (float16: the convolution kernels) or "float" (float32).
+    tensors: Callable[[nn.Module], dict[str, tuple[Tensor, str]]]
+
+
+@dataclass
 class FamilyInfo:
     """What a writer needs to know about a model family beyond the tensors."""
 
@@ -54,6 +69,7 @@ class FamilyInfo:
     # Linears of the Hugging Face class that our model does not hold (Whisper's proj_out, tied):
     # formats that list the modules they leave in float must name them too.
     extra_float_linears: tuple[str, ...] = ()
+    ggml: GgmlLayout | None = None  # None: the family has no whisper.cpp model file
 
 
 def family_info(ckpt) -> FamilyInfo:

@@ -11,6 +11,9 @@
                              into uint32 words along the row, ``w = scales * q + biases``, in
                              float32
     read_mlx_with_mlx        through ``mlx.core.dequantize`` itself
+    read_ggml                whisper.cpp's model file, from ggml's block definitions (its
+                             ``dequantize_row_*``): ``(q - 8) * d`` (q4_0), ``(q - 16) * d`` (q5_0),
+                             ``q * d`` (q8_0), ``q * d + m`` (q4_1, q5_1), in float32
 
 Each returns a :class:`ReadBack` keyed by the names in the artifact. Readers verify the
 artifact's manifest first and raise :class:`ArtifactError` naming the file when it is wrong.
@@ -234,3 +237,102 @@ def read_mlx_with_mlx(directory: str | Path) -> ReadBack:
         weights[m] = torch.from_numpy(np.array(w.astype(mx.float32)))
     tensors = {k: torch.from_numpy(np.array(v.astype(mx.float32))) for k, v in arrays.items()}
     return ReadBack(weights, {}, tensors, config)
+
+
+# --- ggml (whisper.cpp) ----------------------------------------------------------------------------
+
+# ggml_type -> (name, bytes per block of 32 (per element for float), header bytes: d [, m] [, qh])
+GGML_TYPES = {0: ("f32", 4), 1: ("f16", 2), 2: ("q4_0", 18), 3: ("q4_1", 20), 6: ("q5_0", 22), 7: ("q5_1", 24),
+              8: ("q8_0", 34)}
+
+
+def ggml_dequantize(type_name: str, raw: bytes, rows: int, n: int) -> np.ndarray:
+    """float32 [rows, n] from the bytes of ``rows`` rows of ``n`` weights of a ggml block type."""
+    size = GGML_TYPES[next(k for k, v in GGML_TYPES.items() if v[0] == type_name)][1]
+    b = np.frombuffer(raw, dtype=np.uint8).reshape(rows, n // 32, size)
+    d = b[..., 0:2].copy().view("<f2")[..., 0].astype(np.float32)[..., None]
+    if type_name == "q8_0":
+        return (b[..., 2:].view(np.int8).astype(np.float32) * d).reshape(rows, n)
+    has_m = type_name.endswith("_1")
+    at = 4 if has_m else 2
+    m = b[..., 2:4].copy().view("<f2")[..., 0].astype(np.float32)[..., None] if has_m else None
+    if type_name.startswith("q5"):
+        qh = b[..., at : at + 4].copy().view("<u4")[..., 0]
+        high = ((qh[..., None] >> np.arange(32, dtype=np.uint32)) & 1).astype(np.int32) << 4
+        at += 4
+    else:
+        high = 0
+    qs = b[..., at : at + 16].astype(np.int32)
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1) + high  # byte j: element j, then element j + 16
+    if has_m:
+        w = q.astype(np.float32) * d + m
+    else:
+        w = (q - (16 if type_name == "q5_0" else 8)).astype(np.float32) * d
+    return w.reshape(rows, n)
+
+
+@dataclass
+class GgmlFile:
+    hparams: list[int]  # the int32 fields between the magic and the file type
+    ftype: int  # as stored (quantized files: type + 1000 * quantization version)
+    mel_filters: np.ndarray
+    vocab: list[bytes]
+    types: dict[str, str]  # tensor name -> its ggml type name
+    tensors: dict[str, Tensor]  # float32 (block types dequantized), float16 as stored, in torch's order
+
+
+def parse_ggml(path: str | Path) -> GgmlFile:
+    """Every part of a whisper.cpp model file, checked as its loader checks it."""
+    path = Path(path)
+    data = path.read_bytes()
+    at = 0
+
+    def ints(count: int, fmt: str = "i") -> list[int]:
+        nonlocal at
+        if at + 4 * count > len(data):
+            raise ArtifactError(f"{path}: ends early (byte {at})")
+        out = list(np.frombuffer(data, dtype="<" + fmt + "4", count=count, offset=at))
+        at += 4 * count
+        return [int(x) for x in out]
+
+    def take(count: int) -> bytes:
+        nonlocal at
+        if at + count > len(data):
+            raise ArtifactError(f"{path}: ends early (byte {at})")
+        at += count
+        return data[at - count : at]
+
+    if ints(1, "u") != [0x67676D6C]:
+        raise ArtifactError(f"{path}: not a ggml model file (bad magic)")
+    hparams, ftype = ints(10), ints(1)[0]
+    n_mel, n_fft = ints(2)
+    filters = np.frombuffer(take(4 * n_mel * n_fft), dtype="<f4").reshape(n_mel, n_fft).copy()
+    vocab = [take(ints(1, "u")[0]) for _ in range(ints(1)[0])]
+    types, tensors = {}, {}
+    while at < len(data):
+        n_dims, length, ttype = ints(3)
+        if not 1 <= n_dims <= 4 or ttype not in GGML_TYPES:
+            raise ArtifactError(f"{path}: bad tensor record at byte {at} (dims {n_dims}, type {ttype})")
+        shape = tuple(reversed(ints(n_dims)))
+        name = take(length).decode("utf-8")
+        type_name, size = GGML_TYPES[ttype]
+        count = int(np.prod(shape))
+        raw = take(count * size if ttype in (0, 1) else count // 32 * size)
+        if ttype in (0, 1):
+            values = torch.from_numpy(np.frombuffer(raw, dtype="<f4" if ttype == 0 else "<f2").reshape(shape).copy())
+        else:
+            values = torch.from_numpy(ggml_dequantize(type_name, raw, count // shape[-1], shape[-1]).reshape(shape))
+        types[name], tensors[name] = type_name, values
+    return GgmlFile(hparams, ftype, filters, vocab, types, tensors)
+
+
+def read_ggml(directory: str | Path) -> ReadBack:
+    """An ``asrquant export --format ggml`` directory: the block-type tensors as ``weights`` (float32,
+    by the file's names), every other tensor as stored, the header in ``config``."""
+    directory = Path(directory)
+    manifest = verify(directory)
+    f = parse_ggml(directory / manifest.get("ggml_file", "ggml-model.bin"))
+    weights = {k: v for k, v in f.tensors.items() if f.types[k] not in ("f32", "f16")}
+    others = {k: v for k, v in f.tensors.items() if k not in weights}
+    config = {"hparams": f.hparams, "ftype": f.ftype, "types": f.types, "n_vocab_file": len(f.vocab)}
+    return ReadBack(weights, {}, others, config)
