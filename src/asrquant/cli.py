@@ -62,6 +62,13 @@ def cmd_quantize(args) -> int:
     return run(args)
 
 
+def cmd_targets(args) -> int:
+    from .export.targets import all_targets, describe
+
+    print(describe(all_targets()), end="")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -118,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="print the per-layer report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("targets", help="list the deployment targets (asrquant export MODEL --target NAME)")
+    p.set_defaults(func=cmd_targets)
 
     from .export import command as export_command
 
