@@ -268,9 +268,13 @@ def card_section(report: dict, labels: list[str], command: str | None = None) ->
                   "|---|---:|---:|---:|---|"]
         for cat in cats:
             b, r = ({"clips": _category_clips(x, cat)} for x in (base, run))
+            ea, eb, refs = _paired(b, r)
+            diff = sum(eb) - sum(ea)
+            delta = delta_cell(b, r) if len(refs) > 1 else \
+                f"{100 * diff / max(1, sum(refs)):+.1f} (one clip: no interval; {diff:+d} w)"
             lines.append(f"| {cat} | {base['per_category'].get(cat, {}).get('ref_words', 0)} "
                          f"| {_pct(base['per_category'].get(cat, {}).get('wer'))} "
-                         f"| {_pct(run['per_category'].get(cat, {}).get('wer'))} | {delta_cell(b, r)} |")
+                         f"| {_pct(run['per_category'].get(cat, {}).get('wer'))} | {delta} |")
     news = new_failures(base, run)
     lines += ["", f"New failures (the artifact fails, the float source does not): {', '.join(news) or 'none'}."]
     return "\n".join(lines)
