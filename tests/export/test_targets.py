@@ -140,6 +140,7 @@ def test_cpu_target_is_the_int4_onnx_artifact_and_onnxruntime_runs_it(tmp_path):
 
 @needs_tiny
 @needs_dev
+@pytest.mark.slow
 def test_vllm_target_reads_back_through_compressed_tensors(vllm_export):
     from asrquant.export.readers import read_compressed_tensors
 
@@ -187,6 +188,7 @@ def test_vllm_target_in_transformers_transcribes_like_our_fake_quant_on_vitw8(vl
 
 @needs_tiny
 @needs_dev
+@pytest.mark.slow
 def test_tensorrt_target_reads_back_as_nvfp4(tmp_path):
     from asrquant.export.readers import read_nvfp4
 
