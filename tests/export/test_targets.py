@@ -210,3 +210,20 @@ def test_mlx_target_reads_back_through_mlx(tmp_path):
     assert meta["library_name"] == "mlx" and "mixed-8attn-4mlp" in text
     rb = read_mlx_with_mlx(out)
     assert rb.weights
+
+
+@needs_tiny
+@needs_mlx
+@needs_vitw8
+@pytest.mark.slow
+def test_eval_of_a_non_onnx_target_benches_the_fake_quant_beside_the_float_source(tmp_path):
+    one = tmp_path / "one.jsonl"
+    clip = shortest_clips(1)[0]
+    one.write_text(json.dumps({**clip, "audio": str(VITW8.parent / clip["audio"])}) + "\n")
+    out = tmp_path / "mlx"
+    assert main(["export", "whisper-tiny.en", "--target", "mlx", "--eval", str(one), "--threads", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    _, text = card(out)
+    assert "## Measured against the float source" in text and "torch fake-quant" in text
+    assert "| float source (`whisper-tiny.en`, torch fp32) | 75.5 |" in text
+    assert not list(tmp_path.glob(".mlx*")), "the fake-quant copy or the staging was left behind"
