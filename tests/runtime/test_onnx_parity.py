@@ -34,7 +34,7 @@ THREADS = 1  # on a shared, busy machine one thread per side decodes fastest (no
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    from asrquant.export.command import load
+    from asrquant.quant.command import load_checkpoint as load
     from asrquant.models.whisper.onnx_graphs import export_onnx
 
     out = tmp_path_factory.mktemp("tiny") / "onnx"
