@@ -34,8 +34,8 @@ THREADS = 1  # on a shared, busy machine one thread per side decodes fastest (no
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    from asrquant.quant.command import load_checkpoint as load
     from asrquant.models.whisper.onnx_graphs import export_onnx
+    from asrquant.quant.command import load_checkpoint as load
 
     out = tmp_path_factory.mktemp("tiny") / "onnx"
     ckpt, _ = load("whisper-tiny.en")
