@@ -74,3 +74,29 @@ def test_bad_audio_in_transcribe_names_the_file(tmp_path):
     bad.write_bytes(b"not audio at all")
     r = run_cli("transcribe", "whisper-tiny.en", str(bad), "--threads", "1")
     assert r.returncode == 2 and "broken.flac" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_peak_rss_is_the_childs_own_not_its_big_parents(tmp_path):
+    """getrusage's ru_maxrss survives exec on Linux: a bench child of a big parent would report the
+    parent's size. The child reports its own high-water mark (VmHWM)."""
+    script = tmp_path / "big_parent.py"
+    manifest = tmp_path / "one.jsonl"
+    manifest.write_text(json.dumps({"id": "far", "audio": str(CLIP), "text": "Please remind me to print the forms "
+                                    "before we leave for the appointment tomorrow.", "lang": "en"}) + "\n")
+    script.write_text(
+        "import json, sys\n"
+        "import numpy as np\n"
+        "ballast = np.ones(1536 * 2**20 // 8)  # 1.5 GiB, touched\n"
+        "from asrquant.bench import _peak_rss_mb, bench\n"
+        f"report = bench(['whisper-tiny.en'], [{str(manifest)!r}], threads=1, progress=False)\n"
+        "print(json.dumps({'parent': _peak_rss_mb(), 'child': report['runs'][0]['peak_rss_mb']}))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    sizes = json.loads(out.stdout.strip().splitlines()[-1])
+    assert sizes["parent"] > 1536
+    assert 50 < sizes["child"] < sizes["parent"] - 700
+
+
+def test_peak_rss_falls_back_to_getrusage_without_proc(tmp_path):
+    from asrquant.bench import _peak_rss_mb
+
+    assert _peak_rss_mb(str(tmp_path / "no-proc-status")) > 10

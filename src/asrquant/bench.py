@@ -31,8 +31,22 @@ def _emit(event: str, **fields) -> None:
     sys.stdout.flush()
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+def _peak_rss_mb(status: str = "/proc/self/status") -> float:
+    """This process's own high-water mark of resident memory, in MB (2^20 bytes).
+
+    ``VmHWM`` where /proc exists: ``getrusage``'s ``ru_maxrss`` survives ``exec`` on Linux, so a
+    child forked from a big parent would report the parent's size. Elsewhere (macOS) ``ru_maxrss``,
+    which is the process's own there (bytes on macOS, KiB on the BSDs).
+    """
+    try:
+        with open(status, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
 
 
 def run_worker(job: dict) -> int:

@@ -81,6 +81,13 @@ def cmd_recipe_auto(args) -> int:
     return run(args)
 
 
+def cmd_targets(args) -> int:
+    from .export.targets import all_targets, describe
+
+    print(describe(all_targets()), end="")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -151,9 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=8, help="clips the sensitivities are measured on")
     p.add_argument("--recipe-clips", type=int, default=32, help="calibration clips the recipe asks for")
     p.add_argument("--refine", default=None, help="a refinement for every rule (dwq)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=options.threads, default=2)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_recipe_auto)
+
+    p = sub.add_parser("targets", help="list the deployment targets (asrquant export MODEL --target NAME)")
+    p.set_defaults(func=cmd_targets)
 
     from .export import command as export_command
 

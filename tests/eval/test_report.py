@@ -32,9 +32,39 @@ def test_failures_new_to_a_model_are_listed():
     base, q = REPORT["runs"]
     assert new_failures(base, q) == ["z (empty)"]  # y loops in both: not new
     md = to_markdown(REPORT)
-    assert "- `q4`: z (empty)" in md and "| 4.31 |" in md and "shared the CPU" in md
+    assert "- q4: z (empty)" in md and "| 4.31 |" in md and "shared the CPU" in md
 
 
 def test_plot_writes_a_png(tmp_path):
     plot(REPORT, str(tmp_path / "wer.png"))
     assert (tmp_path / "wer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rows_carry_short_labels_and_a_legend_gives_the_specs():
+    from asrquant.eval.report import labels, short_label
+
+    assert short_label("faster-whisper:whisper-base:int8") == "faster-whisper int8"
+    assert short_label("/home/u/.cache/asrquant/demo/whisper-base-onnx@int4") == "int4"
+    assert short_label("/home/u/.cache/asrquant/demo/whisper-base-cpu") == "whisper-base-cpu"
+    assert short_label("whisper-base") == "fp32"
+    report = {**REPORT, "labels": {"q4": "int4 (cpu)"}}
+    assert labels(report) == ["fp32", "int4 (cpu)"]
+    md = to_markdown({**report, "settings": {**REPORT["settings"], "cpu": "AMD EPYC, 2 cores: AVX2"}})
+    assert "| int4 (cpu) | asrquant-torch |" in md and "| int4 (cpu) | `q4` |" in md
+    assert "CPU: AMD EPYC, 2 cores: AVX2." in md
+    assert "| fp32 | asrquant-torch | 10.0 | — | 41.7 [" in md  # WER with its interval
+
+
+def test_tradeoff_figure_is_written_beside_the_per_category_one(tmp_path):
+    from asrquant.eval.report import write_reports
+
+    write_reports(REPORT, "asrquant bench", plot_path=tmp_path / "wer.png")
+    assert (tmp_path / "wer-tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_card_section_has_per_condition_deltas_and_new_failures():
+    from asrquant.eval.report import card_section
+
+    report = {**REPORT, "settings": {**REPORT["settings"], "data": ["/d/vitw8/manifest.jsonl"]}}
+    text = card_section(report, ["float", "int4"])
+    assert "| float | 10.0 |" in text and "| noise | 8 |" in text and "New failures" in text and "z (empty)" in text

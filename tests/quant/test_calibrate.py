@@ -23,7 +23,7 @@ MAX_LOGIT_ERR = {"int8": 0.02, "mixed-8attn-4mlp": 0.08, "rtn-int4-g64": 0.15, "
                  "gptq-int4-g64-emb8": 0.1, "gptq-int4-g64-emb4": 0.15,
                  "gptq-int4-g64-enc32": 0.1, "gptq-int4-g64-enc32-emb4": 0.15, "awq-int4-g64": 0.1,
                  "nvfp4-awq-lite": 0.15, "mxfp4": 0.3, "ggml-q4_0-gptq": 0.15, "ggml-q5_0-gptq": 0.1,
-                 "ggml-q8_0": 0.02}
+                 "ggml-q8_0": 0.02, "gptq-int4-g128-sym": 0.15}
 
 
 def tiny_whisper() -> Whisper:

@@ -1,5 +1,5 @@
 """``asrquant export``: load -> (calibrate + quantize by recipe) -> an artifact for a runtime
-(ONNX by default; compressed-tensors, NVFP4, MLX).
+(ONNX by default; compressed-tensors, NVFP4, MLX, ggml).
 
     asrquant export whisper-base --out runs/base-onnx
     asrquant export whisper-base --recipe gptq-int4-g64 --calib CALIB/manifest.jsonl \\
@@ -11,12 +11,20 @@
     asrquant export whisper-base --format ggml --out runs/base-ggml                  (whisper.cpp, float16)
     asrquant export whisper-base --recipe ggml-q4_0-gptq --calib CALIB/manifest.jsonl --format ggml --out runs/base-q4
     asrquant export whisper-base --format ggml --ggml-type q4_0 --out runs/base-q4-rtn  (ggml's own rounding)
+    asrquant export whisper-base --target cpu --calib CALIB/manifest.jsonl --eval EVAL/manifest.jsonl \\
+        --out runs/base-cpu
+
+A target (`asrquant targets`) is a named bundle of a recipe, a format and export options. Every
+artifact carries a model card (README.md); with --eval it holds the bench's table against the float
+source on those clips.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -55,6 +63,12 @@ def register(subparsers) -> None:
     p.add_argument("--ggml-type", choices=("q4_0", "q4_1", "q5_0", "q5_1", "q8_0"),
                    help="--format ggml without --recipe: round the float model to this block type by ggml's own "
                         "round to nearest (what whisper.cpp's quantize tool writes); default float16")
+    p.add_argument("--target", help="a deployment target (asrquant targets: cpu, vllm, tensorrt, mlx): its recipe, "
+                                    "format and export options; takes no --recipe, --format or ONNX option")
+    p.add_argument("--eval", metavar="MANIFEST", action="append",
+                   help="bench the artifact beside its float source on these clips (repeatable) and put the "
+                        "table in its model card (README.md)")
+    p.add_argument("--threads", type=options.threads, default=2, help="threads for --eval's bench")
     p.set_defaults(func=run)
 
 
@@ -73,26 +87,147 @@ ONNX_ONLY = ("variant", "fp16", "accuracy_level", "compute")
 
 def run(args) -> int:
     from ..artifact import prepare_out
-    from ..quant.command import input_paths, load_checkpoint  # torch: imported only when exporting
+    from ..quant.command import input_paths
 
+    target = apply_target(args)
     check_options(args)
     prepare_out(args.out, overwrite=args.overwrite, adding=bool(args.variant),
                 inputs=input_paths(args.model, args.recipe, args.calib))
     if args.variant and Path(args.out).is_dir() and any(Path(args.out).iterdir()) \
             and not families.is_onnx_artifact(args.out):
         raise AsrQuantError(f"{args.out}: not an ONNX export; --variant adds to one (export the default first)")
-    ckpt, recipe = load_checkpoint(args.model, args.recipe, args.calib, progress=not args.quiet)
-    if args.format == "onnx":
-        onnx_graphs = families.module(ckpt.family, "onnx_graphs")
-        out = onnx_graphs.export_onnx(ckpt, args.out, recipe=recipe, variant=args.variant,
-                                      accuracy_level=args.accuracy_level, fp16=args.fp16, compute=args.compute,
-                                      calib=args.calib if args.compute == "int8" else None, progress=not args.quiet)
-        print(f"wrote {out}" + (f" (variant {args.variant})" if args.variant else ""), file=sys.stderr)
+    if args.variant and args.eval:
+        raise AsrQuantError("--eval measures a whole artifact; export the variant, then asrquant bench DIR@VARIANT")
+    quantized, ckpt, recipe = checkpoint(args)
+    out = Path(args.out)
+    if args.variant:  # adds files to an existing ONNX artifact (its card stays as it was)
+        write_artifact(args, target, ckpt, recipe, out)
+        print(f"wrote {out} (variant {args.variant})", file=sys.stderr)
         return 0
-    options = {"ggml_type": args.ggml_type} if args.format == "ggml" else {}
-    out = export_format(args.format, ckpt, args.out, recipe, **options)
-    print(f"wrote {out} ({args.format})", file=sys.stderr)
+    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    try:
+        write_artifact(args, target, ckpt, recipe, staging)
+        evaluation = evaluate(args, staging, ckpt, quantized, recipe) if args.eval else None
+        from .card import add_card, card_text
+        from .hf_layout import family_info
+
+        add_card(staging, card_text(staging, spec=args.model, family=ckpt.family, config=family_info(ckpt).config,
+                                    fmt=args.format, recipe=recipe, target=target,
+                                    report=quantized.report if quantized else None,
+                                    calibration=quantized.calibration if quantized else None, evaluation=evaluation),
+                 **({"target": target.to_dict()} if target else {}))
+        publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"wrote {out} ({args.format}{f', target {target.name}' if target else ''}; model card {out}/README.md)",
+          file=sys.stderr)
     return 0
+
+
+def apply_target(args):
+    """--target NAME: its recipe, format and ONNX options, refusing flags that would change them."""
+    if not args.target:
+        return None
+    from .targets import load_target
+
+    target = load_target(args.target)
+    if target.format not in FORMATS:
+        raise AsrQuantError(f"target {target.name}: format {target.format} has no writer")
+    given = [flag for flag, on in (("--recipe", args.recipe), ("--format", args.format != "onnx"),
+                                   ("--compute", args.compute != "float"), ("--fp16", args.fp16),
+                                   ("--accuracy-level", args.accuracy_level is not None)) if on]
+    if given:
+        raise AsrQuantError(f"--target {target.name} sets the recipe, format and export options itself; "
+                            f"leave out {', '.join(given)} (or use them without --target)")
+    args.recipe, args.format = target.recipe, target.format
+    args.compute = target.options.get("compute", "float")
+    args.fp16 = bool(target.options.get("fp16", False))
+    return target
+
+
+def checkpoint(args):
+    """(QuantizedModel or None, checkpoint, recipe or None) for the export."""
+    from ..quant.command import load_checkpoint, quantize
+    from ..quant.saved import load_quantized
+    from ..spec import parse
+
+    parsed = parse(args.model)
+    if parsed.kind == "quantized" and not args.recipe:
+        saved = load_quantized(parsed.model)
+        return saved, saved.ckpt, saved.recipe
+    if parsed.kind == "quantized" and args.target:
+        raise AsrQuantError(f"{args.model}: already quantized; --target {args.target} quantizes the float model "
+                            "by its own recipe")
+    if parsed.kind == "model" and (args.recipe or parsed.recipe) and not (args.recipe and parsed.recipe):
+        qm = quantize(parsed.model, args.recipe or parsed.recipe, args.calib, progress=not args.quiet)
+        return qm, qm.ckpt, qm.recipe
+    ckpt, recipe = load_checkpoint(args.model, args.recipe, args.calib, progress=not args.quiet)
+    return None, ckpt, recipe
+
+
+def write_artifact(args, target, ckpt, recipe, out: Path) -> None:
+    if args.format != "onnx":
+        options = {"ggml_type": args.ggml_type} if args.format == "ggml" else {}
+        export_format(args.format, ckpt, out, recipe, **options)
+        return
+    smooth = args.compute == "int8" and (target is None or target.options.get("smooth", True))
+    onnx_graphs = families.module(ckpt.family, "onnx_graphs")
+    onnx_graphs.export_onnx(ckpt, out, recipe=recipe, variant=args.variant, accuracy_level=args.accuracy_level,
+                            fp16=args.fp16, compute=args.compute, calib=args.calib if smooth else None,
+                            progress=not args.quiet)
+
+
+def evaluate(args, artifact: Path, ckpt, quantized, recipe) -> str:
+    """The bench on --eval: the float source, then the artifact (ONNX: itself; the other formats:
+    the torch fake-quant model their readers give back bit for bit, saved beside the artifact)."""
+    from ..bench import bench
+    from ..eval.cpu import describe_cpu
+    from ..eval.report import card_section
+
+    spec = str(artifact)
+    saved = None
+    if args.format != "onnx":
+        if quantized is None:
+            return ""  # a float export in a non-ONNX format: nothing quantized to compare
+        from ..quant.saved import save_quantized
+
+        saved = artifact.parent / f".{artifact.name}.fake-quant"
+        save_quantized(quantized, saved)
+        spec = str(saved)
+    try:
+        source = quantized_source(args.model)
+        report = bench([source, spec], args.eval, threads=args.threads, progress=not args.quiet)
+        report["settings"]["cpu"] = describe_cpu()
+    finally:
+        if saved is not None:
+            shutil.rmtree(saved, ignore_errors=True)
+    how = "onnxruntime, this directory" if args.format == "onnx" else \
+        f"the torch fake-quant model with the weights this {args.format} checkpoint holds (bit for bit)"
+    return card_section(report, labels=[f"float source (`{Path(source).name}`, torch fp32)", f"this artifact ({how})"],
+                        command=" ".join(["asrquant", "export", *sys.argv[2:]]) if len(sys.argv) > 2 else None)
+
+
+def quantized_source(model: str) -> str:
+    """The float model a bench compares with: the spec itself, or the source a saved model records."""
+    from ..spec import parse
+
+    parsed = parse(model)
+    if parsed.kind == "quantized":
+        import json
+
+        return json.loads((Path(parsed.model) / "config.json").read_text()).get("source", parsed.model)
+    return parsed.model
+
+
+def publish(staging: Path, out: Path) -> None:
+    """Put the finished artifact (its card included) at ``out`` in one rename."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def check_options(args) -> None:

@@ -33,3 +33,11 @@ def family_info(ckpt: Qwen3ASRCheckpoint) -> FamilyInfo:
     info = FamilyInfo(FAMILY, config, hf_module, to_hf_state_dict, mlx, files, ckpt.source, ckpt.source_sha256,
                       tied)
     return info
+
+
+def card_facts(spec: str, config: dict) -> dict:
+    """What a model card says about the source: the config's ``_name_or_path`` (a Hugging Face id
+    such as Qwen/Qwen3-ASR-0.6B) where it records one, else the directory's name."""
+    name = str(spec).rstrip("/").rsplit("/", 1)[-1]
+    return {"base_model": config.get("_name_or_path") or name, "license": "apache-2.0", "tags": ["qwen3-asr"],
+            "language": None}

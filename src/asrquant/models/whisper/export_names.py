@@ -122,3 +122,16 @@ def family_info(ckpt: WhisperCheckpoint) -> FamilyInfo:
     )
     return FamilyInfo(FAMILY, hf_config(ckpt), hf_module, to_hf_state_dict, mlx, files, ckpt.source,
                       ckpt.source_sha256, extra_float_linears=("proj_out",), ggml=ggml_layout(ckpt))
+
+
+OPENAI_SIZES = ("tiny", "base", "small", "medium", "large", "large-v2", "large-v3", "large-v3-turbo", "turbo")
+
+
+def card_facts(spec: str, config: dict) -> dict:
+    """What a model card says about the source: its Hugging Face id where it is known (OpenAI's
+    checkpoints by their registry name, else the config's ``_name_or_path``), licence and tags."""
+    name = Path(str(spec)).name
+    size = name.removeprefix("whisper-").removesuffix(".en")
+    base = f"openai/{name}" if name.startswith("whisper-") and size in OPENAI_SIZES else None
+    return {"base_model": base or config.get("_name_or_path") or name, "license": "apache-2.0",
+            "tags": ["whisper"], "language": ["en"] if name.endswith(".en") else None}
