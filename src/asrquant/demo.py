@@ -74,8 +74,8 @@ def run_demo(args) -> int:
 
     from .bench import bench
     from .cache import cache_dir
+    from .cpu import describe_cpu
     from .data.default_set import default_bench_set, default_calib_set
-    from .eval.cpu import describe_cpu
     from .eval.report import tradeoff_path, write_reports
 
     console = Console(stderr=True)

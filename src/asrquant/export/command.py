@@ -181,7 +181,7 @@ def evaluate(args, artifact: Path, ckpt, quantized, recipe) -> str:
     """The bench on --eval: the float source, then the artifact (ONNX: itself; the other formats:
     the torch fake-quant model their readers give back bit for bit, saved beside the artifact)."""
     from ..bench import bench
-    from ..eval.cpu import describe_cpu
+    from ..cpu import describe_cpu
     from ..eval.report import card_section
 
     spec = str(artifact)
