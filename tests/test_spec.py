@@ -67,8 +67,10 @@ def test_family_is_read_from_the_config_never_the_name(tmp_path):
 
 def test_every_family_has_every_role_module():
     for family in families.FAMILIES.values():
-        for role in families.ROLES:
-            assert family.module(role).__name__ == f"asrquant.models.{family.package}.{role}"
+        for role, names in families.ROLES.items():
+            module = family.module(role)
+            assert module.__name__ == f"asrquant.models.{family.package}.{role}"
+            assert [n for n in names if not hasattr(module, n)] == [], (family.name, role)
     with pytest.raises(ValueError, match="unknown family role"):
         families.module("whisper", "nope")
     with pytest.raises(ValueError, match="unknown model family 'ctc'"):

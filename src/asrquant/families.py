@@ -19,20 +19,21 @@ from types import ModuleType
 
 from .errors import ModelError
 
-# What each family folder holds, by role (the same file names in every family).
-ROLES = (
-    "detect",         # FAMILY (its name) and is_source(path): a checkpoint of this family? (torch-free)
-    "model",          # the torch module and its dimensions
-    "load",           # load(spec) -> checkpoint (weights, tokenizer, settings)
-    "tokenizer",
-    "transcribe",     # the transcriber: prompt, decoding rules, output parsing
-    "calib",          # CalibAdapter (blocks in execution order), calibration_samples, check_recipe
-    "saved",          # this family's part of the saved quantized format
-    "export_names",   # family_info(ckpt): tensor names and configs for the export formats
-    "onnx_graphs",    # export_onnx(ckpt, out, ...): the family's ONNX graphs
-    "onnx_session",   # open_onnx_engine(spec, threads): the torch-free runner
-    "torch_session",  # open_torch_engine(spec, threads, calib): the fake-quant reference
-)
+# What each family folder holds, by role (the same file names in every family), and the names
+# each role module provides to the stages that are not family-specific.
+ROLES: dict[str, tuple[str, ...]] = {
+    "detect": ("FAMILY", "is_source"),  # its name; a checkpoint of this family? (torch-free)
+    "model": (),  # the torch module (its class has a `family` attribute) and its dimensions
+    "load": ("load",),  # load(spec) -> checkpoint (weights, tokenizer, settings)
+    "tokenizer": (),
+    "transcribe": (),  # the transcriber: prompt, decoding rules, output parsing
+    "calib": ("CalibAdapter", "calibration_samples", "check_recipe"),  # blocks in execution order
+    "saved": ("config", "tensors", "support_files", "build"),  # its part of the saved format
+    "export_names": ("family_info", "card_facts"),  # tensor names and configs for the formats
+    "onnx_graphs": ("export_onnx",),  # export_onnx(ckpt, out, ...): the family's ONNX graphs
+    "onnx_session": ("open_transcriber",),  # the torch-free runner of its exports
+    "torch_session": ("open_transcriber",),  # the fake-quant reference
+}
 
 SAVED_KIND = "asrquant-quantized"  # config.json "kind" of a directory written by `asrquant quantize`
 ONNX_KIND = "onnx"  # manifest.json "kind" of an `asrquant export` ONNX artifact

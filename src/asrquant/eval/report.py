@@ -99,8 +99,9 @@ def wer_cell(run: dict) -> str:
 def legend(report: dict) -> list[str]:
     lines = ["| label | spec | engine | size MB | bits/w |", "|---|---|---|---:|---:|"]
     for lab, r in zip(labels(report), report["runs"]):
-        lines.append(f"| {lab} | `{r['spec']}` | {r['engine']} | {r['size_bytes'] / 1e6:.1f} "
-                     f"| {_bits(r.get('bits_per_weight'))} |")
+        size = "—" if r.get("size_bytes") is None else f"{r['size_bytes'] / 1e6:.1f}"  # a model that failed
+        engine = r.get("engine") or "—"
+        lines.append(f"| {lab} | `{r['spec']}` | {engine} | {size} | {_bits(r.get('bits_per_weight'))} |")
     return lines
 
 
