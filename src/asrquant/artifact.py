@@ -52,11 +52,23 @@ def atomic_dir(out: str | Path, overwrite: bool = True) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_dir(tmp, out)
+
+
+def staging_dir(out: str | Path, what: str) -> Path:
+    """A path beside ``out`` to assemble a whole artifact in before :func:`replace_dir`; named as
+    :func:`atomic_dir`'s temporaries are, so a killed run's leftover is cleaned by the next write."""
+    out = Path(out)
+    return out.parent / f".{out.name}.tmp-{os.getpid()}-{what}"
+
+
+def replace_dir(new: Path, out: Path) -> None:
+    """Put the finished directory ``new`` at ``out`` (whatever was there is removed after the rename)."""
     old = None
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         os.replace(out, old)
-    os.replace(tmp, out)
+    os.replace(new, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import shutil
 import sys
 from pathlib import Path
 
 from .. import families, options
+from ..artifact import prepare_out, replace_dir, staging_dir
 from ..errors import AsrQuantError
 
 
@@ -86,7 +86,6 @@ ONNX_ONLY = ("variant", "fp16", "accuracy_level", "compute")
 
 
 def run(args) -> int:
-    from ..artifact import prepare_out
     from ..quant.command import input_paths
 
     target = apply_target(args)
@@ -104,7 +103,7 @@ def run(args) -> int:
         write_artifact(args, target, ckpt, recipe, out)
         print(f"wrote {out} (variant {args.variant})", file=sys.stderr)
         return 0
-    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    staging = staging_dir(out, "staging")
     try:
         write_artifact(args, target, ckpt, recipe, staging)
         evaluation = evaluate(args, staging, ckpt, quantized, recipe) if args.eval else None
@@ -116,7 +115,7 @@ def run(args) -> int:
                                     report=quantized.report if quantized else None,
                                     calibration=quantized.calibration if quantized else None, evaluation=evaluation),
                  **({"target": target.to_dict()} if target else {}))
-        publish(staging, out)
+        replace_dir(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"wrote {out} ({args.format}{f', target {target.name}' if target else ''}; model card {out}/README.md)",
@@ -217,17 +216,6 @@ def quantized_source(model: str) -> str:
 
         return json.loads((Path(parsed.model) / "config.json").read_text()).get("source", parsed.model)
     return parsed.model
-
-
-def publish(staging: Path, out: Path) -> None:
-    """Put the finished artifact (its card included) at ``out`` in one rename."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def check_options(args) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..artifact import MANIFEST, verify
 from ..errors import ArtifactError
 from ..families import ONNX_KIND
 
@@ -103,3 +104,12 @@ def variant_graph_files(directory: Path, manifest: dict, variant: str | None,
         if f not in manifest["files"]:
             raise ArtifactError(f"{directory / f}: graph {g} of variant {name!r} is not listed in {manifest_name}")
     return name, files
+
+
+def open_variant(directory: Path, variant: str | None, family: str) -> tuple[dict, str, dict[str, str]]:
+    """What every family's runner checks before it loads a graph: (manifest, variant name, graph ->
+    file) of an export of ``family`` whose every file matches its manifest."""
+    manifest = verify(directory)
+    check_onnx_manifest(manifest, directory / MANIFEST, "export the model again", family=family)
+    name, files = variant_graph_files(directory, manifest, variant, MANIFEST)
+    return manifest, name, files

@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ...artifact import MANIFEST, verify
 from ...errors import ArtifactError
 from ...runtime.load_time_weights import load_time_weights
 from ...runtime.onnx import session_options
-from ...runtime.onnx_layout import ENCODER_WEIGHTS, check_onnx_manifest, variant_graph_files
+from ...runtime.onnx_layout import ENCODER_WEIGHTS, open_variant
 from .detect import FAMILY
 from .features import chunk_mel
 from .tokenizer import Qwen3ASRTokenizer
@@ -81,9 +80,7 @@ def _read_config(path: Path) -> dict:
 def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | None = None):
     """(Qwen3ASRTranscriber, bytes of the files it runs) for an export of ``asrquant export``."""
     directory = Path(directory)
-    manifest = verify(directory)
-    check_onnx_manifest(manifest, directory / MANIFEST, "export the model again", family=FAMILY)
-    _, files = variant_graph_files(directory, manifest, variant, MANIFEST)
+    manifest, _, files = open_variant(directory, variant, FAMILY)
     listed = manifest["files"]
     config = _read_config(directory / "config.json")
     session = Qwen3ASROnnxSession(directory, n_window=config["n_window"], n_window_infer=config["n_window_infer"],

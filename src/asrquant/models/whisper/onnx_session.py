@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ...artifact import MANIFEST, read_json, verify
+from ...artifact import read_json
 from ...runtime.load_time_weights import load_time_weights
 from ...runtime.onnx import session_options
-from ...runtime.onnx_layout import ENCODER_WEIGHTS, check_onnx_manifest, graph_file, variant_graph_files, weights_file
+from ...runtime.onnx_layout import ENCODER_WEIGHTS, graph_file, open_variant, weights_file
 from .detect import FAMILY
 from .tokenizer import WhisperTokenizer
 from .transcribe import WhisperGeneration, WhisperTranscriber
@@ -169,9 +169,7 @@ def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | N
     """(WhisperTranscriber, size in bytes of the files it runs) for an export, after checking
     every file against the manifest; ``variant`` picks suffixed graphs, falling back to the default."""
     directory = Path(directory)
-    manifest = verify(directory)
-    check_onnx_manifest(manifest, directory / MANIFEST, "export the model again", family=FAMILY)
-    name, files = variant_graph_files(directory, manifest, variant, MANIFEST)
+    manifest, name, files = open_variant(directory, variant, FAMILY)
     listed = manifest["files"]
     config = read_json(directory / "config.json")
     session = OnnxWhisperSession({g: directory / f for g, f in files.items()}, config["dims"], threads)
