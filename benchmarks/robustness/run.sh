@@ -21,7 +21,7 @@ lscpu | grep -o -w -E "avx2|avx512_vnni|amx_tile" | sort -u | tr '\n' ' ' >> "$H
 [ -d "$WORK/tiny-onnx" ] || cli export whisper-tiny.en --out "$WORK/tiny-onnx" --quiet
 for engine in whisper-tiny.en "$WORK/tiny-onnx"; do
     name=$(basename "$engine")
-    /usr/bin/time -v -o "$HERE/long-$name.time" cli transcribe "$engine" "$WORK/long.wav" --threads 2 \
+    /usr/bin/time -v -o "$HERE/long-$name.time" "$PY" -m asrquant.cli transcribe "$engine" "$WORK/long.wav" --threads 2 \
         > "$WORK/long-$name.txt"
     grep -E "Maximum resident|Elapsed" "$HERE/long-$name.time"
 done

@@ -179,7 +179,8 @@ def _run_spec(job: dict, on_clip) -> dict:
     return result
 
 
-# How a clip can fail, as the report counts it: the model's output (empty, a loop, the length
+# How a clip can fail, as the report counts it: the model's output (no word after normalisation:
+# empty, or only punctuation as a model with broken weights gives, "!!!!!!!!"; a loop; the length
 # limit) or the clip itself (unreadable, silent, too short) or the model on it (an error).
 FAILURE_KINDS = ("empty", "loop", "max_length", "bad_input", "silence", "too_short", "model_error")
 
@@ -201,7 +202,7 @@ def _score_run(spec: str, raw: list[dict], clips: list[Clip]) -> dict:
             rows.append({**row, "hyp": None, "error": ev["error"], "error_kind": ev.get("kind", "bad_input")})
             continue
         s = score(clip.text, ev["hyp"], clip.lang or "en")
-        failures["empty"] += not ev["hyp"].strip()
+        failures["empty"] += s.hyp_words == 0
         failures["loop"] += "loop" in ev["stops"]
         failures["max_length"] += "max_length" in ev["stops"]
         rows.append({**row, "hyp": ev["hyp"], "errors": s.errors, "ref_words": s.ref_words,

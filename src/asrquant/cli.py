@@ -16,6 +16,7 @@ from .errors import AsrQuantError
 def cmd_transcribe(args) -> int:
     from .audio import check_speech, load_audio
     from .engines import open_engine
+    from .eval.text import normalize
 
     engine = open_engine(args.model, threads=args.threads)
     status = 0
@@ -27,6 +28,13 @@ def cmd_transcribe(args) -> int:
             status = 2
             continue
         out = engine.transcribe(audio, args.language, args.beam, args.max_new_tokens)
+        if not normalize(out.text, out.language or "en"):
+            # Speech (check_speech passed) that gives no word: what numerically broken weights give
+            # ("!!!!!!!!"); flagged, never passed off as a transcript.
+            out.stops = [*out.stops, "no_words"]
+            print(f"asrquant: warning: {path}: the model's output has no word ({out.text!r}) although the audio "
+                  "holds sound; are its weights broken?", file=sys.stderr)
+            status = status or 1
         if args.json:
             print(json.dumps({"audio": path, "text": out.text, "language": out.language, "stops": out.stops},
                              ensure_ascii=False))

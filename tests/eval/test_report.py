@@ -68,3 +68,12 @@ def test_card_section_has_per_condition_deltas_and_new_failures():
     report = {**REPORT, "settings": {**REPORT["settings"], "data": ["/d/vitw8/manifest.jsonl"]}}
     text = card_section(report, ["float", "int4"])
     assert "| float | 10.0 |" in text and "| noise | 8 |" in text and "New failures" in text and "z (empty)" in text
+
+
+def test_output_with_no_word_is_a_failure():
+    """Only punctuation, what numerically broken weights give, is counted as no words, as empty output is."""
+    from asrquant.eval.report import clip_failures
+
+    assert clip_failures(clip("a", "clean", "!!!!!!!!", 4)) == {"empty"}
+    assert clip_failures(clip("a", "clean", "。，", 4) | {"lang": "zh"}) == {"empty"}
+    assert clip_failures(clip("a", "clean", "a!", 3)) == set()

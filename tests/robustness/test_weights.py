@@ -146,3 +146,24 @@ def test_saved_model_with_changed_bytes_and_rewritten_hash(capsys, tmp_path, sav
     code, out, err = cli(capsys, "transcribe", q, clip, "--max-new-tokens", "2")
     assert "Traceback" not in err
     assert code == 0 or (code == 2 and str(q) in err), (code, err)
+
+
+def test_transcribe_flags_an_output_with_no_word(capsys, monkeypatch, tmp_path):
+    """Finite weights can still be garbage ("!!!!!!!!" from a model.bin with bytes overwritten): speech
+    that gives no word is flagged, warned about naming the file, and exits 1, not 0."""
+    import soundfile as sf
+
+    import asrquant.engines
+    from asrquant.transcript import Transcript
+
+    from .conftest import speech_like
+
+    class Broken:
+        def transcribe(self, audio, language=None, beam=1, max_new_tokens=224):
+            return Transcript("!!!!!!!!", "en", stops=["eot"])
+
+    monkeypatch.setattr(asrquant.engines, "open_engine", lambda spec, threads=None: Broken())
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, speech_like(), 16000)
+    code, out, err = cli(capsys, "transcribe", "any-model", wav)
+    assert code == 1 and "[no_words]" in out and str(wav) in err and "no word" in err and "Traceback" not in err

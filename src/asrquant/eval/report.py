@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import AsrQuantError
 from .metrics import bootstrap_ci
+from .text import normalize
 
 
 def _pct(x: float) -> str:
@@ -42,11 +43,12 @@ def delta_cell(base: dict, run: dict) -> str:
 
 
 def clip_failures(clip: dict) -> set[str]:
-    """How a scored clip failed: empty output, a stopped loop, the length limit."""
+    """How a scored clip failed: no word in the output (empty or only punctuation), a stopped loop,
+    the length limit."""
     if clip.get("hyp") is None:
         return set()
     stops = set(clip.get("stops") or []) & {"loop", "max_length"}
-    return stops | ({"empty"} if not clip["hyp"].strip() else set())
+    return stops | (set() if normalize(clip["hyp"], clip.get("lang") or "en") else {"empty"})
 
 
 def new_failures(base: dict, run: dict) -> list[str]:
@@ -137,7 +139,7 @@ def to_markdown(report: dict, command: str | None = None, max_clip_rows: int = 4
               "encoder (the rest is decoding).", ""]
     lines += ["| model | engine | size MB | bits/w | WER [95% CI] | Δ WER vs first [95% CI] (words) "
               "| mean agreement | same text as first | RTF | enc % | peak RSS MB | load s "
-              "| empty / loop / max-len / bad input | new failures |",
+              "| no words / loop / max-len / bad input | new failures |",
               "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in runs:
         f = r["failures"]
@@ -151,7 +153,7 @@ def to_markdown(report: dict, command: str | None = None, max_clip_rows: int = 4
             f"| {'—' if r is base else len(new_failures(base, r))} |")
     news = [(r["spec"], new_failures(base, r)) for r in runs[1:]]
     if any(n for _, n in news):
-        lines += ["", "New failures: clips where a model fails (empty / loop / max-len) and the first row does not:",
+        lines += ["", "New failures: clips where a model fails (no words / loop / max-len) and the first row does not:",
                   ""]
         lines += [f"- {names[spec]}: {', '.join(n)}" for spec, n in news if n]
     cats = sorted({c for r in runs for c in r["per_category"]})
