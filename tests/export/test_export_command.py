@@ -22,8 +22,11 @@ def test_export_then_transcribe(small_ckpt, tmp_path, capsys):
     sf.write(wav, (0.1 * np.sin(np.arange(32000) / 10)).astype(np.float32), 16000)
     capsys.readouterr()
     for spec in (str(out), f"{out}@int4"):
-        assert main(["transcribe", spec, str(wav), "--json", "--max-new-tokens", "5", "--threads", "1"]) == 0
-        assert json.loads(capsys.readouterr().out)["audio"] == str(wav)
+        code = main(["transcribe", spec, str(wav), "--json", "--max-new-tokens", "5", "--threads", "1"])
+        out, err = capsys.readouterr()
+        # A random model may say no word: then it is flagged and exits 1, never 0.
+        assert code == 0 or (code == 1 and "no_words" in json.loads(out)["stops"] and "no word" in err), err
+        assert json.loads(out)["audio"] == str(wav)
 
 
 def test_export_refuses_a_recipe_that_needs_calibration_without_clips(small_ckpt, tmp_path, capsys):

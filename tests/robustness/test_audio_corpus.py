@@ -92,5 +92,6 @@ def test_transcribe_refuses_each_bad_file_and_goes_on(capsys, small_dir, tmp_pat
     good = tmp_path / "good.wav"
     code, out, err = cli(capsys, "transcribe", small_dir, *paths, good, "--max-new-tokens", "4", "--json")
     refused((code, out, err), *paths)
-    assert len(err.strip().splitlines()) == len(KINDS)  # one line per bad file
+    # one error line per bad file (a random model's output may also be warned about as having no word)
+    assert sum(line.startswith("asrquant: error:") for line in err.splitlines()) == len(KINDS)
     assert len(out.strip().splitlines()) == 1 and str(good) in out  # only the good clip has a transcript
