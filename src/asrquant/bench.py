@@ -112,8 +112,16 @@ def run_worker(job: dict) -> int:
 _LIVE: set[subprocess.Popen] = set()
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the parent dies (even by SIGKILL). Linux only."""
+# Signals that stop a bench. Held off while a worker is forked: preexec_fn makes the fork run
+# Python's at-fork handlers, and a Ctrl-C landing inside one is swallowed ("Exception ignored in
+# _releaseLock"), so the bench would run on to the end. Held, it is delivered right after the fork.
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _child_setup() -> None:
+    """In the child, before exec: take the stop signals again (the mask survives exec), and
+    SIGKILL when the parent dies (even by SIGKILL). Linux only."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     try:
         import ctypes
 
@@ -123,7 +131,14 @@ def _die_with_parent() -> None:
 
 
 def _spawn(cmd: list[str], **kwargs) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent if sys.platform == "linux" else None, **kwargs)
+    if sys.platform != "linux":
+        proc = subprocess.Popen(cmd, **kwargs)
+    else:
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            proc = subprocess.Popen(cmd, preexec_fn=_child_setup, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     _LIVE.add(proc)
     return proc
 
@@ -362,6 +377,12 @@ def bench(specs: list[str], data: list[str], language: str | None = None, beam: 
         return {"settings": {**settings, **({"partial": partial} if partial else {})}, "warnings": warnings,
                 "runs": runs}
 
+    def done() -> str:
+        """How far the run is; a model that could not be opened or quantized is counted as failed, not done."""
+        failed = sum(any("error" in r for r in raw[s]) for s in specs)
+        ok = sum(1 for s in specs for r in raw[s] if "error" not in r)
+        return f"{ok} of {len(specs) * repeat} runs done" + (f", {failed} model(s) failed" if failed else "")
+
     def save(partial: str) -> None:
         if on_report is not None:
             on_report(report(partial))
@@ -385,13 +406,13 @@ def bench(specs: list[str], data: list[str], language: str | None = None, beam: 
                 job = dict(spec=spec, open=opened[spec], clips=job_clips, language=language, beam=beam,
                            threads=threads, max_new_tokens=max_new_tokens)
                 raw[spec].append(_run_spec(job, lambda: bar.advance(task)))
-                save(f"{sum(len(r) for r in raw.values())} of {len(specs) * repeat} runs done")
+                save(done())
 
             for rep in range(repeat):
                 _parallel(lambda s: run(s, rep), specs, jobs)
     except KeyboardInterrupt:
         _kill_children()
-        save("interrupted; " + f"{sum(len(r) for r in raw.values())} of {len(specs) * repeat} runs done")
+        save("interrupted; " + done())
         raise
     return report(None)
 
