@@ -76,3 +76,40 @@ def test_tiny_en_fused_and_unfused_give_the_same_tokens_on_vitw8(tmp_path):
     for c in clips:
         x = load_audio(MANIFESTS[0].parent / c["audio"])
         assert fused.transcribe(x).tokens == unfused.transcribe(x).tokens, c["id"]
+
+
+INT4 = """
+name = "int4"
+[[rules]]
+format = "int"
+bits = 4
+group_size = 32
+symmetric = false
+scale_dtype = "float16"
+"""
+
+
+def test_a_fused_variant_of_an_int8_artifact_reads_the_default_encoder_weights(tmp_path):
+    """The fused variant's encoder_weights graph equals the default's, so the writer does not write
+    it again; the runner reads the one the manifest records for the variant."""
+    from onnx_fixtures import small_checkpoint
+
+    from asrquant.models.whisper.onnx_session import open_onnx_artifact
+    from asrquant.quant.calibrate import quantize_model
+    from asrquant.quant.recipe import parse_recipe
+
+    ckpt = small_checkpoint()
+    recipe = parse_recipe(INT4)
+    quantize_model(ckpt.model, recipe, None, progress=False)
+    out = tmp_path / "int8"
+    export(ckpt, out, recipe=recipe, compute="int8", fp16=True)
+    export(ckpt, out, recipe=recipe, compute="int8", fp16=True, variant="fused", attention="fused")
+    graphs = json.loads((out / "manifest.json").read_text())["variants"]["fused"]["graphs"]
+    assert graphs["encoder"] == "encoder.fused.onnx" and graphs["encoder_weights"] == "encoder_weights.onnx"
+    assert not (out / "encoder_weights.fused.onnx").exists()
+    mel = log_mel(audio())
+    a = open_onnx_artifact(out, threads=1)[0].session.encode(mel)
+    b = open_onnx_artifact(out, threads=1, variant="fused")[0].session.encode(mel)
+    # int8 activations: a float difference can move a row's rounding by one step, no more
+    np.testing.assert_allclose(b.k, a.k, rtol=0, atol=2e-2 * np.abs(a.k).max())
+    assert float(a.k.ravel() @ b.k.ravel() / np.linalg.norm(a.k) / np.linalg.norm(b.k)) > 0.9999
