@@ -22,7 +22,10 @@ grep -q '"fused"' $O/$M-cpu/manifest.json || \
 [ -f $O/bench.json ] || $AQ bench --model $O/$M-cpu --model $O/$M-cpu@fused --model faster-whisper:$M:int8 \
   --data $VITW --data $DEV --repeat 3 --threads 2 --json $O/bench.json --markdown $O/bench.md
 $PY $B/summarize.py $O/bench.json --out $B/bench-summary.json
+# CPU seconds per audio second, 1 thread, the three rows at once (for a busy machine: counts work, not waiting)
+[ -f $B/cpu-time.json ] || $PY benchmarks/whisper-cpp/cpu_time.py --json $B/cpu-time.json --data $VITW --data $DEV \
+  $O/$M-cpu $O/$M-cpu@fused faster-whisper:$M:int8
 # Token for token, fused against unfused
 [ -f $B/token-parity.json ] || $PY $B/token_parity.py $O/$M-cpu $O/$M-cpu@fused $VITW $DEV --json $B/token-parity.json
 # Long audio: every vitw8 + dev clip in one 2 min 20 s clip (5 windows), 1 or 2 windows per encoder run
-[ -f $B/long-audio.json ] || $PY $B/long_audio.py $O/$M-cpu@fused $VITW $DEV --repeat 5 --json $B/long-audio.json
+[ -f $B/long-audio.json ] || $PY $B/long_audio.py $O/$M-cpu@fused $VITW $DEV --repeat 5 --threads 1 --json $B/long-audio.json
