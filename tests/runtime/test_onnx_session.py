@@ -126,6 +126,7 @@ def test_long_audio_transcribes_the_same_batched_or_not(small_artifact, monkeypa
 
     transcriber, _ = open_onnx_artifact(small_artifact, threads=1)
     long = np.concatenate([audio(30.0, 0), audio(30.0, 1), audio(12.0, 2)])
+    monkeypatch.setattr(transcribe, "ENCODE_BATCH", 2)
     batched = transcriber.transcribe(long, max_new_tokens=8, loop_guard=False)
     monkeypatch.setattr(transcribe, "ENCODE_BATCH", 1)
     single = transcriber.transcribe(long, max_new_tokens=8, loop_guard=False)

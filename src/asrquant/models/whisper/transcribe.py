@@ -17,9 +17,10 @@ from .tokenizer import WhisperTokenizer
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
-# Windows per encoder call for sessions that batch (long audio); more windows hold more encoder
-# outputs at once for little more speed (benchmarks/onnx-speed/README.md).
-ENCODE_BATCH = 2
+# Windows per encoder call for sessions that batch (long audio). One: on an AVX2 CPU two windows
+# per run cost more CPU than two runs at 1 thread and were no faster at 2, with the same tokens
+# (benchmarks/onnx-speed/README.md); the batched path stays for CPUs where larger GEMMs pay.
+ENCODE_BATCH = 1
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,9 @@ class WhisperTranscriber:
         return out
 
     def _encoded_windows(self, audio: np.ndarray, out: Transcript):
-        """Each 30 s window's encoder output, in order. A session with ``encode_batch`` gets up
-        to ENCODE_BATCH windows in one call (one encoder run: fewer, larger GEMMs); the others one
-        window at a time. Windows are encoded only as the decoding reaches them, so memory holds
+        """Each 30 s window's encoder output, in order. With ENCODE_BATCH > 1 a session with
+        ``encode_batch`` gets up to that many windows in one call (one encoder run: fewer, larger
+        GEMMs); otherwise one window at a time. Windows are encoded only as the decoding reaches them, so memory holds
         at most one batch of encoder outputs."""
         n_windows = max(1, -(-len(audio) // WINDOW_SAMPLES))
         mels = (log_mel(audio[w * WINDOW_SAMPLES : (w + 1) * WINDOW_SAMPLES], n_mels=self.generation.n_mels)
