@@ -36,6 +36,9 @@ Choices, and why:
   in these graphs and only adds SkipLayerNormalization, which measured no faster (figures:
   benchmarks/onnx-export/README.md). onnxruntime's own load-time
   optimizer already fuses BiasGelu, the query scale into the MatMul, and Transpose + MatMul.
+  The encoder's attention is instead traced as the fused op itself when asked
+  (``attention="fused"``, :mod:`asrquant.export.onnx.attention`); the decoders' stays unfused
+  (their cache layout is not the one that op reads; figures: benchmarks/onnx-speed/README.md).
 """
 
 from __future__ import annotations
