@@ -144,10 +144,15 @@ def test_graph_not_in_the_manifest_is_refused(small_artifact, tmp_path):
     shutil.copytree(small_artifact, copy)
     shutil.copy(copy / "decoder_step.onnx", copy / "decoder_step.evil.onnx")
     m = json.loads((copy / "manifest.json").read_text())
-    m["variants"]["evil"] = m["variants"]["default"]
+    # without the writer's record of its graphs, the variant's files are found by name: refused
+    m["variants"]["evil"] = {k: v for k, v in m["variants"]["default"].items() if k != "graphs"}
     (copy / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ArtifactError, match=r"decoder_step\.evil\.onnx.*not listed"):
         open_onnx_artifact(copy, variant="evil")
+    # with it, only the recorded (listed, verified) files are read
+    m["variants"]["evil"] = m["variants"]["default"]
+    (copy / "manifest.json").write_text(json.dumps(m))
+    assert open_onnx_artifact(copy, variant="evil")[1] == open_onnx_artifact(copy)[1]
 
 
 def test_fp16_storage_halves_the_float_weights(small_ckpt, small_artifact, tmp_path):

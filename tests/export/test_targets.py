@@ -51,6 +51,12 @@ def test_unknown_target_and_conflicting_flags_are_refused(tmp_path, capsys):
         load_target("gpu")
     assert main(["export", "whisper-tiny.en", "--target", "cpu", "--recipe", "int8", "--out", str(tmp_path / "x")]) == 2
     assert "leave out --recipe" in capsys.readouterr().err
+    assert main(["export", "whisper-tiny.en", "--target", "cpu", "--attention", "fused", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "leave out --attention" in capsys.readouterr().err
+    assert main(["export", "whisper-tiny.en", "--format", "mlx", "--attention", "fused", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "--attention is an ONNX option" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
@@ -132,6 +138,7 @@ def test_cpu_target_is_the_int4_onnx_artifact_and_onnxruntime_runs_it(tmp_path):
     info = manifest["variants"]["default"]
     assert info["recipe"]["name"] == "gptq-int4-g64-enc32-emb4"
     assert not info.get("smoothing"), "the cpu target exports without input smoothing"
+    assert info["attention"] == {"encoder": "unfused"}
     weights = sum(m["bytes"] for f, m in manifest["files"].items() if ".onnx" in f)
     assert weights < 0.30 * 75.5e6  # the graphs and weights: <= 0.30 x the float16 tiny.en
     engine = open_engine(str(out), threads=1)

@@ -107,3 +107,27 @@ def test_runner_never_imports_torch(small_artifact):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_windows_encoded_as_one_batch_equal_one_at_a_time(sessions):
+    """Long audio's windows through the encoder in one run give each window's own output exactly."""
+    _, ours = sessions
+    mels = [log_mel(audio(30.0, seed)) for seed in range(3)]
+    batched = ours.encode_batch(mels)
+    for mel, b in zip(mels, batched):
+        one = ours.encode(mel)
+        assert b.k.shape == one.k.shape and b.k.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(b.k, one.k)
+        np.testing.assert_array_equal(b.v, one.v)
+
+
+def test_long_audio_transcribes_the_same_batched_or_not(small_artifact, monkeypatch):
+    from asrquant.models.whisper import transcribe
+
+    transcriber, _ = open_onnx_artifact(small_artifact, threads=1)
+    long = np.concatenate([audio(30.0, 0), audio(30.0, 1), audio(12.0, 2)])
+    monkeypatch.setattr(transcribe, "ENCODE_BATCH", 2)
+    batched = transcriber.transcribe(long, max_new_tokens=8, loop_guard=False)
+    monkeypatch.setattr(transcribe, "ENCODE_BATCH", 1)
+    single = transcriber.transcribe(long, max_new_tokens=8, loop_guard=False)
+    assert batched.tokens == single.tokens and batched.stops == single.stops and len(single.stops) == 3

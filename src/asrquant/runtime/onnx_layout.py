@@ -89,6 +89,18 @@ def resolve_graph_files(directory: Path, variant: str | None) -> dict[str, str]:
     return out
 
 
+def recorded_graph_files(entry: dict) -> dict[str, str] | None:
+    """Graph -> file as the writer recorded it for a variant (its "graphs"), where it names every
+    graph; else None (the file-name fallback decides). The record is what the writer did: a
+    variant whose encoder changed but whose encoder_weights graph equals the default's reads the
+    default's, which the file-name rule cannot tell."""
+    graphs = entry.get("graphs")
+    if not isinstance(graphs, dict) or not set(GRAPHS) <= set(graphs) or not set(graphs) <= set(ALL_GRAPHS) \
+            or not all(isinstance(f, str) for f in graphs.values()):
+        return None
+    return dict(graphs)
+
+
 def variant_graph_files(directory: Path, manifest: dict, variant: str | None,
                         manifest_name: str) -> tuple[str, dict[str, str]]:
     """(variant name, graph -> file) of a verified artifact: ``variant`` or the default one, each
@@ -99,7 +111,7 @@ def variant_graph_files(directory: Path, manifest: dict, variant: str | None,
         raise ArtifactError(f"{directory / manifest_name}: \"variants\" must map names to tables")
     if name not in variants:
         raise ArtifactError(f"{directory / manifest_name}: no variant {name!r} (has: {', '.join(sorted(variants))})")
-    files = resolve_graph_files(directory, name)
+    files = recorded_graph_files(variants[name]) or resolve_graph_files(directory, name)
     for g, f in files.items():
         if f not in manifest["files"]:
             raise ArtifactError(f"{directory / f}: graph {g} of variant {name!r} is not listed in {manifest_name}")

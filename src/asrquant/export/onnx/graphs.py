@@ -51,12 +51,15 @@ def export_copy(model: nn.Module) -> nn.Module:
     return m
 
 
-def trace(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str], axes: dict) -> onnx.ModelProto:
+def trace(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str], axes: dict,
+          custom_opsets: dict[str, int] | None = None) -> onnx.ModelProto:
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy-exporter deprecation and tracer notes
+        # custom_opsets: the contrib domain of a graph with fused attention (see .attention)
         torch.onnx.export(module, args, f, dynamo=False, opset_version=OPSET, input_names=inputs,
-                          output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
+                          output_names=outputs, dynamic_axes=axes, do_constant_folding=True,
+                          custom_opsets=custom_opsets)
     return onnx.load_from_string(f.getvalue())
 
 
@@ -126,9 +129,11 @@ def linear_schemes(model: nn.Module, packed: dict[str, PackedNBits], recipe=None
     return table
 
 
-def variant_info(recipe, accuracy_level: int | None, float_dtype: str, tensors: dict, compute: str = "float") -> dict:
-    """What a variant's manifest entry says of how it was made (both families' exporters)."""
-    return {
+def variant_info(recipe, accuracy_level: int | None, float_dtype: str, tensors: dict, compute: str = "float",
+                 attention: dict[str, str] | None = None) -> dict:
+    """What a variant's manifest entry says of how it was made (both families' exporters);
+    ``attention``: graph -> "fused" or "unfused" where the family offers the choice."""
+    return {**({"attention": attention} if attention else {}),
         "recipe": recipe.to_dict() if recipe is not None else None,
         "accuracy_level": "auto" if accuracy_level is None else accuracy_level,
         "compute": compute,

@@ -9,7 +9,7 @@ A target is data, a TOML file in this folder (like the recipes of ``asrquant.qua
     recipe     a built-in recipe name
     benchmark  the campaign (benchmarks/<campaign>/README.md) that chose it
     chosen     why, in a few sentences
-    [options]  export options (ONNX: compute, fp16, smooth)
+    [options]  export options (ONNX: compute, fp16, smooth, attention)
 
 ``asrquant targets`` lists them; ``asrquant export MODEL --target NAME --calib M --out DIR`` applies one.
 Torch-free: listing targets loads no model.
@@ -29,7 +29,8 @@ from ...errors import AsrQuantError
 
 FORMATS = ("onnx", "compressed-tensors", "nvfp4", "mlx")  # asrquant.export.command checks it has them all
 KEYS = {"version", "runtime", "summary", "format", "recipe", "benchmark", "chosen", "options"}
-OPTIONS = {"compute": ("float", "int8"), "fp16": (True, False), "smooth": (True, False)}
+OPTIONS = {"compute": ("float", "int8"), "fp16": (True, False), "smooth": (True, False),
+           "attention": ("unfused", "fused")}
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class Target:
             parts.append(f"--compute {self.options['compute']}")
         if self.options.get("fp16"):
             parts.append("--fp16")
+        if self.options.get("attention", "unfused") != "unfused":
+            parts.append(f"--attention {self.options['attention']}")
         if self.options.get("compute") == "int8" and not self.options.get("smooth", True):
             parts.append("(no --calib at export: no smoothing)")
         return " ".join(parts)

@@ -36,6 +36,9 @@ Choices, and why:
   in these graphs and only adds SkipLayerNormalization, which measured no faster (figures:
   benchmarks/onnx-export/README.md). onnxruntime's own load-time
   optimizer already fuses BiasGelu, the query scale into the MatMul, and Transpose + MatMul.
+  The encoder's attention is instead traced as the fused op itself when asked
+  (``attention="fused"``, :mod:`asrquant.export.onnx.attention`); the decoders' stays unfused
+  (their cache layout is not the one that op reads; figures: benchmarks/onnx-speed/README.md).
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ from onnx import helper
 from torch import Tensor, nn
 
 from ...export.onnx.artifact import float16_storage, write_onnx_artifact
+from ...export.onnx.attention import CUSTOM_OPSETS as ATTENTION_OPSETS
+from ...export.onnx.attention import check_mode as check_attention
+from ...export.onnx.attention import fused_attention
 from ...export.onnx.graphs import (
     OPSET,
     decoder_accuracy_level,
@@ -118,10 +124,18 @@ def cross_attention(block: nn.Module, x: Tensor, cross_k: Tensor, cross_v: Tenso
 
 
 class EncoderGraph(nn.Module):
-    def __init__(self, m: Whisper):
+    def __init__(self, m: Whisper, attention: str = "unfused"):
         super().__init__()
         self.encoder, self.decoder = m.encoder, m.decoder
         self.n_head, self.n_text_head = m.dims.n_audio_head, m.dims.n_text_head
+        self.fused = check_attention(attention) == "fused"
+
+    def self_attention(self, block: nn.Module, h: Tensor) -> Tensor:
+        a = block.attn
+        if self.fused:  # one com.microsoft.MultiHeadAttention node (see asrquant.export.onnx.attention)
+            return a.out(fused_attention(a.query(h), a.key(h), a.value(h), self.n_head))
+        q, k, v = (split_heads(p(h), self.n_head) for p in (a.query, a.key, a.value))
+        return a.out(merge_heads(attend_in_chunks(q, k.transpose(-1, -2), v, ENCODER_QUERY_ROWS)))
 
     def forward(self, mel: Tensor):
         enc = self.encoder
@@ -129,9 +143,7 @@ class EncoderGraph(nn.Module):
         x = F.gelu(enc.conv2(x)).transpose(1, 2)
         x = x + enc.positional_embedding
         for block in enc.blocks:
-            h = block.attn_ln(x)
-            q, k, v = (split_heads(p(h), self.n_head) for p in (block.attn.query, block.attn.key, block.attn.value))
-            x = x + block.attn.out(merge_heads(attend_in_chunks(q, k.transpose(-1, -2), v, ENCODER_QUERY_ROWS)))
+            x = x + self.self_attention(block, block.attn_ln(x))
             x = mlp_residual(block, x)
         x = enc.ln_post(x)
         h = self.n_text_head
@@ -212,11 +224,12 @@ def cross_input_names(n_layer: int) -> list[str]:
     return layer_names("cross_k", n_layer) + layer_names("cross_v", n_layer)
 
 
-def trace_encoder(m: Whisper) -> onnx.ModelProto:
+def trace_encoder(m: Whisper, attention: str = "unfused") -> onnx.ModelProto:
     d = m.dims
     mel = torch.zeros(1, d.n_mels, 2 * d.n_audio_ctx)
     axes = {"mel": {0: "batch"}, "cross_k": {1: "batch"}, "cross_v": {1: "batch"}}
-    proto = trace(EncoderGraph(m), (mel,), ["mel"], ["cross_k", "cross_v"], axes)
+    opsets = ATTENTION_OPSETS if attention == "fused" else None
+    proto = trace(EncoderGraph(m, attention), (mel,), ["mel"], ["cross_k", "cross_v"], axes, opsets)
     compute_positions_in_graph(proto, m.encoder.positional_embedding.numpy())
     return proto
 
@@ -279,11 +292,13 @@ def add_logits(proto: onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
-def trace_graphs(model: Whisper) -> dict[str, onnx.ModelProto]:
-    """The three float graphs of ``model`` (fake-quant Linears traced with their dequantized weights)."""
+def trace_graphs(model: Whisper, attention: str = "unfused") -> dict[str, onnx.ModelProto]:
+    """The three float graphs of ``model`` (fake-quant Linears traced with their dequantized weights);
+    ``attention="fused"``: the encoder's self-attention as one fused node per layer."""
     m = export_copy(model)
     with torch.no_grad():
-        return {"encoder": trace_encoder(m), "decoder_prefill": trace_prefill(m), "decoder_step": trace_step(m)}
+        return {"encoder": trace_encoder(m, attention), "decoder_prefill": trace_prefill(m),
+                "decoder_step": trace_step(m)}
 
 
 # --- the artifact ----------------------------------------------------------------------------
@@ -355,7 +370,8 @@ def smoothing_mels(ckpt: WhisperCheckpoint, calib: str, progress: bool = True) -
 def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str | None = None,
                 accuracy_level: int | None = None, fp16: bool = False, compute: str = "float",
                 calib: str | None = None, progress: bool = False,
-                smooth_mels: list[np.ndarray] | None = None, smooth_clips: dict | None = None) -> Path:
+                smooth_mels: list[np.ndarray] | None = None, smooth_clips: dict | None = None,
+                attention: str = "unfused") -> Path:
     """Trace ``ckpt.model`` (possibly quantized in place by ``recipe``), pack its QuantLinears as
     MatMulNBits and write the artifact (or the variant) at ``out_dir``.
 
@@ -363,7 +379,9 @@ def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str |
     :func:`asrquant.export.onnx.artifact.float16_storage`). ``compute="int8"`` runs the encoder's
     Linears in int8 (see :mod:`asrquant.export.onnx.int8_matmul`), their inputs smoothed
     (:mod:`asrquant.export.onnx.smoothing`) as calibrated on the clips of ``calib``, or on
-    ``smooth_mels`` (log-mels; ``smooth_clips`` says which clips, for the manifest)."""
+    ``smooth_mels`` (log-mels; ``smooth_clips`` says which clips, for the manifest).
+    ``attention="fused"`` exports the encoder's self-attention as onnxruntime's fused op
+    (:mod:`asrquant.export.onnx.attention`)."""
     model = ckpt.model
     if compute == "int8" and calib and smooth_mels is None:
         smooth_mels, smooth_clips = smoothing_mels(ckpt, calib, progress)
@@ -372,7 +390,7 @@ def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str |
         in_encoder_graph = [n for n in linear_names(model)
                             if n.startswith("encoder.") or n.endswith(("cross_attn.key", "cross_attn.value"))]
         smoothing = smoothing_factors(model, in_encoder_graph, smooth_mels, progress)
-    protos = trace_graphs(model)
+    protos = trace_graphs(model, check_attention(attention))
     packed = pack_linears(model)
     smooth = {n: s.scale for n, s in (smoothing or {}).items() if s.scale is not None}
     int8 = quantize_graphs(protos, packed, accuracy_level, compute, quantized_linears(model), smooth)
@@ -385,7 +403,8 @@ def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str |
             float16_storage(proto)
     float_dtype = "float16" if fp16 else "float32"
     info = variant_info(recipe, accuracy_level, float_dtype,
-                        tensor_schemes(model, packed, recipe, accuracy_level, float_dtype, int8, smoothing), compute)
+                        tensor_schemes(model, packed, recipe, accuracy_level, float_dtype, int8, smoothing), compute,
+                        attention={"encoder": attention})
     if smoothing:
         smoothed = [t for t in info["tensors"].values() if (t.get("smoothing") or {}).get("alpha") is not None]
         info["int8_smoothing"] = {"calibration": smooth_clips, "alphas_tried": [None, *ALPHAS],

@@ -133,9 +133,17 @@ class OnnxWhisperSession:
         self.max_positions = dims["n_text_ctx"]
 
     def encode(self, mel: np.ndarray) -> Cross:
-        k, v = self.encoder.run(None, {"mel": np.ascontiguousarray(mel[None], dtype=np.float32),
+        return self.encode_batch([mel])[0]
+
+    def encode_batch(self, mels: list[np.ndarray]) -> list[Cross]:
+        """Several windows' log-mels through one encoder run; one Cross per window (each a
+        contiguous batch-1 copy: the step graph binds it, and a view would keep the whole batch)."""
+        k, v = self.encoder.run(None, {"mel": np.ascontiguousarray(np.stack(mels), dtype=np.float32),
                                        **self.encoder_weights})
-        return Cross(k, v)
+        if len(mels) == 1:
+            return [Cross(k, v)]
+        return [Cross(np.ascontiguousarray(k[:, w : w + 1]), np.ascontiguousarray(v[:, w : w + 1]))
+                for w in range(len(mels))]
 
     def prefill(self, enc: Cross, prompt: np.ndarray, batch: int):
         # Every row sees the same prompt: run one row, through the step graph at position 0

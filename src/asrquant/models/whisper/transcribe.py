@@ -17,6 +17,10 @@ from .tokenizer import WhisperTokenizer
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
+# Windows per encoder call for sessions that batch (long audio). One: on an AVX2 CPU two windows
+# per run cost more CPU than two runs at 1 thread and were no faster at 2, with the same tokens
+# (benchmarks/onnx-speed/README.md); the batched path stays for CPUs where larger GEMMs pay.
+ENCODE_BATCH = 1
 
 
 @dataclass(frozen=True)
@@ -53,13 +57,8 @@ class WhisperTranscriber:
         opts = DecodeOptions(beam_size=beam_size, max_new_tokens=max_new_tokens, loop_guard=loop_guard)
         out = Transcript(text="", language=language if self.tokenizer.multilingual else "en")
         texts = []
-        n_windows = max(1, -(-len(audio) // WINDOW_SAMPLES))
         out.encode_s = 0.0
-        for w in range(n_windows):
-            window = audio[w * WINDOW_SAMPLES : (w + 1) * WINDOW_SAMPLES]
-            t = time.perf_counter()
-            enc = self.session.encode(log_mel(window, n_mels=self.generation.n_mels))
-            out.encode_s += time.perf_counter() - t
+        for enc in self._encoded_windows(audio, out):
             if self.tokenizer.multilingual and out.language is None:
                 out.language = self.detect_language(enc)
             prompt = self.tokenizer.prompt(out.language if self.tokenizer.multilingual else None)
@@ -69,3 +68,19 @@ class WhisperTranscriber:
             texts.append(self.tokenizer.decode(result.tokens))
         out.text = " ".join(t for t in texts if t)
         return out
+
+    def _encoded_windows(self, audio: np.ndarray, out: Transcript):
+        """Each 30 s window's encoder output, in order. With ENCODE_BATCH > 1 a session with
+        ``encode_batch`` gets up to that many windows in one call (one encoder run: fewer, larger
+        GEMMs); otherwise one window at a time. Windows are encoded only as the decoding reaches them, so memory holds
+        at most one batch of encoder outputs."""
+        n_windows = max(1, -(-len(audio) // WINDOW_SAMPLES))
+        mels = (log_mel(audio[w * WINDOW_SAMPLES : (w + 1) * WINDOW_SAMPLES], n_mels=self.generation.n_mels)
+                for w in range(n_windows))
+        batch = ENCODE_BATCH if hasattr(self.session, "encode_batch") else 1
+        for start in range(0, n_windows, batch):
+            group = [next(mels) for _ in range(min(batch, n_windows - start))]
+            t = time.perf_counter()
+            encs = self.session.encode_batch(group) if batch > 1 else [self.session.encode(group[0])]
+            out.encode_s += time.perf_counter() - t
+            yield from encs
