@@ -11,6 +11,7 @@
     asrquant export whisper-base --format ggml --out runs/base-ggml                  (whisper.cpp, float16)
     asrquant export whisper-base --recipe ggml-q4_0-gptq --calib CALIB/manifest.jsonl --format ggml --out runs/base-q4
     asrquant export whisper-base --format ggml --ggml-type q4_0 --out runs/base-q4-rtn  (ggml's own rounding)
+    asrquant export whisper-base --target browser --calib CALIB/manifest.jsonl --out runs/base-web  (transformers.js)
     asrquant export whisper-base --target cpu --calib CALIB/manifest.jsonl --eval EVAL/manifest.jsonl \\
         --out runs/base-cpu
 
@@ -59,11 +60,11 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--format", default="onnx", choices=FORMATS,
                    help="onnx (onnxruntime), compressed-tensors (vLLM), nvfp4 (TensorRT-LLM), mlx (mlx-audio), "
-                        "ggml (whisper.cpp)")
+                        "ggml (whisper.cpp), transformers.js (the browser: transformers.js / onnxruntime-web)")
     p.add_argument("--ggml-type", choices=("q4_0", "q4_1", "q5_0", "q5_1", "q8_0"),
                    help="--format ggml without --recipe: round the float model to this block type by ggml's own "
                         "round to nearest (what whisper.cpp's quantize tool writes); default float16")
-    p.add_argument("--target", help="a deployment target (asrquant targets: cpu, vllm, tensorrt, mlx): its recipe, "
+    p.add_argument("--target", help="a deployment target (asrquant targets: cpu, vllm, tensorrt, mlx, browser): its recipe, "
                                     "format and export options; takes no --recipe, --format or ONNX option")
     p.add_argument("--eval", metavar="MANIFEST", action="append",
                    help="bench the artifact beside its float source on these clips (repeatable) and put the "
@@ -80,6 +81,7 @@ WRITERS = {
     "nvfp4": ("nvfp4", "write_nvfp4"),
     "mlx": ("mlx", "write_mlx"),
     "ggml": ("ggml", "write_ggml"),
+    "transformers.js": ("transformers_js", "write_transformers_js"),
 }
 FORMATS = ("onnx", *WRITERS)
 ONNX_ONLY = ("variant", "fp16", "accuracy_level", "compute")
