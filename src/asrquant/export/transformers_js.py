@@ -26,13 +26,13 @@ import onnx
 from torch import nn
 
 from ..artifact import atomic_dir, write_manifest
+from ..families import TRANSFORMERS_JS_KIND
 from ..errors import AsrQuantError
 from ..quant.linear import linear_names
 from ..quant.qtensor import QuantizedWeight
 from .hf_layout import FamilyInfo, manifest_fields, write_config, write_support_files
 
 FORMAT = "transformers.js"
-KIND = f"asrquant-export-{FORMAT}"
 SUFFIX = {"fp32": "", "fp16": "_fp16", "q8": "_quantized", "q4": "_q4", "q4f16": "_q4f16"}  # dtypes.js
 GRAPHS = ("encoder_model", "decoder_model_merged")
 QWEN3_ASR_NOTE = ("Qwen3-ASR has no transformers.js model class: it would need one in transformers.js (an audio "
@@ -78,7 +78,7 @@ def write_transformers_js(model: nn.Module, family: FamilyInfo, qweights: dict[s
     protos = family.transformers_js(model, fp16=dtype != "fp32")
     config = {**family.config, "transformers.js_config": {"dtype": dtype}}
     fields = manifest_fields(FORMAT, family, qweights, recipe, {n: n for n in linear_names(model)})
-    fields.update(dtype=dtype, graphs={g: graph_path(g, dtype) for g in GRAPHS},
+    fields.update(kind=TRANSFORMERS_JS_KIND, dtype=dtype, graphs={g: graph_path(g, dtype) for g in GRAPHS},
                   float_storage="float32" if dtype == "fp32" else "float16")
     with atomic_dir(out_dir) as tmp:
         (tmp / "onnx").mkdir()

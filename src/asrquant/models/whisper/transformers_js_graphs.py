@@ -43,7 +43,6 @@ from .onnx_graphs import (
     pack_embedding,
     split_heads,
 )
-from .onnx_positions import compute_positions_in_graph
 
 ENCODER, DECODER = "encoder_model", "decoder_model_merged"
 CROSS_PREFIX = "cross_kv/"  # names inside the If's else branch (a subgraph may not reuse outer names)
@@ -122,10 +121,9 @@ class DecoderGraph(nn.Module):
 def trace_encoder(m: Whisper) -> onnx.ModelProto:
     d = m.dims
     mel = torch.zeros(1, d.n_mels, 2 * d.n_audio_ctx)
-    proto = trace(EncoderGraph(m), (mel,), ["input_features"], ["last_hidden_state"],
-                  {"input_features": {0: "batch_size"}, "last_hidden_state": {0: "batch_size"}})
-    compute_positions_in_graph(proto, m.encoder.positional_embedding.numpy())
-    return proto
+    # The positional table stays stored (unlike .onnx_positions): onnxruntime-web has no float64 Sin/Cos.
+    return trace(EncoderGraph(m), (mel,), ["input_features"], ["last_hidden_state"],
+                 {"input_features": {0: "batch_size"}, "last_hidden_state": {0: "batch_size"}})
 
 
 def trace_cross(m: Whisper) -> onnx.ModelProto:
