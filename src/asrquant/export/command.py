@@ -64,8 +64,8 @@ def register(subparsers) -> None:
     p.add_argument("--ggml-type", choices=("q4_0", "q4_1", "q5_0", "q5_1", "q8_0"),
                    help="--format ggml without --recipe: round the float model to this block type by ggml's own "
                         "round to nearest (what whisper.cpp's quantize tool writes); default float16")
-    p.add_argument("--target", help="a deployment target (asrquant targets: cpu, vllm, tensorrt, mlx, browser): its recipe, "
-                                    "format and export options; takes no --recipe, --format or ONNX option")
+    p.add_argument("--target", help="a deployment target (asrquant targets: cpu, vllm, tensorrt, mlx, browser): its "
+                                    "recipe, format and export options; takes no --recipe, --format or ONNX option")
     p.add_argument("--eval", metavar="MANIFEST", action="append",
                    help="bench the artifact beside its float source on these clips (repeatable) and put the "
                         "table in its model card (README.md)")

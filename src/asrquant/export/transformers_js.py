@@ -26,8 +26,8 @@ import onnx
 from torch import nn
 
 from ..artifact import atomic_dir, write_manifest
-from ..families import TRANSFORMERS_JS_KIND
 from ..errors import AsrQuantError
+from ..families import TRANSFORMERS_JS_KIND
 from ..quant.linear import linear_names
 from ..quant.qtensor import QuantizedWeight
 from .hf_layout import FamilyInfo, manifest_fields, write_config, write_support_files

@@ -220,7 +220,8 @@ def merge(decoder: onnx.ModelProto, cross: onnx.ModelProto, n_layer: int) -> onn
     for i in range(n_layer):
         inputs += [dec_inputs[f"past_key_values.{i}.decoder.key"], dec_inputs[f"past_key_values.{i}.decoder.value"]]
         for kv in ("key", "value"):
-            shape = [d.dim_param or d.dim_value for d in dec_inputs[f"present.{i}.encoder.{kv}"].type.tensor_type.shape.dim]
+            dims = dec_inputs[f"present.{i}.encoder.{kv}"].type.tensor_type.shape.dim
+            shape = [d.dim_param or d.dim_value for d in dims]
             shape[2] = "encoder_sequence_length_out"
             inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.encoder.{kv}", onnx.TensorProto.FLOAT,
                                                         shape))
@@ -231,8 +232,8 @@ def merge(decoder: onnx.ModelProto, cross: onnx.ModelProto, n_layer: int) -> onn
     by_name = {o.name: o for o in g.output}
     for i in range(n_layer):
         outputs += [by_name[f"present.{i}.decoder.key"], by_name[f"present.{i}.decoder.value"]]
-        outputs += [helper.make_tensor_value_info(f"present.{i}.encoder.{kv}", onnx.TensorProto.FLOAT,
-                                                  ["batch_size", "num_heads", "encoder_sequence_length_out", "head_dim"])
+        shape = ["batch_size", "num_heads", "encoder_sequence_length_out", "head_dim"]
+        outputs += [helper.make_tensor_value_info(f"present.{i}.encoder.{kv}", onnx.TensorProto.FLOAT, shape)
                     for kv in ("key", "value")]
     del g.output[:]
     g.output.extend(outputs)

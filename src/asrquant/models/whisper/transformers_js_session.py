@@ -69,8 +69,8 @@ def open_transformers_js(directory: Path, graphs: dict[str, str], threads: int =
 
     config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     generation = json.loads((directory / "generation_config.json").read_text(encoding="utf-8"))
-    session = TransformersJsWhisperSession(directory / graphs["encoder_model"], directory / graphs["decoder_model_merged"],
-                                           config, threads)
+    session = TransformersJsWhisperSession(directory / graphs["encoder_model"],
+                                           directory / graphs["decoder_model_merged"], config, threads)
     tokenizer = WhisperTokenizer(directory / "tokenizer.json", multilingual=bool(generation.get("is_multilingual")))
     rules = WhisperGeneration(tuple(generation.get("suppress_tokens", ())),
                               tuple(generation.get("begin_suppress_tokens", ())), config["num_mel_bins"])
