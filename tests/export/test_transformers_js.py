@@ -89,12 +89,13 @@ def test_merged_decoder_matches_torch_on_both_branches(int4):
     hidden = enc.run(None, {"input_features": mel.numpy()})[0]
     h, dh = ckpt.dims.n_text_head, ckpt.dims.n_text_state // ckpt.dims.n_text_head
     empty = np.zeros((1, h, 0, dh), np.float32)
-    feeds = {"input_ids": np.array([tokens[:3]]), "encoder_hidden_states": hidden, "use_cache_branch": np.array([False]),
-             **{n: empty for n in past_names(ckpt.dims.n_text_layer)}}
+    feeds = {"input_ids": np.array([tokens[:3]]), "encoder_hidden_states": hidden,
+             "use_cache_branch": np.array([False]), **{n: empty for n in past_names(ckpt.dims.n_text_layer)}}
     first = dict(zip(names, dec.run(None, feeds)))
     # float16 storage of the float weights: not bit-exact, close
     np.testing.assert_allclose(first["logits"][0], ref[0, :3], atol=2e-2, rtol=0)
-    feeds = {"input_ids": np.array([tokens[3:]]), "encoder_hidden_states": hidden, "use_cache_branch": np.array([True]),
+    feeds = {"input_ids": np.array([tokens[3:]]), "encoder_hidden_states": hidden,
+             "use_cache_branch": np.array([True]),
              **{n: first[n.replace("past_key_values", "present")] for n in past_names(ckpt.dims.n_text_layer)}}
     second = dict(zip(names, dec.run(None, feeds)))
     np.testing.assert_allclose(second["logits"][0, 0], ref[0, 3], atol=2e-2, rtol=0)

@@ -31,8 +31,22 @@ async function pickDevice() {
 
 const state = { asr: null, info: null, device: null, language: params.get('language') };
 
+// transformers.js 3 applies only begin_suppress_tokens (its SuppressTokensLogitsProcessor is commented
+// out): Whisper's non-speech tokens ("[MUSIC]", "♪"...) and, without timestamps, the timestamp
+// tokens are suppressed here as single-token bad words, the rules of asrquant's runner and Whisper's.
+async function suppressedTokens() {
+  const gen = await (await fetch('/models/model/generation_config.json')).json();
+  const config = await (await fetch('/models/model/config.json')).json();
+  const ids = [...(gen.suppress_tokens || [])];
+  if (gen.no_timestamps_token_id) {
+    for (let t = gen.no_timestamps_token_id + 1; t < config.vocab_size; t++) ids.push(t);
+  }
+  return ids.map((t) => [t]);
+}
+
 async function load() {
   state.info = await (await fetch('/artifact.json')).json();
+  state.badWords = await suppressedTokens();
   state.device = await pickDevice();
   const t = performance.now();
   state.asr = await pipeline('automatic-speech-recognition', 'model', { dtype: state.info.dtype, device: state.device });
@@ -68,7 +82,7 @@ async function decodeAudio(arrayBuffer) {
 }
 
 async function transcribe(audio) {
-  const options = { max_new_tokens: 224, return_timestamps: false };
+  const options = { max_new_tokens: 224, return_timestamps: false, bad_words_ids: state.badWords };
   if (state.info.multilingual) { options.language = state.language || 'en'; options.task = 'transcribe'; }
   const texts = [];
   const t = performance.now();
