@@ -3,8 +3,8 @@
 # headless chromium through `asrquant web`'s page (WebAssembly, 2 threads), then compare with our
 # Python onnxruntime runner over the same graphs. Writes benchmarks/browser/<model>.{json,md,png}.
 #
-#   bash benchmarks/browser/run.sh whisper-tiny.en CALIB/manifest.jsonl 37760640
-#   (the last argument: the float model's parameter count, for the fp16 size)
+#   bash benchmarks/browser/run.sh whisper-tiny.en CALIB/manifest.jsonl 37184256
+#   (the last argument: the float model's parameter count, for the fp16 size: asrquant's Whisper module, tied head counted once)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 model=$1 calib=$2 params=$3
