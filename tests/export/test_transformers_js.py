@@ -123,3 +123,45 @@ def test_browser_target_exists():
 
     target = load_target("browser")
     assert target.format == "transformers.js"
+
+
+def test_ort_q4_peer(tmp_path):
+    """The round-to-nearest peer: a float export through onnxruntime's MatMulNBitsQuantizer (blocks
+    of 32, symmetric) in the _q4 files, every weight MatMul quantized (the cross-attention ones
+    inside the If included), opened by our runner."""
+    from asrquant.engines import open_engine
+    from asrquant.export.transformers_js_ort import count_ops, float_weight_matmuls, write_ort_q4
+
+    ckpt = small_checkpoint()
+    fp32 = export_format("transformers.js", ckpt, tmp_path / "fp32")
+    assert verify(fp32)["dtype"] == "fp32" and float_weight_matmuls(
+        onnx.load(str(fp32 / "onnx/decoder_model_merged.onnx")).graph)
+    out = write_ort_q4(fp32, tmp_path / "ort")
+    manifest = verify(out)
+    assert manifest["dtype"] == "q4" and manifest["recipe"]["block_size"] == 32 and manifest["recipe"]["symmetric"]
+    assert json.loads((out / "config.json").read_text())["transformers.js_config"] == {"dtype": "q4"}
+    d = ckpt.dims
+    dec = onnx.load(str(out / "onnx/decoder_model_merged_q4.onnx"))
+    branch = next(n for n in dec.graph.node if n.op_type == "If")
+    else_branch = next(a.g for a in branch.attribute if a.name == "else_branch")
+    assert count_ops(else_branch)["MatMulNBits"] == 2 * d.n_text_layer  # cross keys and values
+    assert count_ops(dec.graph)["MatMulNBits"] == 10 * d.n_text_layer and not float_weight_matmuls(dec.graph)
+    enc = onnx.load(str(out / "onnx/encoder_model_q4.onnx"))
+    assert count_ops(enc.graph)["MatMulNBits"] == 6 * d.n_audio_layer
+    engine = open_engine(str(out))
+    assert engine.engine == "asrquant-onnx-transformers.js"
+    assert isinstance(engine.transcribe(np.zeros(16000, np.float32), None, 1, 8).text, str)
+    with pytest.raises(AsrQuantError, match="float"):
+        write_ort_q4(out, tmp_path / "again")
+
+
+def test_ort_q4_flag_refusals():
+    from argparse import Namespace
+
+    from asrquant.export.command import check_options
+
+    base = dict(ggml_type=None, variant=None, fp16=False, accuracy_level=None, compute="float", ort_q4=True)
+    check_options(Namespace(format="transformers.js", recipe=None, **base))
+    for fmt, recipe in (("onnx", None), ("transformers.js", "rtn-int4-g64")):
+        with pytest.raises(AsrQuantError, match="--ort-q4"):
+            check_options(Namespace(format=fmt, recipe=recipe, **base))
