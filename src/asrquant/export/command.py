@@ -12,7 +12,7 @@
     asrquant export whisper-base --recipe ggml-q4_0-gptq --calib CALIB/manifest.jsonl --format ggml --out runs/base-q4
     asrquant export whisper-base --format ggml --ggml-type q4_0 --out runs/base-q4-rtn  (ggml's own rounding)
     asrquant export whisper-base --target browser --calib CALIB/manifest.jsonl --out runs/base-web  (transformers.js)
-    asrquant export whisper-base --format transformers.js --ort-q4 --out runs/base-web-ort  (its own q4: onnxruntime RTN)
+    asrquant export whisper-base --format transformers.js --ort-q4 --out runs/base-web-ort  (its q4: onnxruntime RTN)
     asrquant export whisper-base --target cpu --calib CALIB/manifest.jsonl --eval EVAL/manifest.jsonl \\
         --out runs/base-cpu
 
