@@ -71,6 +71,7 @@ try {
     crossOriginIsolated: self.crossOriginIsolated, userAgent: navigator.userAgent,
     backend: document.getElementById('backend').textContent, loadMs: window.asrquant.loadMs,
     downloadedBytes: window.asrquant.downloadedBytes(),
+    resources: performance.getEntriesByType('resource').map((e) => ({ name: e.name, bytes: e.encodedBodySize || 0 })),
   }));
   if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
   fs.writeFileSync(args.out, JSON.stringify({ ...env, results }, null, 1) + '\n');
