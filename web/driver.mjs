@@ -66,6 +66,7 @@ try {
     const r = await page.evaluate((n) => window.asrquant.results[n], i);
     results.push({ id: clip.id, text: r.text, ms: r.ms, audio_s: r.audio_s });
     console.error(`${clip.id}: ${r.text}`);
+    fs.writeFileSync(args.out, JSON.stringify({ partial: true, results }, null, 1) + '\n');  // a cut run keeps its clips
   }
   const env = await page.evaluate(() => ({
     crossOriginIsolated: self.crossOriginIsolated, userAgent: navigator.userAgent,

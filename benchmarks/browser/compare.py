@@ -33,8 +33,24 @@ from asrquant.eval.text import normalize
 
 def page_bytes(browser: dict) -> dict:
     """The page's download split into the model's files (served under /model/) and the rest."""
-    model = sum(r["bytes"] for r in browser.get("resources", []) if "/model/" in r["name"])
-    return {"total": browser["downloadedBytes"], "model_files": model, "code": browser["downloadedBytes"] - model}
+    res = browser.get("resources", [])
+    unique = {r["name"]: r["bytes"] for r in res}  # the page asks for some files twice (tokenizer.json, config.json)
+    model = sum(b for n, b in unique.items() if "/model/" in n)
+    return {"total": browser["downloadedBytes"], "unique": sum(unique.values()), "model_files": model,
+            "code": sum(unique.values()) - model, "requests": len(res), "unique_requests": len(unique)}
+
+
+def why(python: str, browser: str) -> str:
+    """Why the browser's transcript differs from the Python runner's (both our graphs)."""
+    a, b = normalize(python, "en"), normalize(browser, "en")
+    if a == b:
+        return "case or punctuation only"
+    if len(b) > len(a) and b[:len(a)] == a:
+        return ("the Python runner's loop guard stopped a repetition that transformers.js (no loop guard) "
+                "ran on to the token limit")
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return (f"the tokens part at word {first + 1} of {len(a)}: a near tie decided otherwise by onnxruntime-web's "
+            "WebAssembly kernels than by native onnxruntime (float sums in another order)")
 
 
 def graph_bytes(artifact: str) -> int:
@@ -59,17 +75,29 @@ def main() -> int:
     p.add_argument("--markdown", required=True)
     p.add_argument("manifests", nargs="+")
     args = p.parse_args()
-    browser = {k: json.loads(Path(f).read_text()) for k, f in (("ours", args.ours[1]), ("peer", args.peer[1]))}
+    # A browser JSON that is "-", or partial (a cut run), is completed by the Python runner on the
+    # same graphs for the peer; ours is reported on the clips its browser run has.
+    browser = {k: json.loads(Path(f).read_text()) if f != "-" else {"results": []}
+               for k, f in (("ours", args.ours[1]), ("peer", args.peer[1]))}
     page = {k: {r["id"]: r for r in b["results"]} for k, b in browser.items()}
     engine = open_engine(args.ours[0], threads=2)
+    peer_engine = None
     language = "en" if engine.transcriber.tokenizer.multilingual else None  # the page's language too
     rows = []
     for clip in read_manifests(args.manifests):
+        if clip.id not in page["ours"]:
+            continue
         audio = load_audio(clip.audio)
         t = time.perf_counter()
         text = engine.transcribe(audio, language, 1, 224).text.strip()
         seconds = time.perf_counter() - t
-        ours, peer = page["ours"][clip.id], page["peer"][clip.id]
+        ours, peer = page["ours"][clip.id], page["peer"].get(clip.id)
+        if peer is None:
+            peer_engine = peer_engine or open_engine(args.peer[0], threads=2)
+            t = time.perf_counter()
+            peer = {"text": peer_engine.transcribe(audio, language, 1, 224).text.strip(), "audio_s": ours["audio_s"],
+                    "source": "python"}
+            peer["ms"] = 1000 * (time.perf_counter() - t)
         s = {k: score(clip.text, v, "en") for k, v in (("python", text), ("ours", ours["text"]),
                                                        ("peer", peer["text"]))}
         rows.append({"id": clip.id, "reference": clip.text, "python": text, "browser": ours["text"],
@@ -78,7 +106,7 @@ def main() -> int:
                      "ref_words": s["ours"].ref_words, "errors": {k: v.errors for k, v in s.items()},
                      "audio_s": ours["audio_s"], "rtf_python": seconds / ours["audio_s"],
                      "rtf_browser": ours["ms"] / 1000 / ours["audio_s"],
-                     "rtf_peer": peer["ms"] / 1000 / peer["audio_s"]})
+                     "rtf_peer": peer["ms"] / 1000 / peer["audio_s"], "peer_source": peer.get("source", "browser")})
     refs = [r["ref_words"] for r in rows]
     errs = {k: [r["errors"][k] for r in rows] for k in ("python", "ours", "peer")}
     wer = {k: sum(v) / sum(refs) for k, v in errs.items()}
@@ -90,17 +118,20 @@ def main() -> int:
         "artifacts": {"ours": args.ours[0], "peer": args.peer[0]},
         "clips": len(rows), "equal": sum(r["equal"] for r in rows),
         "equal_normalised": sum(r["equal_normalised"] for r in rows),
-        "differ": [{k: r[k] for k in ("id", "python", "browser", "equal_normalised")}
+        "differ": [{k: r[k] for k in ("id", "python", "browser", "equal_normalised")} | {"why": why(r["python"],
+                                                                                                 r["browser"])}
                    | {"errors_python": r["errors"]["python"], "errors_browser": r["errors"]["ours"]}
                    for r in rows if not r["equal"]],
         "wer": {"python_ours": wer["python"], "browser_ours": wer["ours"], "browser_peer": wer["peer"]},
         "wer_ci95": {"browser_ours": bootstrap_ci(errs["ours"], refs), "browser_peer": bootstrap_ci(errs["peer"], refs),
                      "peer_minus_ours": bootstrap_ci(errs["ours"], refs, errs["peer"])},
+        "peer_in_browser": sum(r["peer_source"] == "browser" for r in rows),
         "median_rtf": {"browser_ours": statistics.median(r["rtf_browser"] for r in rows),
-                       "browser_peer": statistics.median(r["rtf_peer"] for r in rows),
+                       "browser_peer": statistics.median([r["rtf_peer"] for r in rows if r["peer_source"] == "browser"]
+                                                         or [float("nan")]),
                        "python_ours": statistics.median(r["rtf_python"] for r in rows)},
         "graph_bytes": size, "fp16_bytes": fp16,
-        "page_bytes": {k: page_bytes(b) for k, b in browser.items()},
+        "page_bytes": {k: page_bytes(b) for k, b in browser.items() if "downloadedBytes" in b},
         "rows": rows,
     }
     assert abs(corpus_wer([score(r["reference"], r["browser"], "en") for r in rows]) - wer["ours"]) < 1e-12
@@ -109,7 +140,8 @@ def main() -> int:
                                   report["page_bytes"][k]["model_files"] / fp16,
                                   "model_files_vs_fp16_with_same_support_files":
                                   report["page_bytes"][k]["model_files"]
-                                  / (fp16 + report["page_bytes"][k]["model_files"] - size[k])} for k in size}
+                                  / (fp16 + report["page_bytes"][k]["model_files"] - size[k])}
+                              for k in report["page_bytes"]}
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     Path(args.markdown).write_text(markdown(report) + "\n")
     print(markdown(report))
@@ -126,6 +158,8 @@ def markdown(r: dict) -> str:
           f"Browser: {b['userAgent']}; {b['backend']}; cross-origin isolated: {b['crossOriginIsolated']}", "",
           f"- our int4 in the browser vs our Python runner on the same graphs: **{r['equal']} / {r['clips']}** "
           f"transcripts equal ({r['equal_normalised']} equal after normalisation)",
+          f"- peer transcripts from the browser on {r['peer_in_browser']} of {r['clips']} clips (the rest: our "
+          "Python runner on the peer's graphs)",
           f"- WER in the browser: ours {pct(r['wer']['browser_ours'])} (95% CI {pct(ci['browser_ours'][0])} to "
           f"{pct(ci['browser_ours'][1])}), transformers.js q4 (onnxruntime RTN) {pct(r['wer']['browser_peer'])} "
           f"({pct(ci['browser_peer'][0])} to {pct(ci['browser_peer'][1])}); paired difference peer - ours: "
@@ -134,20 +168,25 @@ def markdown(r: dict) -> str:
           f"- median RTF: browser ours {r['median_rtf']['browser_ours']:.3f}, browser q4 peer "
           f"{r['median_rtf']['browser_peer']:.3f}, Python runner ours {r['median_rtf']['python_ours']:.3f} "
           "(2 threads each)",
-          f"- model load in the page: ours {r['browser']['ours']['loadMs'] / 1000:.1f} s, peer "
-          f"{r['browser']['peer']['loadMs'] / 1000:.1f} s"]
+          "- model load in the page: " + ", ".join(f"{k} {b['loadMs'] / 1000:.1f} s" for k, b in r["browser"].items()
+                                                    if "loadMs" in b)]
     for k, name in (("ours", "ours"), ("peer", "q4 peer")):
+        if k not in r["page_bytes"]:
+            continue
         pb = r["page_bytes"][k]
-        md.append(f"- download, {name}: page {pb['total'] / 1e6:.1f} MB = model files {pb['model_files'] / 1e6:.1f} MB "
+        md.append(f"- download, {name}: {pb['unique'] / 1e6:.1f} MB in {pb['unique_requests']} files (the page's "
+                  f"own count, repeated requests included: {pb['total'] / 1e6:.1f} MB) = model files "
+                  f"{pb['model_files'] / 1e6:.1f} MB "
                   f"({r['size_vs_fp16'][k]['model_files_downloaded']:.3f} x the fp16 model's "
                   f"{r['fp16_bytes'] / 1e6:.1f} MB) + JavaScript/WebAssembly {pb['code'] / 1e6:.1f} MB; graphs alone "
                   f"{r['graph_bytes'][k] / 1e6:.1f} MB ({r['size_vs_fp16'][k]['graphs']:.3f} x); model files against "
                   "an fp16 model's graphs with the same tokenizer and configs: "
                   f"{r['size_vs_fp16'][k]['model_files_vs_fp16_with_same_support_files']:.3f} x")
     md += ["", "Transcripts that differ (browser vs Python runner, ours):", "",
-           "| clip | Python | browser | equal once normalised | errors Python / browser |", "|---|---|---|---|---|"]
-    md += [f"| {d['id']} | {d['python']} | {d['browser']} | {d['equal_normalised']} | "
-           f"{d['errors_python']} / {d['errors_browser']} |" for d in r["differ"]]
+           "| clip | Python | browser | errors Python / browser | why |", "|---|---|---|---|---|"]
+    cut = lambda t: t if len(t) < 160 else t[:150] + f" ... ({len(t.split())} words)"  # noqa: E731
+    md += [f"| {d['id']} | {cut(d['python'])} | {cut(d['browser'])} | {d['errors_python']} / {d['errors_browser']} | "
+           f"{d['why']} |" for d in r["differ"]]
     return "\n".join(md)
 
 

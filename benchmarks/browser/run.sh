@@ -25,7 +25,7 @@ trap cleanup EXIT
 [ -d "$out/ours" ] || "$py" -m asrquant.cli export "$quantized" --format transformers.js --out "$out/ours" --quiet
 [ -d "$out/ort-q4" ] || "$py" -m asrquant.cli export "$model" --format transformers.js --ort-q4 --out "$out/ort-q4" --quiet
 for v in ours ort-q4; do
-    [ -s "$here/$model-$v-browser.json" ] && continue
+    [ -s "$here/$model-$v-browser.json" ] && ! grep -q '"partial": true' "$here/$model-$v-browser.json" && continue
     port=$((20000 + RANDOM % 20000))
     "$py" -m asrquant.cli web "$out/$v" --port "$port" & server=$!
     sleep 5
