@@ -44,6 +44,12 @@ const browser = await chromium.launchPersistentContext(profile, {
          '--disable-component-update', '--disable-sync'],
 });
 const deadline = args.timeoutS * 1000;
+const pageEnv = (page) => page.evaluate(() => ({
+  crossOriginIsolated: self.crossOriginIsolated, userAgent: navigator.userAgent,
+  backend: document.getElementById('backend').textContent, loadMs: window.asrquant.loadMs,
+  downloadedBytes: window.asrquant.downloadedBytes(),
+  resources: performance.getEntriesByType('resource').map((e) => ({ name: e.name, bytes: e.encodedBodySize || 0 })),
+}));
 try {
   const page = browser.pages()[0] || await browser.newPage();
   const console_ = [];
@@ -55,6 +61,7 @@ try {
     throw new Error(`${await page.textContent('#status')}\n${console_.join('\n')}`);
   }
   const all = args.manifests.flatMap(clips);
+  const loaded = await pageEnv(page);  // the download and load, for a run cut short
   const results = [];
   for (const [i, clip] of all.entries()) {
     await page.setInputFiles('#file', clip.audio);
@@ -66,14 +73,9 @@ try {
     const r = await page.evaluate((n) => window.asrquant.results[n], i);
     results.push({ id: clip.id, text: r.text, ms: r.ms, audio_s: r.audio_s });
     console.error(`${clip.id}: ${r.text}`);
-    fs.writeFileSync(args.out, JSON.stringify({ partial: true, results }, null, 1) + '\n');  // a cut run keeps its clips
+    fs.writeFileSync(args.out, JSON.stringify({ ...loaded, partial: true, results }, null, 1) + '\n');  // a cut run keeps its clips
   }
-  const env = await page.evaluate(() => ({
-    crossOriginIsolated: self.crossOriginIsolated, userAgent: navigator.userAgent,
-    backend: document.getElementById('backend').textContent, loadMs: window.asrquant.loadMs,
-    downloadedBytes: window.asrquant.downloadedBytes(),
-    resources: performance.getEntriesByType('resource').map((e) => ({ name: e.name, bytes: e.encodedBodySize || 0 })),
-  }));
+  const env = await pageEnv(page);
   if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
   fs.writeFileSync(args.out, JSON.stringify({ ...env, results }, null, 1) + '\n');
 } finally {
