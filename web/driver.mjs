@@ -71,8 +71,8 @@ try {
       throw new Error(`${clip.audio}: ${await page.textContent('#status')}`);
     }
     const r = await page.evaluate((n) => window.asrquant.results[n], i);
-    results.push({ id: clip.id, text: r.text, ms: r.ms, audio_s: r.audio_s });
-    console.error(`${clip.id}: ${r.text}`);
+    results.push({ id: clip.id, text: r.text, stops: r.stops, ms: r.ms, audio_s: r.audio_s });
+    console.error(`${clip.id}: ${r.text}${r.stops.filter((s) => s !== 'eot').map((s) => ` [${s}]`).join('')}`);
     fs.writeFileSync(args.out, JSON.stringify({ ...loaded, partial: true, results }, null, 1) + '\n');  // a cut run keeps its clips
   }
   const env = await pageEnv(page);

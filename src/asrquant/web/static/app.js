@@ -2,6 +2,7 @@
 // transcribe a file or a recording in consecutive 30 s windows, each decoded greedily on its
 // own, as asrquant's Python runner does (so the two can be compared word for word).
 import { pipeline, env } from '/vendor/transformers/transformers.js';
+import { LoopGuard } from '/loop.js';
 
 const $ = (id) => document.getElementById(id);
 const SAMPLE_RATE = 16000;
@@ -34,8 +35,7 @@ const state = { asr: null, info: null, device: null, language: params.get('langu
 // transformers.js 3 applies only begin_suppress_tokens (its SuppressTokensLogitsProcessor is commented
 // out): Whisper's non-speech tokens ("[MUSIC]", "♪"...) and, without timestamps, the timestamp
 // tokens are suppressed here as single-token bad words, the rules of asrquant's runner and Whisper's.
-async function suppressedTokens() {
-  const gen = await (await fetch('/models/model/generation_config.json')).json();
+async function suppressedTokens(gen) {
   const config = await (await fetch('/models/model/config.json')).json();
   const ids = [...(gen.suppress_tokens || [])];
   if (gen.no_timestamps_token_id) {
@@ -46,7 +46,9 @@ async function suppressedTokens() {
 
 async function load() {
   state.info = await (await fetch('/artifact.json')).json();
-  state.badWords = await suppressedTokens();
+  const gen = await (await fetch('/models/model/generation_config.json')).json();
+  state.badWords = await suppressedTokens(gen);
+  state.eot = gen.eos_token_id;
   state.device = await pickDevice();
   const t = performance.now();
   state.asr = await pipeline('automatic-speech-recognition', 'model', { dtype: state.info.dtype, device: state.device });
@@ -81,19 +83,29 @@ async function decodeAudio(arrayBuffer) {
   return out;
 }
 
+const MAX_NEW_TOKENS = 224;   // the runner's default (openai-whisper's sample_len)
+
 async function transcribe(audio) {
-  const options = { max_new_tokens: 224, return_timestamps: false, bad_words_ids: state.badWords };
+  const options = { return_timestamps: false, bad_words_ids: state.badWords };
   if (state.info.multilingual) { options.language = state.language || 'en'; options.task = 'transcribe'; }
   const texts = [];
+  const stops = [];   // per window, as the runner's Transcript.stops: "eot", "loop" or "max_length"
   const t = performance.now();
   for (let start = 0; start < Math.max(audio.length, 1); start += WINDOW) {
-    const out = await state.asr(audio.subarray(start, start + WINDOW), options);
+    // The runner's loop guard and token budget, applied at each step; one token more for the forced end.
+    const guard = new LoopGuard(state.eot, MAX_NEW_TOKENS);
+    const out = await state.asr(audio.subarray(start, start + WINDOW),
+                                { ...options, max_new_tokens: MAX_NEW_TOKENS + 1, logits_processor: [guard] });
     const text = out.text.trim();
     if (text) texts.push(text);
+    stops.push(guard.stop);
   }
   const ms = performance.now() - t;
-  return { text: texts.join(' '), ms, audio_s: audio.length / SAMPLE_RATE };
+  return { text: texts.join(' '), stops, ms, audio_s: audio.length / SAMPLE_RATE };
 }
+
+// Marked as `asrquant transcribe` marks it: " [loop]", " [max_length]" after the text.
+const flags = (stops) => stops.filter((s) => s !== 'eot').map((s) => ` [${s}]`).join('');
 
 async function run(arrayBuffer, name) {
   setStatus('busy', `Transcribing ${name}…`, { clip: name });
@@ -101,7 +113,7 @@ async function run(arrayBuffer, name) {
   try {
     const audio = await decodeAudio(arrayBuffer);
     const r = await transcribe(audio);
-    $('text').textContent = r.text;
+    $('text').textContent = r.text + flags(r.stops);
     $('audio-s').textContent = `${r.audio_s.toFixed(2)} s`;
     $('time').textContent = `${(r.ms / 1000).toFixed(2)} s`;
     $('rtf').textContent = (r.ms / 1000 / r.audio_s).toFixed(3);
