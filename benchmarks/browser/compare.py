@@ -3,7 +3,8 @@ own q4 (the round-to-nearest peer), both transcribed in the same page (web/drive
 our Python onnxruntime runner over our export's very graphs.
 
 - per clip, our browser transcript vs the Python runner's: how many are equal, and those that
-  differ (with whether they still agree once normalised, and each one's errors against the reference)
+  differ (with whether they still agree once normalised, and each one's errors against the reference);
+  how each 30 s window ended on both sides (end token, the loop guard, the 224-token budget)
 - WER of ours and of the peer in the browser, and the paired bootstrap interval over clips of
   WER(peer) - WER(ours) (asrquant.eval.metrics.bootstrap_ci: the same resampled clips for both)
 - median RTF in the browser (each export) and of the Python runner (ours, 2 threads)
@@ -40,14 +41,14 @@ def page_bytes(browser: dict) -> dict:
             "code": sum(unique.values()) - model, "requests": len(res), "unique_requests": len(unique)}
 
 
-def why(python: str, browser: str) -> str:
+def why(python: str, browser: str, stops_python: list, stops_browser: list | None) -> str:
     """Why the browser's transcript differs from the Python runner's (both our graphs)."""
     a, b = normalize(python, "en"), normalize(browser, "en")
     if a == b:
         return "case or punctuation only"
-    if len(b) > len(a) and b[:len(a)] == a:
-        return ("the Python runner's loop guard stopped a repetition that transformers.js (no loop guard) "
-                "ran on to the token limit")
+    if len(b) > len(a) and b[:len(a)] == a and "loop" in stops_python and "loop" not in (stops_browser or []):
+        return ("the Python runner's loop guard stopped a repetition that the page "
+                f"({'no loop guard' if stops_browser is None else 'stops: ' + '/'.join(stops_browser)}) ran on")
     first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     return (f"the tokens part at word {first + 1} of {len(a)}: a near tie decided otherwise by onnxruntime-web's "
             "WebAssembly kernels than by native onnxruntime (float sums in another order)")
@@ -73,7 +74,8 @@ def main() -> int:
     p.add_argument("--loadavg", help="/proc/loadavg samples taken during the run (run.sh)")
     p.add_argument("--out", required=True)
     p.add_argument("--markdown", required=True)
-    p.add_argument("--reuse", help="a previous report of the same clips: its Python transcripts and times, not rerun")
+    p.add_argument("--reuse", help="a previous report of the same clips: its Python transcripts and times (the "
+                   "runner still runs where the report lacks its stops, and must give the same transcripts)")
     p.add_argument("manifests", nargs="+")
     args = p.parse_args()
     # A browser JSON that is "-", or partial (a cut run), is completed by the Python runner on the
@@ -90,24 +92,30 @@ def main() -> int:
         if clip.id not in page["ours"]:
             continue
         audio = load_audio(clip.audio)
-        if clip.id in before:
+        if clip.id in before and "stops_python" in before[clip.id]:
             was = before[clip.id]
-            text, seconds = was["python"], was["rtf_python"] * page["ours"][clip.id]["audio_s"]
+            text, stops = was["python"], was["stops_python"]
+            seconds = was["rtf_python"] * page["ours"][clip.id]["audio_s"]
         else:
             t = time.perf_counter()
-            text = engine.transcribe(audio, language, 1, 224).text.strip()
+            out = engine.transcribe(audio, language, 1, 224)
             seconds = time.perf_counter() - t
+            text, stops = out.text.strip(), out.stops
+            if clip.id in before:  # an older report without the stops: its transcript and time stand
+                assert before[clip.id]["python"] == text, f"{clip.id}: the Python runner's transcript changed"
+                seconds = before[clip.id]["rtf_python"] * page["ours"][clip.id]["audio_s"]
         ours, peer = page["ours"][clip.id], page["peer"].get(clip.id)
         if peer is None:
             peer_engine = peer_engine or open_engine(args.peer[0], threads=2)
             t = time.perf_counter()
-            peer = {"text": peer_engine.transcribe(audio, language, 1, 224).text.strip(), "audio_s": ours["audio_s"],
-                    "source": "python"}
+            out = peer_engine.transcribe(audio, language, 1, 224)
+            peer = {"text": out.text.strip(), "stops": out.stops, "audio_s": ours["audio_s"], "source": "python"}
             peer["ms"] = 1000 * (time.perf_counter() - t)
         s = {k: score(clip.text, v, clip.lang or "en") for k, v in (("python", text), ("ours", ours["text"]),
                                                        ("peer", peer["text"]))}
         rows.append({"id": clip.id, "reference": clip.text, "python": text, "browser": ours["text"],
-                     "peer": peer["text"], "equal": text == ours["text"],
+                     "peer": peer["text"], "equal": text == ours["text"], "stops_python": stops,
+                     "stops_browser": ours.get("stops"), "stops_peer": peer.get("stops"),
                      "equal_normalised": normalize(text, "en") == normalize(ours["text"], "en"), "lang": clip.lang,
                      "ref_words": s["ours"].ref_words, "errors": {k: v.errors for k, v in s.items()},
                      "audio_s": ours["audio_s"], "rtf_python": seconds / ours["audio_s"],
@@ -127,8 +135,13 @@ def main() -> int:
         "artifacts": {"ours": args.ours[0], "peer": args.peer[0]},
         "clips": len(rows), "equal": sum(r["equal"] for r in rows),
         "equal_normalised": sum(r["equal_normalised"] for r in rows),
-        "differ": [{k: r[k] for k in ("id", "python", "browser", "equal_normalised")} | {"why": why(r["python"],
-                                                                                                 r["browser"])}
+        "stops_equal": sum(r["stops_browser"] == r["stops_python"] for r in rows),
+        # windows that ended at the loop guard or the token budget, per engine (None: the JSON has no stops)
+        "stops": {k: {s: sum((r[f"stops_{k}"] or []).count(s) for r in rows) for s in ("loop", "max_length")}
+                  if all(r[f"stops_{k}"] is not None for r in rows) else None for k in ("python", "browser", "peer")},
+        "differ": [{k: r[k] for k in ("id", "python", "browser", "equal_normalised", "stops_python",
+                                      "stops_browser")}
+                   | {"why": why(r["python"], r["browser"], r["stops_python"], r["stops_browser"])}
                    | {"errors_python": r["errors"]["python"], "errors_browser": r["errors"]["ours"]}
                    for r in rows if not r["equal"]],
         "wer": {"python_ours": wer["python"], "browser_ours": wer["ours"], "browser_peer": wer["peer"]},
@@ -181,6 +194,10 @@ def markdown(r: dict) -> str:
           f"CPU: {r['cpu']} (shared machine)", "",
           f"Browser: {b['userAgent']}; {b['backend']}; cross-origin isolated: {b['crossOriginIsolated']}", "",
           f"- our int4 in the browser vs our Python runner on the same graphs: **{r['equal']} / {r['clips']}** "
+          f"transcripts equal ({r['equal_normalised']} equal after normalisation); how each window ended "
+          f"(eot / loop guard / token budget) equal on {r['stops_equal']} / {r['clips']}; windows stopped at a loop "
+          f"or the budget: " + ", ".join(f"{k} {v['loop']} loop / {v['max_length']} budget" for k, v in
+                                         r["stops"].items() if v) if r.get("stops") else
           f"transcripts equal ({r['equal_normalised']} equal after normalisation)",
           f"- peer transcripts from the browser on {r['peer_in_browser']} of {r['clips']} clips (the rest: our "
           "Python runner on the peer's graphs)",
@@ -214,10 +231,12 @@ def markdown(r: dict) -> str:
                   "an fp16 model's graphs with the same tokenizer and configs: "
                   f"{r['size_vs_fp16'][k]['model_files_vs_fp16_with_same_support_files']:.3f} x")
     md += ["", "Transcripts that differ (browser vs Python runner, ours):", "",
-           "| clip | Python | browser | errors Python / browser | why |", "|---|---|---|---|---|"]
+           "| clip | Python | browser | errors Python / browser | stops Python / browser | why |",
+           "|---|---|---|---|---|---|"]
     cut = lambda t: t if len(t) < 160 else t[:150] + f" ... ({len(t.split())} words)"  # noqa: E731
     md += [f"| {d['id']} | {cut(d['python'])} | {cut(d['browser'])} | {d['errors_python']} / {d['errors_browser']} | "
-           f"{d['why']} |" for d in r["differ"]]
+           f"{'/'.join(d.get('stops_python') or ['?'])} / {'/'.join(d.get('stops_browser') or ['?'])} | {d['why']} |"
+           for d in r["differ"]]
     return "\n".join(md)
 
 
