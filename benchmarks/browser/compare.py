@@ -207,11 +207,12 @@ def markdown(r: dict) -> str:
           f"({pct(ci['browser_peer'][0])} to {pct(ci['browser_peer'][1])}); paired difference peer - ours: "
           f"{pct(r['wer']['browser_peer'] - r['wer']['browser_ours'])} (95% CI {pct(ci['peer_minus_ours'][0])} to "
           f"{pct(ci['peer_minus_ours'][1])}); our Python runner {pct(r['wer']['python_ours'])}",
-          f"- without the {len(wr['dropped'])} clips where a transcript runs past 3x the reference "
-          f"(loops: {', '.join(wr['dropped'])}): ours {pct(wr['wer_browser_ours'])}, "
-          f"peer {pct(wr['wer_browser_peer'])}, peer - ours 95% CI "
-          f"{pct(wr['peer_minus_ours_ci95'][0])} to {pct(wr['peer_minus_ours_ci95'][1])}"
-          f"; per clip: ours fewer errors on {r['per_clip']['ours_fewer_errors']}, the peer on "
+          (f"- without the {len(wr['dropped'])} clips where a transcript runs past 3x the reference "
+           f"(loops: {', '.join(wr['dropped'])}): ours {pct(wr['wer_browser_ours'])}, "
+           f"peer {pct(wr['wer_browser_peer'])}, peer - ours 95% CI "
+           f"{pct(wr['peer_minus_ours_ci95'][0])} to {pct(wr['peer_minus_ours_ci95'][1])}; " if wr["dropped"] else
+           "- no transcript runs past 3x the reference's words; ")
+          + f"per clip: ours fewer errors on {r['per_clip']['ours_fewer_errors']}, the peer on "
           f"{r['per_clip']['peer_fewer_errors']}, tied on {r['per_clip']['tied']}",
           f"- median RTF: browser ours {r['median_rtf']['browser_ours']:.3f}, browser q4 peer "
           f"{r['median_rtf']['browser_peer']:.3f}, Python runner ours {r['median_rtf']['python_ours']:.3f} "
