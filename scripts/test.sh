@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/setup-browser.sh  # chromium + web/'s npm packages, for tests/web/test_browser.py
 .venv/bin/ruff check src tests benchmarks  # the style of pyproject.toml's [tool.ruff]
 .venv/bin/python -m pytest -q "$@"
 if [ -f scripts/test-qwen-parity.sh ]; then

@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .data import cli as data_cli
 
     data_cli.register(sub)
+
+    from .web import command as web_command
+
+    web_command.register(sub)
     return parser
 
 

@@ -166,6 +166,10 @@ def open_engine(spec: str, threads: int = 2, calib: str | None = None) -> Engine
         return TransformersPeer(spec, parsed.model, threads)
     if parsed.peer == "whisper.cpp":
         return WhisperCppPeer(spec, parsed.model, threads)
+    if parsed.kind == "transformers.js":
+        from .runtime.transformers_js import open_transformers_js_engine  # onnxruntime only
+
+        return open_transformers_js_engine(spec, parsed.model, threads)
     if parsed.kind == "onnx":
         from .runtime.onnx import open_onnx_engine  # onnxruntime only: no torch on this path
 

@@ -37,6 +37,7 @@ ROLES: dict[str, tuple[str, ...]] = {
 
 SAVED_KIND = "asrquant-quantized"  # config.json "kind" of a directory written by `asrquant quantize`
 ONNX_KIND = "onnx"  # manifest.json "kind" of an `asrquant export` ONNX artifact
+TRANSFORMERS_JS_KIND = "asrquant-export-transformers.js"  # of an `asrquant export --format transformers.js`
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,16 @@ def onnx_family(path: str | Path) -> str | None:
     """The family an ``asrquant export`` ONNX artifact records (None for anything else)."""
     manifest = _read_json(Path(path) / "manifest.json")
     return manifest.get("family") if manifest.get("kind") == ONNX_KIND else None
+
+
+def transformers_js_family(path: str | Path) -> str | None:
+    """The family a ``--format transformers.js`` export records (None for anything else)."""
+    manifest = _read_json(Path(path) / "manifest.json")
+    return manifest.get("family") if manifest.get("kind") == TRANSFORMERS_JS_KIND else None
+
+
+def is_transformers_js_artifact(path: str | Path) -> bool:
+    return (Path(path) / "manifest.json").is_file() and transformers_js_family(path) is not None
 
 
 def is_quantized_dir(path: str | Path) -> bool:

@@ -29,7 +29,7 @@ SEPARATOR = "@"
 @dataclass(frozen=True)
 class Spec:
     text: str  # as given
-    kind: str  # "peer" | "onnx" | "quantized" | "model"
+    kind: str  # "peer" | "onnx" | "transformers.js" | "quantized" | "model"
     model: str  # registry name or directory (a peer's model too)
     family: str | None = None  # None for peers
     variant: str | None = None  # onnx: DIR@VARIANT
@@ -54,6 +54,8 @@ def parse(text: str) -> Spec:
             return Spec(text, "peer", name if sep else rest, peer=head, compute=compute if sep else "float32")
         return Spec(text, "peer", rest, peer=head)
     model, suffix = split_at(text)
+    if families.is_transformers_js_artifact(model):
+        return Spec(text, "transformers.js", model, families.transformers_js_family(model))
     if families.is_onnx_artifact(model):
         family = families.onnx_family(model)
         if family not in families.FAMILIES:

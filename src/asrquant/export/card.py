@@ -103,7 +103,8 @@ def card_text(directory: Path, *, spec: str, family: str, config: dict, fmt: str
                          "base_model_relation": "quantized" if recipe is not None else None,
                          "library_name": LIBRARY.get(fmt), "pipeline_tag": "automatic-speech-recognition",
                          "language": facts.get("language"), "tags": list(dict.fromkeys(tags))})
-    what = recipe.name if recipe is not None else "float"
+    tool = manifest.get("recipe") if recipe is None and isinstance(manifest.get("recipe"), dict) else None
+    what = recipe.name if recipe is not None else tool["name"] if tool else "float"
     out = [head, f"# {Path(str(spec)).name}, {what} ({fmt})", ""]
     if target is not None:
         out += [f"Exported by `asrquant export {spec} --target {target.name}` "
@@ -119,6 +120,10 @@ def card_text(directory: Path, *, spec: str, family: str, config: dict, fmt: str
             out.append(f"  - {where}: `{rule.scheme.name}` by {rule.algorithm}")
         if recipe.embedding is not None:
             out.append(f"  - token embedding: `{recipe.embedding.scheme.name}` by {recipe.embedding.algorithm}")
+    if tool is not None and tool.get("tool"):
+        out.append(f"- Quantized after export by {tool['tool']} {tool.get('onnxruntime', '')}: 4-bit blocks of "
+                   f"{tool.get('block_size')}, {'symmetric' if tool.get('symmetric') else 'zero points'}; "
+                   f"{tool.get('float', '')}")
     bits = _bits(report)
     if bits:
         out.append(f"- Bits per quantized weight: {bits:.2f} (scales and zero points included)")

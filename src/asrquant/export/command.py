@@ -11,6 +11,8 @@
     asrquant export whisper-base --format ggml --out runs/base-ggml                  (whisper.cpp, float16)
     asrquant export whisper-base --recipe ggml-q4_0-gptq --calib CALIB/manifest.jsonl --format ggml --out runs/base-q4
     asrquant export whisper-base --format ggml --ggml-type q4_0 --out runs/base-q4-rtn  (ggml's own rounding)
+    asrquant export whisper-base --target browser --calib CALIB/manifest.jsonl --out runs/base-web  (transformers.js)
+    asrquant export whisper-base --format transformers.js --ort-q4 --out runs/base-web-ort  (its q4: onnxruntime RTN)
     asrquant export whisper-base --target cpu --calib CALIB/manifest.jsonl --eval EVAL/manifest.jsonl \\
         --out runs/base-cpu
 
@@ -63,12 +65,16 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--format", default="onnx", choices=FORMATS,
                    help="onnx (onnxruntime), compressed-tensors (vLLM), nvfp4 (TensorRT-LLM), mlx (mlx-audio), "
-                        "ggml (whisper.cpp)")
+                        "ggml (whisper.cpp), transformers.js (the browser: transformers.js / onnxruntime-web)")
     p.add_argument("--ggml-type", choices=("q4_0", "q4_1", "q5_0", "q5_1", "q8_0"),
                    help="--format ggml without --recipe: round the float model to this block type by ggml's own "
                         "round to nearest (what whisper.cpp's quantize tool writes); default float16")
-    p.add_argument("--target", help="a deployment target (asrquant targets: cpu, vllm, tensorrt, mlx): its recipe, "
-                                    "format and export options; takes no --recipe, --format or ONNX option")
+    p.add_argument("--ort-q4", action="store_true",
+                   help="--format transformers.js without --recipe: the float graphs through onnxruntime's "
+                        "MatMulNBitsQuantizer as transformers.js' q4 conversion does (round to nearest, blocks of "
+                        "32, symmetric), in the _q4 files: what web users get today")
+    p.add_argument("--target", help="a deployment target (asrquant targets: cpu, vllm, tensorrt, mlx, browser): its "
+                                    "recipe, format and export options; takes no --recipe, --format or ONNX option")
     p.add_argument("--eval", metavar="MANIFEST", action="append",
                    help="bench the artifact beside its float source on these clips (repeatable) and put the "
                         "table in its model card (README.md)")
@@ -84,6 +90,7 @@ WRITERS = {
     "nvfp4": ("nvfp4", "write_nvfp4"),
     "mlx": ("mlx", "write_mlx"),
     "ggml": ("ggml", "write_ggml"),
+    "transformers.js": ("transformers_js", "write_transformers_js"),
 }
 FORMATS = ("onnx", *WRITERS)
 ONNX_ONLY = ("variant", "fp16", "accuracy_level", "compute", "attention")
@@ -174,6 +181,10 @@ def write_artifact(args, target, ckpt, recipe, out: Path) -> None:
     if args.format != "onnx":
         options = {"ggml_type": args.ggml_type} if args.format == "ggml" else {}
         export_format(args.format, ckpt, out, recipe, **options)
+        if getattr(args, "ort_q4", False):
+            from .transformers_js_ort import ort_q4_files
+
+            ort_q4_files(out)
         return
     smooth = args.compute == "int8" and (target is None or target.options.get("smooth", True))
     onnx_graphs = families.module(ckpt.family, "onnx_graphs")
@@ -232,6 +243,9 @@ def check_options(args) -> None:
     """Before any work: the ONNX-only flags are refused with another --format, --ggml-type without ggml."""
     if getattr(args, "ggml_type", None) and args.format != "ggml":
         raise AsrQuantError(f"--ggml-type is a ggml option; --format {args.format} does not take it")
+    if getattr(args, "ort_q4", False) and (args.format != "transformers.js" or args.recipe):
+        raise AsrQuantError("--ort-q4 quantizes a float --format transformers.js export with onnxruntime: "
+                            "use it with --format transformers.js and without --recipe or --target")
     if args.format == "onnx":
         return
     given = {"variant": args.variant, "fp16": args.fp16, "accuracy_level": args.accuracy_level is not None,

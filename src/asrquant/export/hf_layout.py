@@ -70,6 +70,9 @@ class FamilyInfo:
     # formats that list the modules they leave in float must name them too.
     extra_float_linears: tuple[str, ...] = ()
     ggml: GgmlLayout | None = None  # None: the family has no whisper.cpp model file
+    # (model, fp16=...) -> {"encoder_model": proto, "decoder_model_merged": proto} in transformers.js'
+    # names; None: no transformers.js model class reads the family
+    transformers_js: Callable[..., dict] | None = None
 
 
 def family_info(ckpt) -> FamilyInfo:

@@ -27,7 +27,8 @@ except ModuleNotFoundError:  # pragma: no cover
 
 from ...errors import AsrQuantError
 
-FORMATS = ("onnx", "compressed-tensors", "nvfp4", "mlx")  # asrquant.export.command checks it has them all
+# asrquant.export.command checks it has them all
+FORMATS = ("onnx", "compressed-tensors", "nvfp4", "mlx", "transformers.js")
 KEYS = {"version", "runtime", "summary", "format", "recipe", "benchmark", "chosen", "options"}
 OPTIONS = {"compute": ("float", "int8"), "fp16": (True, False), "smooth": (True, False),
            "attention": ("unfused", "fused")}

@@ -121,7 +121,14 @@ def family_info(ckpt: WhisperCheckpoint) -> FamilyInfo:
         weights_file="weights.safetensors",
     )
     return FamilyInfo(FAMILY, hf_config(ckpt), hf_module, to_hf_state_dict, mlx, files, ckpt.source,
-                      ckpt.source_sha256, extra_float_linears=("proj_out",), ggml=ggml_layout(ckpt))
+                      ckpt.source_sha256, extra_float_linears=("proj_out",), ggml=ggml_layout(ckpt),
+                      transformers_js=transformers_js_graphs)
+
+
+def transformers_js_graphs(model: nn.Module, fp16: bool = True) -> dict:
+    from .transformers_js_graphs import transformers_js_graphs as graphs  # onnx and tracing: only when asked
+
+    return graphs(model, fp16=fp16)[0]
 
 
 OPENAI_SIZES = ("tiny", "base", "small", "medium", "large", "large-v2", "large-v3", "large-v3-turbo", "turbo")

@@ -694,6 +694,7 @@ def hf_config(ckpt: WhisperCheckpoint) -> dict:
         "begin_suppress_tokens": ckpt.suppress_ids_begin,
         "tie_word_embeddings": True,
         "use_cache": True,
+        "is_encoder_decoder": True,  # as WhisperConfig writes it; transformers.js needs it to run the encoder first
     }
 
 
