@@ -105,6 +105,11 @@ class CalibBlock:
     name: str
     run: Callable[[], None]  # runs the block over every calibration input (outputs unused)
     groups: list[InputGroup]
+    # Optional, for refinements: (i, positions) -> the block's output for the i-th calibration
+    # sample alone (samples in the order of the rows of run's calls), with gradients; at
+    # ``positions`` only (a sorted index tensor of its sequence axis) when not None and the block
+    # can compute them alone. Lets a refinement step on one sample instead of a whole run.
+    run_one: Callable[[int, Tensor | None], object] | None = None
 
 
 class BlockAdapter(Protocol):
@@ -564,8 +569,7 @@ def _refine_e2e(model, q: _Quantizer, names: list[str], logits, teacher, progres
     t = time.perf_counter()
     items = [Item(n, q.float_weights[n], q.recipe.rule_for(n)) for n in names]
     steps = max(it.rule.all_refine_options()["steps"] for it in items)
-    total = max(1, -(-steps // len(teacher))) * len(teacher)
-    with progress_bar("refine end to end", total, progress) as advance:
+    with progress_bar("refine end to end", steps, progress) as advance:
         before, after, kept = refine_end_to_end(model, logits, teacher, items, advance)
     q.refined(kept, "e2e", before, after, names, {})
     q.report.refine_seconds += time.perf_counter() - t
@@ -675,7 +679,7 @@ def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, pr
                     bar.update(task, description=f"{block.name} (refining)")
                     t = time.perf_counter()
                     items = [Item(n, q.float_weights[n], q.recipe.rule_for(n)) for n in refining]
-                    before, after, kept = refine_block(model, block.run, recorder, items)
+                    before, after, kept = refine_block(model, block.run, recorder, items, run_one=block.run_one)
                     q.refined(kept, "block", before, after, refining, hessians)
                     for n in refining:  # kept for an end-to-end refinement after this one
                         if "e2e" not in q.recipe.rule_for(n).refine_levels():

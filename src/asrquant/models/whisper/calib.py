@@ -84,9 +84,15 @@ class WhisperCalibAdapter:
             x = F.gelu(enc.conv2(x)).transpose(1, 2)
             xs.append(x + enc.positional_embedding[: x.shape[1]])
 
+        def enc_one(block, rows, i, positions):
+            x = rows[i]
+            return block(x) if positions is None else block.forward_at(x, positions)
+
         for i, block in enumerate(enc.blocks):
             p = f"encoder.blocks.{i}"
-            yield CalibBlock(p, lambda b=block: [b(x) for x in xs], _attn_groups(p, "attn", "attn_ln") + _mlp_groups(p))
+            rows = [x[j : j + 1] for x in xs for j in range(x.shape[0])]  # views: one clip each
+            yield CalibBlock(p, lambda b=block: [b(x) for x in xs], _attn_groups(p, "attn", "attn_ln") + _mlp_groups(p),
+                             lambda j, pos, b=block, rows=rows: enc_one(b, rows, j, pos))
             xs = [block(x) for x in xs]
 
         audio = [a[None] for x in xs for a in enc.ln_post(x)]  # per sample [1, ctx, d]
@@ -96,20 +102,21 @@ class WhisperCalibAdapter:
             tok = torch.as_tensor(s.tokens, dtype=torch.long, device=self.device)[None]
             hs.append(dec.token_embedding(tok) + dec.positional_embedding[: tok.shape[1]])
 
+        def dec_one(block, h, a):
+            t = h.shape[1]
+            mask = torch.ones(t, t, dtype=torch.bool, device=h.device).tril() if t > 1 else None
+            empty = h.new_zeros(1, 0, h.shape[2])
+            ck, cv = block.cross_attn.key(a), block.cross_attn.value(a)
+            return block(h, empty, empty, ck, cv, mask)[0]
+
         def run(block, hs):
-            out = []
-            for h, a in zip(hs, audio):
-                t = h.shape[1]
-                mask = torch.ones(t, t, dtype=torch.bool, device=h.device).tril() if t > 1 else None
-                empty = h.new_zeros(1, 0, h.shape[2])
-                ck, cv = block.cross_attn.key(a), block.cross_attn.value(a)
-                out.append(block(h, empty, empty, ck, cv, mask)[0])
-            return out
+            return [dec_one(block, h, a) for h, a in zip(hs, audio)]
 
         for i, block in enumerate(dec.blocks):
             p = f"decoder.blocks.{i}"
             groups = _attn_groups(p, "attn", "attn_ln") + _attn_groups(p, "cross_attn", "cross_attn_ln", False)
-            yield CalibBlock(p, lambda b=block: run(b, hs), groups + _mlp_groups(p))
+            yield CalibBlock(p, lambda b=block: run(b, hs), groups + _mlp_groups(p),
+                             lambda j, _pos, b=block, hs=hs: dec_one(b, hs[j], audio[j]))
             hs = run(block, hs)
 
         # The logits: decoder.ln's output times the tied token table (quantized by GPTQ on these
