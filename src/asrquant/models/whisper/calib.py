@@ -24,7 +24,7 @@ from ...errors import AsrQuantError
 from ...eval.manifest import read_manifest
 from ...features import log_mel
 from ...progress import track
-from ...quant.calibrate import CalibBlock, Calibration, CalibSample, InputGroup, spread
+from ...quant.calibrate import CalibBlock, Calibration, CalibSample, InputGroup, spread, warn_single_language
 from ...quant.recipe import Recipe
 from .load import WhisperCheckpoint
 from .model import Whisper
@@ -141,6 +141,8 @@ def calibration_samples(ckpt: WhisperCheckpoint, manifest: str | Path, n: int,
     the log-mels alone."""
     clips = read_manifest(manifest)
     chosen = [clips[i] for i in spread(len(clips), n)]
+    if ckpt.multilingual:  # an .en model hears English only
+        warn_single_language(manifest, [c.lang for c in chosen])
     tok = WhisperTokenizer(ckpt.tokenizer_json, ckpt.multilingual)
     transcriber = None
     samples, cal = [], Calibration(str(manifest), [], [])
