@@ -163,11 +163,29 @@ def calibration_samples(ckpt: WhisperCheckpoint, manifest: str | Path, n: int,
     return samples, cal
 
 
-def teacher_forced_logits(model: Whisper, sample: CalibSample, device=None) -> torch.Tensor:
-    """The logits [T, V] at every position of the sample's tokens, with gradients (refinements)."""
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    mel = torch.as_tensor(sample.mel, dtype=torch.float32, device=dev)[None]
+ENCODER_PREFIX = "encoder."  # the modules encoder_features runs: a tensor elsewhere leaves them unchanged
+
+
+def _device(model: Whisper, device):
+    return torch.device(device) if device is not None else next(model.parameters()).device
+
+
+def encoder_features(model: Whisper, sample: CalibSample, device=None) -> torch.Tensor:
+    """The encoder's output [1, ctx, d] for the sample: what the decoder reads (held by callers that
+    change only decoder tensors, such as the sensitivity measurement, instead of re-encoding)."""
+    dev = _device(model, device)
+    return model.encoder(torch.as_tensor(sample.mel, dtype=torch.float32, device=dev)[None])
+
+
+def logits_from_features(model: Whisper, sample: CalibSample, features: torch.Tensor, device=None) -> torch.Tensor:
+    """The logits [T, V] at every position of the sample's tokens given the encoder's output."""
+    dev = _device(model, device)
     tokens = torch.as_tensor(sample.tokens, dtype=torch.long, device=dev)[None]
-    cross_k, cross_v = model.decoder.cross_kv(model.encoder(mel))
+    cross_k, cross_v = model.decoder.cross_kv(features)
     past_k, past_v = model.decoder.empty_cache(1, dev)
     return model.decoder(tokens, past_k, past_v, cross_k, cross_v)[0][0]
+
+
+def teacher_forced_logits(model: Whisper, sample: CalibSample, device=None) -> torch.Tensor:
+    """The logits [T, V] at every position of the sample's tokens, with gradients (refinements)."""
+    return logits_from_features(model, sample, encoder_features(model, sample, device), device)
