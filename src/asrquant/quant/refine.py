@@ -1,19 +1,23 @@
 """Training a rule's refinement (``refine = "dwq"``) on the calibration clips, at two levels.
 
 Block: while calibration streams, the float block's outputs on its (already quantized) inputs
-are recorded in the same pass that collects the statistics; after the start algorithm has
-quantized the block, the learned weights are trained so the quantized block's outputs match
-them (relative squared error), one optimiser step per call of the block (a batch of encoder
-clips, one decoder sequence), over the block's own ``run``. A block the adapter does not name as
-a module (a head of a few modules) is trained on its ``run``'s returned outputs, one step per run.
+are recorded in the same pass that collects the statistics, and its inputs are held by the
+adapter; after the start algorithm has quantized the block, the learned weights are trained so
+the quantized block's outputs match them (relative squared error). Where the adapter gives
+``run_one`` (Whisper), each step is one calibration sample, and for a long input (the encoder's
+1500 frames of a 30-s window) ``positions`` random positions of it: the float targets are never
+recomputed and a step costs a fraction of a pass over all clips. Otherwise (an adapter without
+``run_one``, a head that is no module) each step is one call of the block within its ``run``.
 
 End to end: after every block is quantized, the learned weights of all such Linears are trained
-together on the KL between the float model's next-token distributions (computed before anything
-was quantized) and the quantized model's, at every teacher-forced position of every clip, the
-encoder quantized; one step per clip. The family computes the logits
+together on the KL between the float model's next-token distributions (computed once, before
+anything was quantized) and the quantized model's, at every teacher-forced position of one clip
+per step, the encoder quantized. The family computes the logits
 (``models/<family>/calib.teacher_forced_logits``).
 
-Either level keeps the start where training did not lower its loss on the calibration clips.
+Either level checks its loss on a few calibration samples (CHECK_UNITS) before training and
+CHECKS times during it, keeps the best check's learned numbers (the start's when none was
+lower) and stops early once the loss stops falling (see ``train``).
 """
 
 from __future__ import annotations
