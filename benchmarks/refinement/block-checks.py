@@ -57,8 +57,8 @@ def main() -> None:
     text = RECIPE.read_text().replace('level = "block"', opts).replace("clips = 32", f"clips = {a.clips}")
     cpu = time.process_time()
     rep = quantize_model(ckpt.model, parse_recipe(text, source=str(RECIPE)), samples, progress=False, device="cpu")
-    print(f"total {rep.seconds:.0f} s wall ({time.process_time() - cpu:.0f} s CPU), forward {rep.forward_seconds:.0f} s, "
-          f"refinement {rep.refine_seconds:.0f} s")
+    print(f"total {rep.seconds:.0f} s wall ({time.process_time() - cpu:.0f} s CPU), "
+          f"forward {rep.forward_seconds:.0f} s, refinement {rep.refine_seconds:.0f} s")
 
 
 if __name__ == "__main__":
