@@ -18,6 +18,10 @@ from pathlib import Path
 from asrquant.eval.metrics import bootstrap_ci
 
 
+def _failures(run: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in run["failures"].items() if v) or "none"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("reports", nargs="+")
@@ -53,7 +57,7 @@ def main() -> None:
             dw = f"{sum(errs) - sum(errs0):+d}"
         bits = r.get("bits_per_weight")
         lines.append(f"| `{r['spec']}` | {bits if bits is None else round(bits, 3)} | {r['size_bytes'] / 1e6:.1f} | "
-                     f"{wer:.2f} | {delta} | {dw} | {r['failures']} | {Path(p).name} |")
+                     f"{wer:.2f} | {delta} | {dw} | {_failures(r)} | {Path(p).name} |")
     Path(a.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
