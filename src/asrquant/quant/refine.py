@@ -38,7 +38,7 @@ from .recipe import Rule
 FLOAT_LR = 1e-4  # Adam's step for float parameters (norms, biases) when a refinement trains them
 CHECK_UNITS = 4  # calibration samples the loss is checked on (a check costs their forward passes)
 CHECKS = 8  # loss checks over a refinement's steps
-PATIENCE = 2  # checks without a better loss before training stops
+PATIENCE = 2  # checks in a row, past half the steps, whose loss did not fall: training stops
 
 
 def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
