@@ -19,15 +19,24 @@ echo "calib $CALIB"; echo "report $REPORT"
 { lscpu | grep -E "Model name"; nproc; lscpu | grep -o -E "avx512_vnni|avx512f|amx_[a-z0-9]+|avx2" | sort -u | tr '\n' ' '; echo; } \
     > "$OUT/cpu.txt"
 R=benchmarks/refinement/recipes
-quantize() {  # name recipe
+quantize() {  # name recipe; the load average before and after beside the times (a shared machine)
   [ -f "$OUT/q-$1/manifest.json" ] && return 0
+  uptime > "$OUT/q-$1.load"
   /usr/bin/time -v $PY -m asrquant.cli quantize "$M" --recipe "$2" --calib "$CALIB" --out "$OUT/q-$1" \
-      --verbose --quiet > "$OUT/q-$1.md" 2> "$OUT/q-$1.time"
+      --threads 2 --verbose --quiet > "$OUT/q-$1.md" 2> "$OUT/q-$1.time"
+  uptime >> "$OUT/q-$1.load"
 }
-quantize gptq gptq-int4-g64-enc32-emb4
-quantize dwq-block $R/gptq-int4-g64-enc32-emb4-dwq-block.toml &
-quantize dwq-e2e $R/gptq-int4-g64-enc32-emb4-dwq-e2e.toml &
-wait
-grep -E "Elapsed|Maximum resident" "$OUT"/q-*.time
+# One after another when PARALLEL is unset, so each time is its own (CPU seconds are given too).
+if [ -n "${PARALLEL:-}" ]; then
+  quantize gptq gptq-int4-g64-enc32-emb4 &
+  quantize dwq-block $R/gptq-int4-g64-enc32-emb4-dwq-block.toml &
+  quantize dwq-e2e $R/gptq-int4-g64-enc32-emb4-dwq-e2e.toml &
+  wait
+else
+  quantize gptq gptq-int4-g64-enc32-emb4
+  quantize dwq-block $R/gptq-int4-g64-enc32-emb4-dwq-block.toml
+  quantize dwq-e2e $R/gptq-int4-g64-enc32-emb4-dwq-e2e.toml
+fi
+grep -E "Elapsed|Maximum resident|User time|System time" "$OUT"/q-*.time
 $PY -m asrquant.cli bench --model "$M" --model "$OUT/q-gptq" --model "$OUT/q-dwq-block" --model "$OUT/q-dwq-e2e" \
-    --data "$REPORT" --json "$OUT/report.json" --markdown "$OUT/report.md"
+    --threads 2 --data "$REPORT" --json "$OUT/report.json" --markdown "$OUT/report.md"

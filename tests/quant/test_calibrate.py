@@ -10,7 +10,7 @@ from torch import nn
 from asrquant.errors import AsrQuantError
 from asrquant.models.whisper.calib import WhisperCalibAdapter
 from asrquant.models.whisper.model import Whisper, WhisperDims
-from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
+from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights, single_language_warning
 from asrquant.quant.linear import QuantLinear
 from asrquant.quant.qtensor import dequantize
 from asrquant.quant.recipe import builtin_recipes, load_recipe
@@ -160,3 +160,11 @@ def test_awq_without_folding_keeps_input_scales(samples):
     qws = quantized_weights(model)
     assert all(qw.input_scale is not None for qw in qws.values())
     assert torch.equal(model.encoder.blocks[0].attn_ln.weight, ln_before)
+
+
+def test_single_language_calibration_is_warned_once_naming_the_manifest():
+    line = single_language_warning("cal/manifest.jsonl", ["zh", "zh", None])
+    assert line.startswith("asrquant: warning: cal/manifest.jsonl: every calibration clip is 'zh'")
+    assert "\n" not in line
+    assert "no calibration clip has a 'lang' field" in single_language_warning("m.jsonl", [None, None])
+    assert single_language_warning("m.jsonl", ["en", "zh", None]) is None

@@ -26,6 +26,18 @@ def test_measures_every_linear_and_the_table(measured):
         assert t.kl[CANDIDATES[0].name] > t.kl[CANDIDATES[-1].name]  # 3 bits cost more than 8
 
 
+def test_decoder_tensors_measured_from_the_held_encoder_output_cost_the_same(measured, monkeypatch):
+    # The float encoder's output is computed once for the tensors after it: the same KLs (up to
+    # float rounding) as re-encoding each time, which is what the family split saves.
+    samples, tensors = measured
+    import asrquant.quant.sensitivity as sensitivity
+
+    monkeypatch.setattr(sensitivity, "_after_encoder", lambda *a: None)
+    again = {t.name: t.kl for t in measure(tiny_whisper(), samples, progress=False, device="cpu")}
+    for t in tensors:
+        assert again[t.name] == pytest.approx(t.kl, rel=1e-4, abs=1e-9), t.name
+
+
 @pytest.mark.parametrize("budget", [4.0, 4.5, 6.0])
 def test_choice_respects_the_budget_and_is_a_recipe(measured, budget):
     samples, tensors = measured

@@ -1,19 +1,23 @@
 """Training a rule's refinement (``refine = "dwq"``) on the calibration clips, at two levels.
 
 Block: while calibration streams, the float block's outputs on its (already quantized) inputs
-are recorded in the same pass that collects the statistics; after the start algorithm has
-quantized the block, the learned weights are trained so the quantized block's outputs match
-them (relative squared error), one optimiser step per call of the block (a batch of encoder
-clips, one decoder sequence), over the block's own ``run``. A block the adapter does not name as
-a module (a head of a few modules) is trained on its ``run``'s returned outputs, one step per run.
+are recorded in the same pass that collects the statistics, and its inputs are held by the
+adapter; after the start algorithm has quantized the block, the learned weights are trained so
+the quantized block's outputs match them (relative squared error). Where the adapter gives
+``run_one`` (Whisper), each step is one calibration sample, and for a long input (the encoder's
+1500 frames of a 30-s window) ``positions`` random positions of it: the float targets are never
+recomputed and a step costs a fraction of a pass over all clips. Otherwise (an adapter without
+``run_one``, a head that is no module) each step is one call of the block within its ``run``.
 
 End to end: after every block is quantized, the learned weights of all such Linears are trained
-together on the KL between the float model's next-token distributions (computed before anything
-was quantized) and the quantized model's, at every teacher-forced position of every clip, the
-encoder quantized; one step per clip. The family computes the logits
+together on the KL between the float model's next-token distributions (computed once, before
+anything was quantized) and the quantized model's, at every teacher-forced position of one clip
+per step, the encoder quantized. The family computes the logits
 (``models/<family>/calib.teacher_forced_logits``).
 
-Either level keeps the start where training did not lower its loss on the calibration clips.
+Either level checks its loss on a few calibration samples (CHECK_UNITS) before training and
+CHECKS times during it, keeps the best check's learned numbers (the start's when none was
+lower) and stops early once the loss stops falling (see ``train``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from .qtensor import QuantizedWeight
 from .recipe import Rule
 
 FLOAT_LR = 1e-4  # Adam's step for float parameters (norms, biases) when a refinement trains them
+CHECK_UNITS = 4  # calibration samples the loss is checked on (a check costs their forward passes)
+CHECKS = 8  # loss checks over a refinement's steps
+PATIENCE = 2  # checks in a row, past half the steps, whose loss did not fall: training stops
 
 
 def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -120,6 +127,19 @@ class Session:
         for p in model.parameters():  # gradients only where something learns
             p.requires_grad_(id(p) in learning)
         self.adam = torch.optim.Adam([p for p, _ in self.floats], lr=FLOAT_LR) if self.floats else None
+
+    def learned_params(self) -> list[Tensor]:
+        ps = [p for it in self.items for p in self.model.get_submodule(it.name).learned.parameters()]
+        return ps + [p for p, _ in self.floats]
+
+    def snapshot(self) -> list[Tensor]:
+        """The learned numbers now (the best so far is put back when training ends)."""
+        return [p.detach().clone() for p in self.learned_params()]
+
+    def restore(self, snap: list[Tensor]) -> None:
+        with torch.no_grad():
+            for p, v in zip(self.learned_params(), snap):
+                p.copy_(v)
 
     def step(self) -> None:
         for o in self.opts:
@@ -212,16 +232,106 @@ def _block_pass(run: Callable[[], object], rec: BlockRecorder, session: Session 
     return sum(losses) / max(len(losses), 1)
 
 
+def _check_units(n: int) -> list[int]:
+    """The units (clips) on which the loss is checked: CHECK_UNITS spread over the ``n``."""
+    k = min(n, CHECK_UNITS)
+    return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
+
+
+def train(session: Session, steps: int, step_loss: Callable[[int], Tensor], check_loss: Callable[[], float],
+          advance: Callable[[], None] | None = None) -> tuple[float, float]:
+    """``steps`` optimiser steps on ``step_loss(t)``, the loss on the check units measured CHECKS
+    times on the way; the learned numbers of the best check are put back (the start's when none
+    was better). Past half the steps (the decaying step has halved), training stops once the
+    loss has not fallen from one check to the next PATIENCE times in a row: the steps left would
+    only cost time. Not before: the first, largest steps often raise the loss before the smaller
+    ones bring it below the start.
+    Returns (check loss before, best check loss)."""
+    before = check_loss()
+    best, snap, last, flat = before, session.snapshot(), before, 0
+    every = max(1, steps // CHECKS)
+    for t in range(steps):
+        with torch.enable_grad():
+            step_loss(t).backward()
+        session.step()
+        if advance is not None:
+            advance()
+        if (t + 1) % every == 0 or t + 1 == steps:
+            loss = check_loss()
+            if loss < best:
+                best, snap = loss, session.snapshot()
+            flat, last = (0 if loss < last else flat + 1), loss
+            if flat >= PATIENCE and 2 * (t + 1) >= steps:
+                break
+    session.restore(snap)
+    return before, best
+
+
+class _Shuffled:
+    """Unit indices in a fresh random order every epoch (seeded: a quantization is repeatable)."""
+
+    def __init__(self, n: int, gen: torch.Generator):
+        self.n, self.gen, self.order = n, gen, []
+
+    def next(self) -> int:
+        if not self.order:
+            self.order = torch.randperm(self.n, generator=self.gen).tolist()
+        return self.order.pop()
+
+
 def refine_block(model: nn.Module, run: Callable[[], object], rec: BlockRecorder, items: Sequence[Item],
-                 advance: Callable[[], None] | None = None) -> tuple[float, float, dict[str, QuantizedWeight]]:
-    """Train ``items`` (QuantLinears of one block) on the recorded outputs: (loss before, after, kept)."""
+                 advance: Callable[[], None] | None = None, run_one: Callable | None = None
+                 ) -> tuple[float, float, dict[str, QuantizedWeight]]:
+    """Train ``items`` (QuantLinears of one block) on the recorded outputs: (loss before, after, kept).
+
+    With ``run_one`` (the adapter's: the block's output for one calibration sample, at chosen
+    positions) each step trains on one sample, at ``positions`` random positions of a long one;
+    otherwise each step is one call of the block within its ``run``."""
     if not rec.targets:
         return math.nan, math.nan, {}
-    calls = len(rec.targets) if rec.module is not None else 1
-    steps = max(it.rule.all_refine_options()["steps"] for it in items)
-    epochs = max(1, math.ceil(steps / calls))
+    opts = [it.rule.all_refine_options() for it in items]
+    steps = max(o["steps"] for o in opts)
     floats = [m for m in (rec.module.modules() if rec.module is not None else ())
               if not isinstance(m, (QuantLinear, nn.Linear)) and any(True for _ in m.parameters(recurse=False))]
+    if run_one is None or rec.module is None:
+        return _refine_block_by_runs(model, run, rec, items, steps, floats, advance)
+    # One target per sample: the recorded calls' rows (an encoder call holds a batch of clips).
+    units = [t[j : j + 1] for t in rec.targets for j in range(t.shape[0])]
+    rec.targets = []
+    positions = max(o["positions"] for o in opts)
+    gen = torch.Generator().manual_seed(0)
+    order = _Shuffled(len(units), gen)
+    check = _check_units(len(units))
+
+    def step_loss(_t: int) -> Tensor:
+        i = order.next()
+        target, pos = units[i], None
+        if positions and target.dim() == 3 and target.shape[1] > positions:
+            pos = torch.randperm(target.shape[1], generator=gen)[:positions].sort().values
+            target = target[:, pos]
+        out = first_tensor(run_one(i, None if pos is None else pos.to(target.device)))
+        if pos is not None and out.shape[1] != len(pos):  # the adapter gave every position
+            out = out[:, pos.to(out.device)]
+        return rel_mse(out, target)
+
+    def check_loss() -> float:
+        with torch.no_grad():
+            return sum(rel_mse(first_tensor(run_one(i, None)), units[i]).item() for i in check) / len(check)
+
+    session = Session(model, items, steps, floats)
+    keep = False
+    try:
+        before, after = train(session, steps, step_loss, check_loss, advance)
+        keep = after < before
+    finally:
+        kept = session.finish(keep)
+    return before, (after if keep else before), kept
+
+
+def _refine_block_by_runs(model, run, rec, items, steps, floats, advance):
+    """Steps within the block's own ``run`` (adapters without ``run_one``): one per call."""
+    calls = len(rec.targets) if rec.module is not None else 1
+    epochs = max(1, math.ceil(steps / calls))
     session = Session(model, items, epochs * calls, floats)
     keep = False
     try:
@@ -254,31 +364,28 @@ def teacher_log_probs(logits_fn: Callable[[int], Tensor], n: int) -> list[Tensor
         return [F.log_softmax(logits_fn(i).float(), dim=-1) for i in range(n)]
 
 
-def mean_kl(logits_fn: Callable[[int], Tensor], teacher: list[Tensor]) -> float:
-    with torch.no_grad():
-        return sum(kl_per_position(logits_fn(i), t).item() for i, t in enumerate(teacher)) / max(len(teacher), 1)
-
-
 def refine_end_to_end(model: nn.Module, logits_fn: Callable[[int], Tensor], teacher: list[Tensor],
                       items: Sequence[Item], advance: Callable[[], None] | None = None
                       ) -> tuple[float, float, dict[str, QuantizedWeight]]:
-    """Train ``items`` together on the teacher-forced KL: (KL before, after, kept)."""
+    """Train ``items`` together on the teacher-forced KL, one clip per step: (KL before, after, kept),
+    both on the check clips."""
     n = len(teacher)
     steps = max(it.rule.all_refine_options()["steps"] for it in items)
-    epochs = max(1, math.ceil(steps / n))
-    session = Session(model, items, epochs * n)
+    order = _Shuffled(n, torch.Generator().manual_seed(0))
+    check = _check_units(n)
+
+    def step_loss(_t: int) -> Tensor:
+        i = order.next()
+        return kl_per_position(logits_fn(i), teacher[i])
+
+    def check_loss() -> float:
+        with torch.no_grad():
+            return sum(kl_per_position(logits_fn(i), teacher[i]).item() for i in check) / len(check)
+
+    session = Session(model, items, steps)
     keep = False
     try:
-        before = mean_kl(logits_fn, teacher)
-        for _ in range(epochs):
-            for i in range(n):
-                with torch.enable_grad():
-                    loss = kl_per_position(logits_fn(i), teacher[i])
-                    loss.backward()
-                session.step()
-                if advance is not None:
-                    advance()
-        after = mean_kl(logits_fn, teacher)
+        before, after = train(session, steps, step_loss, check_loss, advance)
         keep = after < before
     finally:
         kept = session.finish(keep)

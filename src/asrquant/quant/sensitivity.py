@@ -81,24 +81,37 @@ def measure(model: nn.Module, samples: list[CalibSample], schemes=CANDIDATES, pr
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     orig = next(model.parameters()).device
     model.eval().to(dev)
-    fn = families.module(model.family, "calib").teacher_forced_logits
-    logits = lambda i: fn(model, samples[i], dev)  # noqa: E731
+    cal = families.module(model.family, "calib")
+    logits = lambda i: cal.teacher_forced_logits(model, samples[i], dev)  # noqa: E731
     tensors = candidates_of(model)
     try:
         teacher = teacher_log_probs(logits, len(samples))
+        after_encoder = _after_encoder(model, cal, samples, dev)
         with torch.no_grad(), bar("sensitivity", len(tensors) * len(schemes), progress) as advance:
             for t in tensors:
                 w = model.get_submodule(t.name).weight
                 keep = w.detach().clone()
+                fn = logits if after_encoder is None or t.name.startswith(cal.ENCODER_PREFIX) else after_encoder
                 for s in schemes:
                     w.copy_(fake_quantize(keep, s).to(w.dtype))
-                    t.kl[s.name] = sum(kl_per_position(logits(i), teacher[i]).item()
+                    t.kl[s.name] = sum(kl_per_position(fn(i), teacher[i]).item()
                                        for i in range(len(samples))) / len(samples)
                     advance()
                 w.copy_(keep)
     finally:
         model.to(orig)
     return tensors
+
+
+def _after_encoder(model: nn.Module, cal, samples: list[CalibSample], dev):
+    """Sample index -> logits from the float encoder's output computed once, where the family can
+    split there (``encoder_features``): a tensor outside the encoder leaves that output unchanged,
+    so re-encoding 30-s windows for each of them (most of the measurement's time) is not needed."""
+    if not hasattr(cal, "encoder_features"):
+        return None
+    with torch.no_grad():
+        feats = [cal.encoder_features(model, s, dev) for s in samples]
+    return lambda i: cal.logits_from_features(model, samples[i], feats[i], dev)
 
 
 def choose(tensors: list[Tensor], budget_bpw: float, schemes=CANDIDATES) -> dict[str, QuantScheme]:

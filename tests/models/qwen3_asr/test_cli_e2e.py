@@ -62,10 +62,13 @@ def _tokens(engine, work, language="en"):
             for cid, *_ in EVAL]
 
 
-def test_calibration_samples_are_prompt_reference_and_end(work):
+def test_calibration_samples_are_prompt_reference_and_end(work, capsys):
     ckpt = load_qwen3_asr(work["ckpt"])
     tok = ckpt.tokenizer()
     samples, cal = calibration_samples(ckpt, work["calib"], 3, progress=False)
+    # Qwen3-ASR is multilingual and these clips are all English: one warning line names the manifest.
+    warned = [l for l in capsys.readouterr().err.splitlines() if "warning" in l]
+    assert len(warned) == 1 and str(work["calib"]) in warned[0] and "'en'" in warned[0]
     assert cal.ids == ["cal-a", "cal-b", "cal-c"]
     assert cal.audio_sha256 == [sha256_file(work["calib"].parent / f"{c[0]}.wav") for c in CALIB]
     first = samples[0]

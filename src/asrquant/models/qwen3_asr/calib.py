@@ -22,7 +22,7 @@ from ...audio import load_audio
 from ...errors import AsrQuantError
 from ...eval.manifest import read_manifest
 from ...progress import track
-from ...quant.calibrate import CalibBlock, Calibration, CalibSample, InputGroup, spread
+from ...quant.calibrate import CalibBlock, Calibration, CalibSample, InputGroup, spread, warn_single_language
 from ...quant.recipe import Recipe
 from .features import n_audio_tokens, qwen3_asr_log_mel
 from .load import Qwen3ASRCheckpoint
@@ -160,6 +160,7 @@ def calibration_samples(ckpt: Qwen3ASRCheckpoint, manifest: str | Path, n: int, 
     ``decode=False`` skips the greedy decoding of clips without a transcript (prompt and end only)."""
     clips = read_manifest(manifest)
     chosen = [clips[i] for i in spread(len(clips), n)]
+    warn_single_language(manifest, [c.lang for c in chosen])  # every Qwen3-ASR is multilingual
     tok = ckpt.tokenizer()
     greedy = None
     samples, cal = [], Calibration(str(manifest), [], [])

@@ -24,7 +24,7 @@ from ...errors import AsrQuantError
 from ...eval.manifest import read_manifest
 from ...features import log_mel
 from ...progress import track
-from ...quant.calibrate import CalibBlock, Calibration, CalibSample, InputGroup, spread
+from ...quant.calibrate import CalibBlock, Calibration, CalibSample, InputGroup, spread, warn_single_language
 from ...quant.recipe import Recipe
 from .load import WhisperCheckpoint
 from .model import Whisper
@@ -84,9 +84,15 @@ class WhisperCalibAdapter:
             x = F.gelu(enc.conv2(x)).transpose(1, 2)
             xs.append(x + enc.positional_embedding[: x.shape[1]])
 
+        def enc_one(block, rows, i, positions):
+            x = rows[i]
+            return block(x) if positions is None else block.forward_at(x, positions)
+
         for i, block in enumerate(enc.blocks):
             p = f"encoder.blocks.{i}"
-            yield CalibBlock(p, lambda b=block: [b(x) for x in xs], _attn_groups(p, "attn", "attn_ln") + _mlp_groups(p))
+            rows = [x[j : j + 1] for x in xs for j in range(x.shape[0])]  # views: one clip each
+            yield CalibBlock(p, lambda b=block: [b(x) for x in xs], _attn_groups(p, "attn", "attn_ln") + _mlp_groups(p),
+                             lambda j, pos, b=block, rows=rows: enc_one(b, rows, j, pos))
             xs = [block(x) for x in xs]
 
         audio = [a[None] for x in xs for a in enc.ln_post(x)]  # per sample [1, ctx, d]
@@ -96,20 +102,21 @@ class WhisperCalibAdapter:
             tok = torch.as_tensor(s.tokens, dtype=torch.long, device=self.device)[None]
             hs.append(dec.token_embedding(tok) + dec.positional_embedding[: tok.shape[1]])
 
+        def dec_one(block, h, a):
+            t = h.shape[1]
+            mask = torch.ones(t, t, dtype=torch.bool, device=h.device).tril() if t > 1 else None
+            empty = h.new_zeros(1, 0, h.shape[2])
+            ck, cv = block.cross_attn.key(a), block.cross_attn.value(a)
+            return block(h, empty, empty, ck, cv, mask)[0]
+
         def run(block, hs):
-            out = []
-            for h, a in zip(hs, audio):
-                t = h.shape[1]
-                mask = torch.ones(t, t, dtype=torch.bool, device=h.device).tril() if t > 1 else None
-                empty = h.new_zeros(1, 0, h.shape[2])
-                ck, cv = block.cross_attn.key(a), block.cross_attn.value(a)
-                out.append(block(h, empty, empty, ck, cv, mask)[0])
-            return out
+            return [dec_one(block, h, a) for h, a in zip(hs, audio)]
 
         for i, block in enumerate(dec.blocks):
             p = f"decoder.blocks.{i}"
             groups = _attn_groups(p, "attn", "attn_ln") + _attn_groups(p, "cross_attn", "cross_attn_ln", False)
-            yield CalibBlock(p, lambda b=block: run(b, hs), groups + _mlp_groups(p))
+            yield CalibBlock(p, lambda b=block: run(b, hs), groups + _mlp_groups(p),
+                             lambda j, _pos, b=block, hs=hs: dec_one(b, hs[j], audio[j]))
             hs = run(block, hs)
 
         # The logits: decoder.ln's output times the tied token table (quantized by GPTQ on these
@@ -134,6 +141,8 @@ def calibration_samples(ckpt: WhisperCheckpoint, manifest: str | Path, n: int,
     the log-mels alone."""
     clips = read_manifest(manifest)
     chosen = [clips[i] for i in spread(len(clips), n)]
+    if ckpt.multilingual:  # an .en model hears English only
+        warn_single_language(manifest, [c.lang for c in chosen])
     tok = WhisperTokenizer(ckpt.tokenizer_json, ckpt.multilingual)
     transcriber = None
     samples, cal = [], Calibration(str(manifest), [], [])
@@ -154,11 +163,29 @@ def calibration_samples(ckpt: WhisperCheckpoint, manifest: str | Path, n: int,
     return samples, cal
 
 
-def teacher_forced_logits(model: Whisper, sample: CalibSample, device=None) -> torch.Tensor:
-    """The logits [T, V] at every position of the sample's tokens, with gradients (refinements)."""
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    mel = torch.as_tensor(sample.mel, dtype=torch.float32, device=dev)[None]
+ENCODER_PREFIX = "encoder."  # the modules encoder_features runs: a tensor elsewhere leaves them unchanged
+
+
+def _device(model: Whisper, device):
+    return torch.device(device) if device is not None else next(model.parameters()).device
+
+
+def encoder_features(model: Whisper, sample: CalibSample, device=None) -> torch.Tensor:
+    """The encoder's output [1, ctx, d] for the sample: what the decoder reads (held by callers that
+    change only decoder tensors, such as the sensitivity measurement, instead of re-encoding)."""
+    dev = _device(model, device)
+    return model.encoder(torch.as_tensor(sample.mel, dtype=torch.float32, device=dev)[None])
+
+
+def logits_from_features(model: Whisper, sample: CalibSample, features: torch.Tensor, device=None) -> torch.Tensor:
+    """The logits [T, V] at every position of the sample's tokens given the encoder's output."""
+    dev = _device(model, device)
     tokens = torch.as_tensor(sample.tokens, dtype=torch.long, device=dev)[None]
-    cross_k, cross_v = model.decoder.cross_kv(model.encoder(mel))
+    cross_k, cross_v = model.decoder.cross_kv(features)
     past_k, past_v = model.decoder.empty_cache(1, dev)
     return model.decoder(tokens, past_k, past_v, cross_k, cross_v)[0][0]
+
+
+def teacher_forced_logits(model: Whisper, sample: CalibSample, device=None) -> torch.Tensor:
+    """The logits [T, V] at every position of the sample's tokens, with gradients (refinements)."""
+    return logits_from_features(model, sample, encoder_features(model, sample, device), device)

@@ -115,6 +115,14 @@ class EncoderBlock(nn.Module):
         x = x + self.attn.attend(self.attn.query(h), self.attn.key(h), self.attn.value(h), None)
         return x + self.mlp(self.mlp_ln(x))
 
+    def forward_at(self, x: Tensor, positions: Tensor) -> Tensor:
+        """forward(x)[:, positions], computing only what those rows need (keys and values of every
+        frame; queries, projection and MLP of the chosen ones): a refinement's cheap step."""
+        h = self.attn_ln(x)
+        x = x[:, positions] + self.attn.attend(self.attn.query(h[:, positions]), self.attn.key(h), self.attn.value(h),
+                                               None)
+        return x + self.mlp(self.mlp_ln(x))
+
 
 class DecoderBlock(nn.Module):
     def __init__(self, n_state: int, n_head: int):
