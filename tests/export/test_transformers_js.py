@@ -160,7 +160,8 @@ def test_ort_q4_flag_refusals():
 
     from asrquant.export.command import check_options
 
-    base = dict(ggml_type=None, variant=None, fp16=False, accuracy_level=None, compute="float", attention="unfused", ort_q4=True)
+    base = dict(ggml_type=None, variant=None, fp16=False, accuracy_level=None, compute="float", attention="unfused",
+                ort_q4=True)
     check_options(Namespace(format="transformers.js", recipe=None, **base))
     for fmt, recipe in (("onnx", None), ("transformers.js", "rtn-int4-g64")):
         with pytest.raises(AsrQuantError, match="--ort-q4"):
