@@ -12,6 +12,7 @@ process use this without loading a model.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,10 @@ ROLES: dict[str, tuple[str, ...]] = {
     "onnx_session": ("open_transcriber",),  # the torch-free runner of its exports
     "torch_session": ("open_transcriber",),  # the fake-quant reference
 }
+# Roles a family may have: a format only some families export to (Whisper's transformers.js layout).
+OPTIONAL_ROLES: dict[str, tuple[str, ...]] = {
+    "transformers_js_session": ("open_transformers_js",),  # the runner of its transformers.js exports
+}
 
 SAVED_KIND = "asrquant-quantized"  # config.json "kind" of a directory written by `asrquant quantize`
 ONNX_KIND = "onnx"  # manifest.json "kind" of an `asrquant export` ONNX artifact
@@ -46,9 +51,13 @@ class Family:
     package: str  # the folder under asrquant/models/
 
     def module(self, role: str) -> ModuleType:
-        if role not in ROLES:
-            raise ValueError(f"unknown family role {role!r} (one of: {', '.join(ROLES)})")
+        if role not in ROLES and role not in OPTIONAL_ROLES:
+            raise ValueError(f"unknown family role {role!r} (one of: {', '.join([*ROLES, *OPTIONAL_ROLES])})")
         return importlib.import_module(f"asrquant.models.{self.package}.{role}")
+
+    def has(self, role: str) -> bool:
+        """Whether the family provides ``role`` (every required role; an optional one if its file exists)."""
+        return role in ROLES or importlib.util.find_spec(f"asrquant.models.{self.package}.{role}") is not None
 
 
 # Detection tries the families in this order; the last is the default (its loader explains

@@ -145,7 +145,9 @@ def test_saved_model_with_changed_bytes_and_rewritten_hash(capsys, tmp_path, sav
     write_manifest(q, **{k: v for k, v in manifest.items() if k not in ("asrquant_version", "files")})
     code, out, err = cli(capsys, "transcribe", q, clip, "--max-new-tokens", "2")
     assert "Traceback" not in err
-    assert code == 0 or (code == 2 and str(q) in err), (code, err)
+    # It loads and runs (0), is refused naming the file (2), or says no word, which is flagged (1).
+    assert code == 0 or (code == 2 and str(q) in err) or (code == 1 and "[no_words]" in out and "no word" in err), \
+        (code, err)
 
 
 def test_transcribe_flags_an_output_with_no_word(capsys, monkeypatch, tmp_path):
