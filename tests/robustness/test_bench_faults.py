@@ -68,7 +68,10 @@ def test_interrupt_leaves_a_partial_report_and_no_worker(tmp_path, small_dir):
     proc = subprocess.Popen([sys.executable, "-m", "asrquant.cli", "bench", "--model", str(small_dir),
                              "--data", str(_manifest(tmp_path)), "--repeat", "5", "--max-new-tokens", "4",
                              "--json", str(report), "--markdown", str(tmp_path / "r.md")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            # A suite started in the background by a shell inherits SIGINT ignored,
+                            # and Python keeps it so: the bench must see Ctrl-C as a terminal gives it.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not report.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
