@@ -238,6 +238,19 @@ def _check_units(n: int) -> list[int]:
     return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
 
 
+def _kept_if_better(session: Session, fit: Callable[[], tuple[float, float]]
+                    ) -> tuple[float, float, dict[str, QuantizedWeight]]:
+    """Run ``fit`` -> (loss before, loss after) in ``session`` and keep what it learned only when the
+    loss fell (the start otherwise, also when ``fit`` raises): (before, the loss kept, kept weights)."""
+    keep = False
+    try:
+        before, after = fit()
+        keep = after < before
+    finally:
+        kept = session.finish(keep)
+    return before, (after if keep else before), kept
+
+
 def train(session: Session, steps: int, step_loss: Callable[[int], Tensor], check_loss: Callable[[], float],
           advance: Callable[[], None] | None = None) -> tuple[float, float]:
     """``steps`` optimiser steps on ``step_loss(t)``, the loss on the check units measured CHECKS
@@ -319,13 +332,7 @@ def refine_block(model: nn.Module, run: Callable[[], object], rec: BlockRecorder
             return sum(rel_mse(first_tensor(run_one(i, None)), units[i]).item() for i in check) / len(check)
 
     session = Session(model, items, steps, floats)
-    keep = False
-    try:
-        before, after = train(session, steps, step_loss, check_loss, advance)
-        keep = after < before
-    finally:
-        kept = session.finish(keep)
-    return before, (after if keep else before), kept
+    return _kept_if_better(session, lambda: train(session, steps, step_loss, check_loss, advance))
 
 
 def _refine_block_by_runs(model, run, rec, items, steps, floats, advance):
@@ -333,18 +340,16 @@ def _refine_block_by_runs(model, run, rec, items, steps, floats, advance):
     calls = len(rec.targets) if rec.module is not None else 1
     epochs = max(1, math.ceil(steps / calls))
     session = Session(model, items, epochs * calls, floats)
-    keep = False
-    try:
+
+    def epochs_of_runs() -> tuple[float, float]:
         before = _block_pass(run, rec, None)
         for _ in range(epochs):
             _block_pass(run, rec, session)
             if advance is not None:
                 advance()
-        after = _block_pass(run, rec, None)
-        keep = after < before
-    finally:
-        kept = session.finish(keep)
-    return before, (after if keep else before), kept
+        return before, _block_pass(run, rec, None)
+
+    return _kept_if_better(session, epochs_of_runs)
 
 
 # --- end to end -----------------------------------------------------------------------------------
@@ -383,10 +388,4 @@ def refine_end_to_end(model: nn.Module, logits_fn: Callable[[int], Tensor], teac
             return sum(kl_per_position(logits_fn(i), teacher[i]).item() for i in check) / len(check)
 
     session = Session(model, items, steps)
-    keep = False
-    try:
-        before, after = train(session, steps, step_loss, check_loss, advance)
-        keep = after < before
-    finally:
-        kept = session.finish(keep)
-    return before, (after if keep else before), kept
+    return _kept_if_better(session, lambda: train(session, steps, step_loss, check_loss, advance))
