@@ -1,33 +1,40 @@
 #!/usr/bin/env bash
 # whisper.cpp beside our exports: the files, an accuracy run and a speed run per model.
 #
-#   bash benchmarks/whisper-cpp/run.sh OUT_DIR [MODEL ...]      (default: whisper-tiny.en)
+#   bash benchmarks/whisper-cpp/run.sh OUT_DIR [MODEL ...]      (default: whisper-base)
 #
 # Per MODEL, into OUT_DIR: whisper.cpp's float16 file, ggml's own round to nearest q4_0 and q5_0
-# (what whisper.cpp's quantize tool writes), our GPTQ-calibrated q4_0 (recipe ggml-q4_0-gptq)
-# and our int4 ONNX artifact (gptq-int4-g64-enc32-emb4), both calibrated on ../shared/data/dev.
-# Then, greedy on 2 threads:
-#   accuracy: the whisper.cpp rows (float16 first: the baseline of the paired intervals) and
-#             faster-whisper int8 on vitw8 + the default robustness set (`asrquant data default`:
-#             synthetic TTS speech, clean and with Voices-in-the-Wild degradations); never the
-#             calibration clips; one thread per row and all rows at once (an accuracy table:
-#             whisper.cpp's threads spin while they wait for each other, which on a busy shared
-#             machine costs it several times its work)
-#   speed:    every row on vitw8 + dev, --repeat 3 interleaved
+# (what whisper.cpp's quantize tool writes), our GPTQ-calibrated q4_0 (recipe ggml-q4_0-gptq) and
+# the `cpu` target's ONNX artifact, both calibrated on the default calibration set (calibration
+# sentences only). Then, greedy:
+#   accuracy: the whisper.cpp rows (float16 first: the baseline of the paired intervals), torch
+#             fp32, faster-whisper int8 and our ONNX artifact on the reporting set (eval sentences
+#             40-79, seed 1: clean + one Voices-in-the-Wild condition each, 80 clips, never used
+#             for a choice) + vitw8 + dev (real speech); one thread per row, two rows at a time
+#             (whisper.cpp's threads spin while they wait for each other: on a busy machine more
+#             threads than cores costs it several times its work)
+#   speed:    whisper.cpp float16 / q4_0 / q5_0, faster-whisper int8 and our ONNX artifact on
+#             vitw8 + dev, 2 threads, --repeat 3 interleaved, one row at a time (a quiet machine)
 # and copies the small reports beside this script (MODEL-accuracy.{json,md}, MODEL-speed.{json,md}).
+# SKIP_ACCURACY=1 or SKIP_SPEED=1 leaves one of the two runs out.
 set -euo pipefail
 OUT=$(realpath -m "$1"); shift
-MODELS=("${@:-whisper-tiny.en}")
+MODELS=("${@:-whisper-base}")
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 DATA=$(realpath "$ROOT/../shared/data")
 PY=${PY:-"$ROOT/.venv/bin/python"}
 export PYTHONPATH="$ROOT/src"
-CALIB="$DATA/dev/manifest.jsonl"
 cli() { "$PY" -m asrquant.cli "$@"; }
-SYNTH="$(cli data default | tail -1)/manifest.jsonl"   # the default robustness set (built once, cached)
+read -r CALIB REPORT < <("$PY" - <<'PYEOF'
+from asrquant.data.default_set import build_set, default_calib_set
+from asrquant.data.sentences import load_sentences
+print(default_calib_set() / "manifest.jsonl", build_set("report", load_sentences("eval")[40:80], seed=1) / "manifest.jsonl")
+PYEOF
+)
 mkdir -p "$OUT"
-lscpu | grep -E "Model name|^CPU\(s\)" > "$OUT/lscpu.txt"
+{ lscpu | grep -E "Model name|^CPU\(s\)"; lscpu | grep -o -E "avx512_vnni|avx_vnni|amx_int8|avx2" | sort -u | tr '\n' ' '; echo; } \
+    > "$OUT/lscpu.txt"
 for model in "${MODELS[@]}"; do
     m="$OUT/$model"
     [ -d "$m-f16" ] || cli export "$model" --format ggml --out "$m-f16" --quiet
@@ -36,16 +43,22 @@ for model in "${MODELS[@]}"; do
     done
     [ -d "$m-q4_0-gptq" ] || cli export "$model" --format ggml --recipe ggml-q4_0-gptq --calib "$CALIB" \
         --out "$m-q4_0-gptq" --quiet
-    [ -d "$m-onnx-int4" ] || cli export "$model" --recipe gptq-int4-g64-enc32-emb4 --calib "$CALIB" \
-        --out "$m-onnx-int4" --quiet
+    [ -d "$m-cpu" ] || cli export "$model" --target cpu --calib "$CALIB" --out "$m-cpu" --quiet
     cpp=(--model "whisper.cpp:$m-f16" --model "whisper.cpp:$m-q4_0-rtn" --model "whisper.cpp:$m-q5_0-rtn"
          --model "whisper.cpp:$m-q4_0-gptq")
-    cli bench "${cpp[@]}" --model "faster-whisper:$model:int8" \
-        --data "$DATA/vitw8/manifest.jsonl" --data "$SYNTH" --beam 1 --threads 1 --jobs 5 \
-        --json "$HERE/$model-accuracy.json" --markdown "$HERE/$model-accuracy.md"
-    cli bench "${cpp[@]}" --model "faster-whisper:$model:int8" --model "$m-onnx-int4" \
-        --data "$DATA/vitw8/manifest.jsonl" --data "$CALIB" --beam 1 --threads 2 --repeat 3 \
-        --json "$HERE/$model-speed.json" --markdown "$HERE/$model-speed.md"
+    if [ -z "${SKIP_ACCURACY:-}" ]; then
+        cli bench "${cpp[@]}" --model "$model" --model "faster-whisper:$model:int8" --model "$m-cpu" \
+            --data "$REPORT" --data "$DATA/vitw8/manifest.jsonl" --data "$DATA/dev/manifest.jsonl" \
+            --beam 1 --threads 1 --jobs 2 --json "$HERE/$model-accuracy.json" --markdown "$HERE/$model-accuracy.md"
+    fi
+    if [ -z "${SKIP_SPEED:-}" ]; then
+        uptime > "$HERE/$model-speed-loadavg.txt"
+        cli bench --model "whisper.cpp:$m-f16" --model "whisper.cpp:$m-q4_0-gptq" --model "whisper.cpp:$m-q5_0-rtn" \
+            --model "faster-whisper:$model:int8" --model "$m-cpu" \
+            --data "$DATA/vitw8/manifest.jsonl" --data "$DATA/dev/manifest.jsonl" --beam 1 --threads 2 --repeat 3 \
+            --json "$HERE/$model-speed.json" --markdown "$HERE/$model-speed.md"
+        uptime >> "$HERE/$model-speed-loadavg.txt"
+    fi
 done
 cp "$OUT/lscpu.txt" "$HERE/lscpu.txt"
 echo "done: $OUT"

@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import ArtifactError
+from .int8_weights import as_graph_takes
 
 
 def load_time_weights(graph: ort.InferenceSession, graph_path: Path, data_inputs: set[str],
@@ -40,4 +41,5 @@ def load_time_weights(graph: ort.InferenceSession, graph_path: Path, data_inputs
     if missing:
         raise ArtifactError(f"{weights_path}: does not compute {len(missing)} weights {graph_path.name} takes "
                             f"({missing[0]}, ...); export the model again")
-    return dict(zip(wanted, session.run(wanted, {})))
+    # the int8 weights come as uint8 + 128; a graph opened signed for this CPU takes the codes (int8_weights)
+    return as_graph_takes(graph, dict(zip(wanted, session.run(wanted, {}))))

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from ...errors import ArtifactError
+from ...runtime.int8_weights import open_graph
 from ...runtime.load_time_weights import load_time_weights
 from ...runtime.onnx import session_options
 from ...runtime.onnx_layout import ENCODER_WEIGHTS, open_variant
@@ -36,7 +36,7 @@ class Qwen3ASROnnxSession:
         opts = session_options(threads or 0)  # 0: onnxruntime's default thread count
         prov = providers or ["CPUExecutionProvider"]
         files = files or {g: f"{g}.onnx" for g in GRAPHS}
-        self.graphs = {g: ort.InferenceSession(str(d / files[g]), opts, providers=prov) for g in GRAPHS}
+        self.graphs = {g: open_graph(d / files[g], opts, prov) for g in GRAPHS}  # int8 weights signed on VNNI / AMX
         # {} unless the audio encoder's int8 weights are expanded at load (see asrquant.export.onnx.int8_matmul)
         weights = d / files[ENCODER_WEIGHTS] if ENCODER_WEIGHTS in files else None
         self.encoder_weights = load_time_weights(self.graphs["encoder"], d / files["encoder"], {"chunks", "n_tokens"},

@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ...artifact import read_json
+from ...runtime.int8_weights import open_graph
 from ...runtime.load_time_weights import load_time_weights
 from ...runtime.onnx import session_options
 from ...runtime.onnx_layout import ENCODER_WEIGHTS, graph_file, open_variant, weights_file
@@ -112,7 +113,7 @@ class StepCache:
 
 
 def _load(path: Path, threads: int, mem_pattern: bool = True) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), session_options(threads, mem_pattern), providers=["CPUExecutionProvider"])
+    return open_graph(path, session_options(threads, mem_pattern))  # int8 GEMM weights signed on VNNI / AMX
 
 
 class OnnxWhisperSession:
