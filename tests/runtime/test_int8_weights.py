@@ -83,7 +83,9 @@ def test_a_weight_taken_as_input_changes_type_and_its_load_time_value_follows():
     assert to_signed(proto) == 1
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     assert {i.name: i.type for i in sess.get_inputs()}["lin.weight_int8"] == "tensor(int8)"
-    feeds = as_graph_takes(sess, {"lin.weight_int8": held, "other": np.zeros(3, np.uint8)})
+    given = held.copy()
+    feeds = as_graph_takes(sess, {"lin.weight_int8": given, "other": np.zeros(3, np.uint8)})
+    assert np.shares_memory(feeds["lin.weight_int8"], given)  # turned in place: no second copy at load
     assert feeds["lin.weight_int8"].dtype == np.int8 and feeds["other"].dtype == np.uint8
     assert np.array_equal(feeds["lin.weight_int8"].astype(np.int16), held.astype(np.int16) - 128)
     assert np.array_equal(sess.run(None, {"x": x, "lin.weight_int8": feeds["lin.weight_int8"]})[0], before)

@@ -94,15 +94,15 @@ def open_graph(path: Path, options: ort.SessionOptions,
 
 def as_graph_takes(session: ort.InferenceSession, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``values`` (load-time weights, uint8 + 128 where int8) with every uint8 array the graph takes
-    as int8 turned into the code itself."""
+    as int8 turned into the code itself, in place (no second copy of the weights at load)."""
     wanted = {i.name: i.type for i in session.get_inputs()}
-    return {k: _xor80(v).view(np.int8) if v.dtype == np.uint8 and wanted.get(k) == "tensor(int8)" else v
-            for k, v in values.items()}
+    return {k: _xor80(v, inplace=True).view(np.int8) if v.dtype == np.uint8 and wanted.get(k) == "tensor(int8)"
+            else v for k, v in values.items()}
 
 
-def _xor80(a: np.ndarray) -> np.ndarray:
+def _xor80(a: np.ndarray, inplace: bool = False) -> np.ndarray:
     """uint8 ``code + 128`` -> the bytes of int8 ``code`` (two's complement), in one pass."""
-    return np.bitwise_xor(a, np.uint8(0x80))
+    return np.bitwise_xor(a, np.uint8(0x80), out=a if inplace and a.flags.writeable else None)
 
 
 def _zero_value(name: str, inits: dict, constants: dict) -> int | None:
