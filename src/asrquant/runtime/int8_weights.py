@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
 from ..cpu import cpu_info
 from ..errors import ArtifactError
+
+if TYPE_CHECKING:
+    import onnx
 
 ENV = "ASRQUANT_INT8_WEIGHTS"
 SIGNED_ON = ("AVX512-VNNI", "AVX-VNNI", "AMX")  # cpu.FEATURES labels whose u8 x s8 kernel does not saturate
@@ -47,6 +49,8 @@ def to_signed(proto: onnx.ModelProto) -> int:
     """Rewrite, in place, every ``MatMulIntegerToFloat`` of ``proto`` whose weight is uint8 + 128 (an
     initializer, or an input the encoder_weights graph computes) to read it as int8 with zero point
     0. Returns how many GEMMs changed; 0 leaves ``proto`` as it was."""
+    from onnx import TensorProto, numpy_helper
+
     g = proto.graph
     inits = {t.name: t for t in g.initializer}
     inputs = {i.name: i for i in g.input}
@@ -81,6 +85,8 @@ def open_graph(path: Path, options: ort.SessionOptions,
     without such GEMMs opens from its file as it is)."""
     providers = providers or ["CPUExecutionProvider"]
     if signed_int8():
+        import onnx  # here only: 17 MB of resident memory that a CPU without VNNI / AMX does not need
+
         try:
             proto = onnx.load(str(path), load_external_data=False)
         except Exception as e:  # onnx raises protobuf's DecodeError and others
@@ -106,6 +112,8 @@ def _xor80(a: np.ndarray, inplace: bool = False) -> np.ndarray:
 
 
 def _zero_value(name: str, inits: dict, constants: dict) -> int | None:
+    from onnx import helper, numpy_helper
+
     if name in inits:
         t = inits[name]
     elif name in constants:
