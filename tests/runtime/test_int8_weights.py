@@ -8,6 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from asrquant.cpu import cpu_info
+from asrquant.errors import AsrQuantError
 from asrquant.export.onnx.int8_matmul import OP, as_uint8, replace_linears_int8
 from asrquant.runtime import int8_weights
 from asrquant.runtime.int8_weights import ENV, ZERO_S8, as_graph_takes, open_graph, signed_int8, to_signed
@@ -26,7 +27,7 @@ def test_the_cpu_decides_unless_overridden(monkeypatch, features, signed):
     monkeypatch.setenv(ENV, "S8")
     assert signed_int8(features) is True
     monkeypatch.setenv(ENV, "int8")
-    with pytest.raises(ValueError, match="ASRQUANT_INT8_WEIGHTS='int8': expected auto, u8 or s8"):
+    with pytest.raises(AsrQuantError, match="variable ASRQUANT_INT8_WEIGHTS='int8': expected auto, u8 or s8"):
         signed_int8(features)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..cpu import cpu_info
-from ..errors import ArtifactError
+from ..errors import ArtifactError, AsrQuantError
 
 if TYPE_CHECKING:
     import onnx
@@ -40,7 +40,7 @@ def signed_int8(features: list[str] | None = None) -> bool:
     if choice in ("u8", "s8"):
         return choice == "s8"
     if choice != "auto":
-        raise ValueError(f"{ENV}={choice!r}: expected auto, u8 or s8")
+        raise AsrQuantError(f"environment variable {ENV}={choice!r}: expected auto, u8 or s8")
     have = cpu_info()["features"] if features is None else features
     return any(f in have for f in SIGNED_ON)
 
