@@ -106,3 +106,46 @@ def test_recipe_fields_are_validated():
         parse_recipe(nvfp4)
     with pytest.raises(AsrQuantError, match="unknown key"):
         parse_recipe(recipe() + '[embedding]\nbits = 4\nrefine = "dwq"\n')
+
+
+@pytest.mark.parametrize("level", ["block", "e2e"])
+def test_check_units_are_never_trained_on(level, monkeypatch):
+    """Early stopping and the kept check judge held-out samples: no training step (a forward with
+    gradients) touches a check unit once there are more than 2 * CHECK_UNITS units."""
+    import asrquant.quant.calibrate as calibrate
+    from asrquant.quant import refine
+
+    rng = np.random.default_rng(1)
+    samples = [CalibSample(rng.standard_normal((80, 200)).astype(np.float32),
+                           rng.integers(0, 100, size=int(rng.integers(5, 15))).astype(np.int64)) for _ in range(12)]
+    seen = []  # per refinement: (units, indices trained on, indices checked on)
+
+    def recording(fn):
+        trained, checked = set(), set()
+
+        def wrapped(i, *args):
+            (trained if torch.is_grad_enabled() else checked).add(i)
+            return fn(i, *args)
+        return wrapped, trained, checked
+
+    def block(model, run, rec, items, advance=None, run_one=None):
+        n = sum(t.shape[0] for t in rec.targets)
+        run_one, trained, checked = recording(run_one)
+        seen.append((n, trained, checked))
+        return refine.refine_block(model, run, rec, items, advance, run_one)
+
+    def e2e(model, logits_fn, teacher, items, advance=None):
+        logits_fn, trained, checked = recording(logits_fn)
+        seen.append((len(teacher), trained, checked))
+        return refine.refine_end_to_end(model, logits_fn, teacher, items, advance)
+
+    monkeypatch.setattr(calibrate, "refine_block", block)
+    monkeypatch.setattr(calibrate, "refine_end_to_end", e2e)
+    r = parse_recipe(recipe(f'refine = "dwq"\nrefine_options = {{ level = "{level}", steps = 24 }}', clips=12))
+    quantize_model(tiny_whisper(), r, samples, progress=False, device="cpu")
+    held = [(n, t, c) for n, t, c in seen if n > 2 * refine.CHECK_UNITS]
+    assert held, seen  # some refinement had enough units to hold the check units out
+    for n, trained, checked in held:
+        assert checked == set(refine._check_units(n)) and trained, (n, trained, checked)
+        assert not trained & checked, (n, trained, checked)
+    assert refine._split_units(2 * refine.CHECK_UNITS)[0] == list(range(2 * refine.CHECK_UNITS))
