@@ -8,12 +8,10 @@ thread spins, so the CPU time counts the encoder's work even on a busy machine.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import emit, interleaved, medians
 
 from asrquant.cpu import describe_cpu
 from asrquant.models.whisper.onnx_session import open_onnx_artifact
@@ -31,23 +29,13 @@ def main() -> None:
     mel = (np.random.default_rng(0).standard_normal((80, 3000)) * 0.5).astype(np.float32)
     for s in sessions.values():
         s.encode(mel)  # warm-up
-    runs = {v: {"cpu_s": [], "wall_s": []} for v in sessions}
-    for _ in range(args.repeat):
-        for v, s in sessions.items():
-            c, t = time.process_time(), time.perf_counter()
-            s.encode(mel)
-            runs[v]["wall_s"].append(time.perf_counter() - t)
-            runs[v]["cpu_s"].append(time.process_time() - c)
-    median = {v: {k: round(statistics.median(x), 4) for k, x in r.items()} for v, r in runs.items()}
+    runs = interleaved({v: (lambda s=s: s.encode(mel)) for v, s in sessions.items()}, args.repeat)
+    median = medians(runs, 4)
     first = args.variants[0]
     report = {"cpu": describe_cpu(), "artifact": args.artifact, "threads": args.threads, "repeat": args.repeat,
               "median": median,
-              "cpu_ratio_to_first": {v: round(m["cpu_s"] / median[first]["cpu_s"], 3) for v, m in median.items()},
-              "runs": runs}
-    print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
-
+              "cpu_ratio_to_first": {v: round(m["cpu_s"] / median[first]["cpu_s"], 3) for v, m in median.items()}}
+    emit(report, {"runs": runs}, args.json)
 
 if __name__ == "__main__":
     main()

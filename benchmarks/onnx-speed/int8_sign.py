@@ -14,13 +14,13 @@ every clip (they should: on a CPU with VNNI both kernels compute the same intege
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+from timing import emit, interleaved
 
 from asrquant.audio import load_audio
 from asrquant.cpu import describe_cpu
@@ -55,14 +55,10 @@ def main() -> None:
     audio = {c.id: load_audio(c.audio) for c in clips}
     seconds = sum(len(a) for a in audio.values()) / 16000
     mel = (np.random.default_rng(0).standard_normal((80, 3000)) * 0.5).astype(np.float32)
-    calls = {k: [] for k in KINDS}
     for k in KINDS:
         runners[k].session.encode(mel)  # warm-up
-    for _ in range(args.calls):
-        for k in KINDS:
-            t = time.perf_counter()
-            runners[k].session.encode(mel)
-            calls[k].append(time.perf_counter() - t)
+    encode = {k: (lambda k=k: runners[k].session.encode(mel)) for k in KINDS}
+    calls = {k: t["wall_s"] for k, t in interleaved(encode, args.calls).items()}
     wall = {k: [[0.0] * len(clips) for _ in range(args.repeat)] for k in KINDS}
     tokens = {k: {} for k in KINDS}
     for r in range(args.repeat):
@@ -84,9 +80,7 @@ def main() -> None:
         "clip_ratio_s8_u8_median": round(statistics.median(ratios), 3),
         "same_tokens": sum(tokens["u8"][c.id] == tokens["s8"][c.id] for c in clips),
     }
-    print(json.dumps(report, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps({**report, "encoder_calls_s": calls, "wall_s": wall}, indent=1) + "\n")
+    emit(report, {"encoder_calls_s": calls, "wall_s": wall}, args.json)
 
 
 if __name__ == "__main__":

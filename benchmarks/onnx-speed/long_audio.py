@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import emit, interleaved, medians
 
 from asrquant.audio import load_audio
 from asrquant.cpu import describe_cpu
@@ -59,21 +58,11 @@ def main() -> None:
     ways = {"one window per run": lambda: [session.encode(m) for m in mels],
             f"{batch} windows per run": lambda: [session.encode_batch(mels[i : i + batch])
                                                   for i in range(0, len(mels), batch)]}
-    times = {k: {"wall_s": [], "cpu_s": []} for k in ways}
-    for _ in range(args.repeat):
-        for name, run in ways.items():
-            c, t = time.process_time(), time.perf_counter()
-            run()
-            times[name]["wall_s"].append(time.perf_counter() - t)
-            times[name]["cpu_s"].append(time.process_time() - c)
+    times = interleaved(ways, args.repeat)
     report = {"cpu": describe_cpu(), "spec": args.spec, "audio_s": round(len(audio) / 16000, 1), "windows": len(mels),
               "repeat": args.repeat, "threads": args.threads, "same_tokens": out[1] == out[batch],
-              "tokens": len(out[1]),
-              "median": {k: {m: round(statistics.median(v), 3) for m, v in t.items()} for k, t in times.items()},
-              "runs": times}
-    print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+              "tokens": len(out[1]), "median": medians(times, 3)}
+    emit(report, {"runs": times}, args.json)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,36 @@
+"""What the onnx-speed timing scripts share: ways of doing one thing timed interleaved (wall and
+CPU seconds of the process), their medians, and the report (printed without the raw timings,
+written as JSON with them). Imported by the scripts beside it (run as
+``python benchmarks/onnx-speed/SCRIPT.py``, so this folder is on the path)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+
+def interleaved(ways: dict[str, Callable[[], object]], repeat: int) -> dict[str, dict[str, list[float]]]:
+    """Each way run once per round, ``repeat`` rounds, in the same order: {way: {"wall_s", "cpu_s"}}.
+    CPU seconds (``time.process_time``) count the work even when a busy machine makes the wall wait."""
+    times = {name: {"wall_s": [], "cpu_s": []} for name in ways}
+    for _ in range(repeat):
+        for name, run in ways.items():
+            c, t = time.process_time(), time.perf_counter()
+            run()
+            times[name]["wall_s"].append(time.perf_counter() - t)
+            times[name]["cpu_s"].append(time.process_time() - c)
+    return times
+
+
+def medians(times: dict[str, dict[str, list[float]]], digits: int) -> dict[str, dict[str, float]]:
+    return {name: {k: round(statistics.median(x), digits) for k, x in t.items()} for name, t in times.items()}
+
+
+def emit(report: dict, raw: dict, path: str | None) -> None:
+    """Print ``report``; with ``path``, write it and the ``raw`` timings as JSON."""
+    print(json.dumps(report, indent=1))
+    if path:
+        Path(path).write_text(json.dumps({**report, **raw}, indent=1) + "\n")
