@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -25,6 +26,13 @@ bits = 4
 group_size = 32
 symmetric = false
 """
+
+
+def noisy_tone(seconds: float, hz: float, seed: int = 0) -> np.ndarray:
+    """A sine at ``hz`` in a little white noise, 16 kHz float32: audio the runners' tests feed a random model."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (0.3 * np.sin(2 * np.pi * hz * t) + 0.05 * rng.standard_normal(t.shape)).astype(np.float32)
 
 
 def small_checkpoint(seed: int = 0):

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from onnx_fixtures import MANIFESTS, export, needs_data, needs_tiny
+from onnx_fixtures import MANIFESTS, export, needs_data, needs_tiny, noisy_tone
 
 from asrquant.features import log_mel
 
@@ -12,9 +12,7 @@ onnx = pytest.importorskip("onnx")
 
 
 def audio(seconds=4.0, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * 16000)) / 16000
-    return (0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(t.shape)).astype(np.float32)
+    return noisy_tone(seconds, 330, seed)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from onnx_fixtures import noisy_tone
 
 from asrquant.features import log_mel
 from asrquant.models.whisper.onnx_session import MIN_CAPACITY, open_onnx_artifact
@@ -12,9 +13,7 @@ from asrquant.models.whisper.torch_session import WhisperTorchSession
 
 
 def audio(seconds=3.0, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * 16000)) / 16000
-    return (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(t.shape)).astype(np.float32)
+    return noisy_tone(seconds, 220, seed)
 
 
 @pytest.fixture(scope="module")
