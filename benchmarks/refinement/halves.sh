@@ -10,12 +10,7 @@ OUT=${2:-runs/refinement/$M/halves}
 PY=${PY:-python}
 NICE=${NICE:-}
 mkdir -p "$OUT"
-read -r CALIB REPORT < <($PY - <<'PYEOF'
-from asrquant.data.default_set import build_set, default_calib_set
-from asrquant.data.sentences import load_sentences
-print(default_calib_set() / "manifest.jsonl", build_set("report", load_sentences("eval")[40:80], seed=1) / "manifest.jsonl")
-PYEOF
-)
+read -r CALIB REPORT < <($PY "$(dirname "$0")/../tools/sets.py")  # the shared calibration and reporting sets
 # The halves' manifests, audio paths made absolute (they are read relative to the manifest).
 $PY - "$CALIB" "$OUT" <<'PYEOF'
 import json, sys

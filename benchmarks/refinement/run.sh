@@ -15,12 +15,7 @@ PY=${PY:-python}
 NICE=${NICE:-}
 ONLY=${ONLY:-gptq dwq-block dwq-e2e}
 mkdir -p "$OUT"
-read -r CALIB REPORT < <($PY - <<'PYEOF'
-from asrquant.data.default_set import build_set, default_calib_set
-from asrquant.data.sentences import load_sentences
-print(default_calib_set() / "manifest.jsonl", build_set("report", load_sentences("eval")[40:80], seed=1) / "manifest.jsonl")
-PYEOF
-)
+read -r CALIB REPORT < <($PY "$(dirname "$0")/../tools/sets.py")  # the shared calibration and reporting sets
 echo "calib $CALIB"; echo "report $REPORT"
 { lscpu | grep -E "Model name"; nproc; lscpu | grep -o -E "avx512_vnni|avx512f|amx_[a-z0-9]+|avx2" | sort -u | tr '\n' ' '; echo; } \
     > "$OUT/cpu.txt"

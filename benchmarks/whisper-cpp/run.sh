@@ -26,12 +26,7 @@ DATA=$(realpath "$ROOT/../shared/data")
 PY=${PY:-"$ROOT/.venv/bin/python"}
 export PYTHONPATH="$ROOT/src"
 cli() { "$PY" -m asrquant.cli "$@"; }
-read -r CALIB REPORT < <("$PY" - <<'PYEOF'
-from asrquant.data.default_set import build_set, default_calib_set
-from asrquant.data.sentences import load_sentences
-print(default_calib_set() / "manifest.jsonl", build_set("report", load_sentences("eval")[40:80], seed=1) / "manifest.jsonl")
-PYEOF
-)
+read -r CALIB REPORT < <("$PY" "$HERE/../tools/sets.py")  # the shared calibration and reporting sets
 mkdir -p "$OUT"
 { lscpu | grep -E "Model name|^CPU\(s\)"; lscpu | grep -o -E "avx512_vnni|avx_vnni|amx_int8|avx2" | sort -u | tr '\n' ' '; echo; } \
     > "$OUT/lscpu.txt"
