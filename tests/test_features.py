@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asrquant import features
 from asrquant.audio import load_audio
-from asrquant.features import N_FRAMES, N_SAMPLES, log_mel, mel_filters, pad_or_trim
+from asrquant.features import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, log_mel, mel_filters, pad_or_trim
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = ("vitw8", "dev")
@@ -53,6 +54,28 @@ def test_matches_transformers_on_long_and_short_synthetic_audio(extractors, n_me
         audio = (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32)
         expected = extractors[n_mels](audio, sampling_rate=16000, return_tensors="np").input_features[0]
         assert np.abs(log_mel(audio, n_mels=n_mels) - expected).max() <= 1e-4
+
+
+def _log_mel_every_frame(audio: np.ndarray, n_mels: int) -> np.ndarray:
+    """The log-mel with every frame of the padded window transformed (no frame skipped)."""
+    mel = mel_filters(n_mels) @ features._power_spectrum(pad_or_trim(audio).astype(np.float64)).T
+    spec = np.log10(np.maximum(mel, 1e-10))
+    return ((np.maximum(spec, spec.max() - 8.0) + 4.0) / 4.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_padding_frames_skipped_exactly(n_mels):
+    # Only frames that can see the sound are transformed; at every boundary (the last frame that
+    # sees a sample, the end reflection reaching back into the sound) the result is bit for bit
+    # the full transform's.
+    rng = np.random.default_rng(2)
+    edge = N_SAMPLES - N_FFT // 2
+    for n in (N_FFT // 2 + 1, 7 * HOP_LENGTH, 7 * HOP_LENGTH + 1, 64037, edge - 1, edge, edge + 1, N_SAMPLES - 1,
+              N_SAMPLES, N_SAMPLES + 9):
+        audio = (0.1 * rng.standard_normal(n)).astype(np.float32)
+        expected = _log_mel_every_frame(audio, n_mels)
+        np.testing.assert_array_equal(log_mel(audio, n_mels=n_mels), expected, err_msg=str(n))
+    assert features._frames_touching(4 * 16000, N_SAMPLES) == (4 * 16000 + N_FFT // 2) // HOP_LENGTH + 1
 
 
 def test_mel_filters_match_transformers(extractors):

@@ -43,26 +43,59 @@ def log_mel(audio: np.ndarray, n_mels: int = 80, n_samples: int | None = N_SAMPL
     audio = np.asarray(audio)
     if audio.ndim != 1:
         raise ValueError(f"log_mel wants mono audio (one dimension), got shape {audio.shape}")
+    sound = audio.shape[0]  # samples before the zero padding
     if n_samples is not None:
         audio = pad_or_trim(audio, n_samples)
     if audio.shape[0] <= N_FFT // 2:
         raise ValueError(f"log_mel needs more than {N_FFT // 2} samples, got {audio.shape[0]}")
 
-    power = _power_spectrum(audio.astype(np.float64))  # [frames, n_fft/2 + 1]
-    mel = mel_filters(n_mels) @ power.T  # [n_mels, frames]
+    # Only the frames that touch the sound are transformed: a 4 s clip padded to 30 s is seven
+    # eighths padding, whose frames have power exactly 0 (so mel 0, as if computed).
+    n_frames = audio.shape[0] // HOP_LENGTH
+    live = min(n_frames, _frames_touching(sound, audio.shape[0]))
+    power = _power_spectrum(audio.astype(np.float64), live)  # [live, n_fft/2 + 1]
+    with _one_blas_thread():
+        mel = mel_filters(n_mels) @ power.T  # [n_mels, live]
+    if live < n_frames:
+        mel = np.concatenate([mel, np.zeros((n_mels, n_frames - live))], axis=1)
     spec = np.log10(np.maximum(mel, 1e-10))
     spec = np.maximum(spec, spec.max() - 8.0)
     return ((spec + 4.0) / 4.0).astype(np.float32)
 
 
-def _power_spectrum(audio: np.ndarray) -> np.ndarray:
-    """|STFT|^2 of the centred frames, without the last one (Whisper drops it)."""
+def _frames_touching(sound: int, length: int) -> int:
+    """How many leading frames of a centred STFT of ``length`` samples, of which only the first
+    ``sound`` can be non-zero, may see a non-zero sample: frame f spans samples
+    [f * hop - n_fft/2, f * hop + n_fft/2) of the audio, reflected at both ends. With fewer than
+    n_fft/2 + 1 zeros at the end the reflection brings sound back into the last frames: all count."""
+    if length - sound <= N_FFT // 2:
+        return length // HOP_LENGTH
+    return -(-(sound + N_FFT // 2) // HOP_LENGTH)  # the first frame starting at or after the sound's end is silent
+
+
+def _power_spectrum(audio: np.ndarray, n_frames: int | None = None) -> np.ndarray:
+    """|STFT|^2 of the first ``n_frames`` centred frames (default: all but the last one, which
+    Whisper drops)."""
     padded = np.pad(audio, N_FFT // 2, mode="reflect")
     # A centred STFT has len // hop + 1 frames; only the first len // hop are kept.
-    n_frames = audio.shape[0] // HOP_LENGTH
+    n_frames = audio.shape[0] // HOP_LENGTH if n_frames is None else n_frames
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH][:n_frames]
     spectrum = np.fft.rfft(frames * _hann_window(), axis=-1)
     return spectrum.real**2 + spectrum.imag**2
+
+
+def _one_blas_thread():
+    """numpy's BLAS limited to one thread for the filterbank product. Why: next to onnxruntime's
+    threads on a 2-core machine, OpenBLAS's own threads made this small product take 16 to 32 ms
+    (their wake-ups), more than the whole log-mel on one thread (2 ms for a 4 s clip)."""
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
+@lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController  # scans the loaded libraries once
+
+    return ThreadpoolController()
 
 
 @lru_cache(maxsize=None)
