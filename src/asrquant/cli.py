@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=8, help="clips the sensitivities are measured on")
     p.add_argument("--recipe-clips", type=int, default=32, help="calibration clips the recipe asks for")
     p.add_argument("--refine", default=None, help="a refinement for every rule (dwq)")
+    p.add_argument("--costs", default="rtn", choices=("rtn", "gptq"),
+                   help="each tensor's cost with it rounded to nearest (default) or quantized by GPTQ, as the "
+                        "recipe will quantize it (Hessians from the --recipe-clips clips the costs are not "
+                        "measured on)")
     p.add_argument("--threads", type=options.threads, default=2)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_recipe_auto)

@@ -74,3 +74,51 @@ def test_cli_has_recipe_auto():
     args = build_parser().parse_args(["recipe", "auto", "whisper-tiny.en", "--calib", "c.jsonl", "--budget", "4.5bpw",
                                       "--out", "r.toml"])
     assert args.func.__name__ == "cmd_recipe_auto" and args.budget == "4.5bpw" and args.clips == 8
+    assert args.costs == "rtn"
+
+
+def test_gptq_costs_fit_other_clips_and_cost_less(measured, monkeypatch):
+    # --costs gptq: every Linear at every scheme is quantized by GPTQ on the Hessian of its inputs
+    # over the other clips (never the clips the KL is measured on); the token table stays RTN.
+    samples, rtn = measured
+    import asrquant.quant.sensitivity as sensitivity
+
+    rng = np.random.default_rng(7)
+    others = [CalibSample(rng.standard_normal((80, 120)).astype(np.float32),
+                          rng.integers(0, 100, size=8).astype(np.int64)) for _ in range(3)]
+    model = tiny_whisper()
+    linears = [t.name for t in rtn if not t.table]
+    from asrquant.models.whisper import calib
+
+    expected = sensitivity.input_hessians(model, calib, others, linears, "cpu", progress=False)
+    calls = []
+    real = sensitivity.gptq
+
+    def spy(weight, hessian, scheme, **kw):
+        calls.append((hessian, scheme))
+        return real(weight, hessian, scheme, **kw)
+
+    monkeypatch.setattr(sensitivity, "gptq", spy)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    gptq_costs = measure(model, samples, progress=False, device="cpu", hessian_samples=others)
+    assert len(calls) == len(linears) * len(CANDIDATES)
+    for k, name in enumerate(linears):  # in measuring order, each Linear's own Hessian of the other clips
+        assert all(torch_equal(h, expected[name]) for h, _ in calls[k * len(CANDIDATES):(k + 1) * len(CANDIDATES)])
+    assert all(torch_equal(p, before[n]) for n, p in model.named_parameters())  # every weight restored
+    table = next(t for t in gptq_costs if t.table)
+    assert table.kl == pytest.approx(next(t for t in rtn if t.table).kl, rel=1e-5, abs=1e-9)
+    s3 = CANDIDATES[0].name
+    assert sum(t.kl[s3] for t in gptq_costs if not t.table) < sum(t.kl[s3] for t in rtn if not t.table)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_recipe_says_how_costs_were_measured(measured):
+    _, tensors = measured
+    pick = choose(tensors, 4.5)
+    assert "quantized by GPTQ" in recipe_toml(tensors, pick, 4.5, 2, "test", costs="gptq")
+    assert "rounded to nearest" in recipe_toml(tensors, pick, 4.5, 2, "test")

@@ -1,9 +1,15 @@
 """Sensitivity-driven mixed precision: ``asrquant recipe auto MODEL --calib M --budget 4.5bpw``.
 
-Each Linear (and the token table, where the family can carry a quantized one) is rounded to
-nearest at each candidate scheme, alone, every other tensor float, and the teacher-forced KL
-between the float model's next-token distributions and that model's, at every position of the
-calibration clips, is its cost at that scheme. Costs are then taken as additive (a first-order
+Each Linear (and the token table, where the family can carry a quantized one) is quantized at
+each candidate scheme, alone, every other tensor float, and the teacher-forced KL between the
+float model's next-token distributions and that model's, at every position of the calibration
+clips, is its cost at that scheme. Quantized how: rounded to nearest (``costs="rtn"``, one pass),
+or by GPTQ as the recipe will quantize it (``costs="gptq"``): then each Linear's Hessian comes from
+calibration clips other than the ones the KL is measured on, so a cost is GPTQ's error on clips
+it did not fit (measured on the clips it fitted, GPTQ's costs would be optimistic, and most for
+the decoder's Linears, whose few hundred token rows fit a 2048-wide Hessian poorly). The token
+table's costs stay round-to-nearest either way: its GPTQ fits the hidden states of the output
+projection, statistics this pass does not collect. Costs are then taken as additive (a first-order
 prediction, as Model Optimizer's auto_quantize and mlx-lm's dynamic quantization assume), and a
 scheme per tensor is chosen to minimise their sum under a budget of bits per weight (scales and
 zero points included, over every tensor considered): start every tensor at the cheapest scheme,
@@ -25,9 +31,11 @@ from torch import nn
 
 from .. import families
 from ..errors import AsrQuantError
-from ..progress import bar
+from ..progress import bar, track
+from .algorithms.gptq import gptq
 from .algorithms.rtn import fake_quantize
 from .calibrate import CalibSample
+from .qtensor import effective_weight
 from .recipe import DEFAULT_IGNORE, Recipe, Rule, parse_recipe
 from .refine import kl_per_position, teacher_log_probs
 from .scheme import QuantScheme, bits_per_weight
@@ -35,7 +43,9 @@ from .scheme import QuantScheme, bits_per_weight
 # Candidates: 3 and 4 bits in groups of 64, 4 bits in groups of 32, 8 bits per channel; float16 scales.
 CANDIDATES = (QuantScheme.int(3, 64, False, "float16"), QuantScheme.int(4, 64, False, "float16"),
               QuantScheme.int(4, 32, False, "float16"), QuantScheme.int(8, -1, False, "float16"))
-GPTQ_OPTIONS = "{ damp = 0.01, block_size = 128, act_order = true, static_groups = true }"
+GPTQ_ARGS = {"damp": 0.01, "block_size": 128, "act_order": True, "static_groups": True}  # the recipe's rules
+GPTQ_OPTIONS = "{ " + ", ".join(f"{k} = {str(v).lower()}" for k, v in GPTQ_ARGS.items()) + " }"
+COSTS = ("rtn", "gptq")
 TABLE_OPTIONS = "{ damp = 0.05 }"
 
 
@@ -76,8 +86,9 @@ def candidates_of(model: nn.Module) -> list[Tensor]:
 
 
 def measure(model: nn.Module, samples: list[CalibSample], schemes=CANDIDATES, progress: bool = True,
-            device=None) -> list[Tensor]:
-    """Every candidate tensor's KL per position at every scheme, quantized alone (RTN)."""
+            device=None, hessian_samples: list[CalibSample] | None = None) -> list[Tensor]:
+    """Every candidate tensor's KL per position at every scheme, quantized alone: rounded to
+    nearest, or with ``hessian_samples`` (clips not in ``samples``) by GPTQ on their Hessians."""
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     orig = next(model.parameters()).device
     model.eval().to(dev)
@@ -87,13 +98,21 @@ def measure(model: nn.Module, samples: list[CalibSample], schemes=CANDIDATES, pr
     try:
         teacher = teacher_log_probs(logits, len(samples))
         after_encoder = _after_encoder(model, cal, samples, dev)
+        hessians = None
+        if hessian_samples is not None:
+            linears = [t.name for t in tensors if not t.table]
+            hessians = input_hessians(model, cal, hessian_samples, linears, dev, progress)
         with torch.no_grad(), bar("sensitivity", len(tensors) * len(schemes), progress) as advance:
             for t in tensors:
                 w = model.get_submodule(t.name).weight
                 keep = w.detach().clone()
                 fn = logits if after_encoder is None or t.name.startswith(cal.ENCODER_PREFIX) else after_encoder
                 for s in schemes:
-                    w.copy_(fake_quantize(keep, s).to(w.dtype))
+                    if hessians is not None and not t.table:
+                        q = effective_weight(gptq(keep, hessians[t.name], s, device=dev, **GPTQ_ARGS))
+                    else:
+                        q = fake_quantize(keep, s)
+                    w.copy_(q.to(w.dtype))
                     t.kl[s.name] = sum(kl_per_position(fn(i), teacher[i]).item()
                                        for i in range(len(samples))) / len(samples)
                     advance()
@@ -101,6 +120,29 @@ def measure(model: nn.Module, samples: list[CalibSample], schemes=CANDIDATES, pr
     finally:
         model.to(orig)
     return tensors
+
+
+def input_hessians(model: nn.Module, cal, samples: list[CalibSample], names: list[str], dev,
+                   progress: bool = True) -> dict[str, torch.Tensor]:
+    """X^T X of each Linear's inputs in the float model over ``samples``, teacher forced: what GPTQ
+    weighs its rounding errors by. One per Linear, held together (the sum of in_features^2 x 4
+    bytes: 0.3 GB for whisper-base)."""
+    hessians: dict[str, torch.Tensor] = {}
+
+    def hook(module, args, name):
+        x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
+        h = x.T @ x
+        hessians[name] = h if name not in hessians else hessians[name] + h
+
+    handles = [model.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: hook(m, a, n)) for n in names]
+    try:
+        with torch.no_grad():
+            for s in track(samples, progress, "sensitivity: GPTQ statistics"):
+                cal.teacher_forced_logits(model, s, dev)
+    finally:
+        for h in handles:
+            h.remove()
+    return hessians
 
 
 def _after_encoder(model: nn.Module, cal, samples: list[CalibSample], dev):
@@ -148,7 +190,7 @@ def _scheme_toml(s: QuantScheme) -> str:
 
 
 def recipe_toml(tensors: list[Tensor], pick: dict[str, QuantScheme], budget_bpw: float, clips: int, command: str,
-                refine: str | None = None, name: str | None = None) -> str:
+                refine: str | None = None, name: str | None = None, costs: str = "rtn") -> str:
     """The chosen schemes as a recipe a person can read and edit (parsed back before it is returned)."""
     name = name or f"auto-{budget_bpw:g}bpw"
     predicted = sum(t.kl[pick[t.name].name] for t in tensors)
@@ -159,9 +201,11 @@ def recipe_toml(tensors: list[Tensor], pick: dict[str, QuantScheme], budget_bpw:
         f'{mean_bits(tensors, pick):.3f} bits per weight, token table included"',
         "",
         f"# Made by: {command}",
-        "# Cost of each tensor: the teacher-forced KL per position when only it is rounded to nearest at a",
-        "# scheme (calibration clips). Predicted total (the sum of the chosen costs): "
-        f"{predicted:.4g}.",
+        "# Cost of each tensor: the teacher-forced KL per position when only it is "
+        + ("rounded to nearest at a" if costs == "rtn" else "quantized by GPTQ (Hessians from other calibration"),
+        ("# scheme (calibration clips). " if costs == "rtn" else
+         "# clips; the token table rounded to nearest) at a scheme (calibration clips). ")
+        + f"Predicted total (the sum of the chosen costs): {predicted:.4g}.",
         "#   tensor: " + ", ".join(s.name for s in CANDIDATES if any(s.name in t.kl for t in tensors)),
     ]
     for t in tensors:
@@ -203,11 +247,20 @@ def cmd_recipe_auto(args) -> int:
     t0 = time.perf_counter()
     family = families.get(families.family_of(args.model))
     ckpt = family.module("load").load(args.model)
-    samples, _ = family.module("calib").calibration_samples(ckpt, args.calib, args.clips, not args.quiet)
-    tensors = measure(ckpt.model, samples, progress=not args.quiet)
+    calib = family.module("calib")
+    samples, chosen = calib.calibration_samples(ckpt, args.calib, args.clips, not args.quiet)
+    others = None
+    if args.costs == "gptq":  # Hessians from the recipe's calibration clips that the KL is not measured on
+        pool, pool_cal = calib.calibration_samples(ckpt, args.calib, args.recipe_clips, not args.quiet)
+        others = [s for s, i in zip(pool, pool_cal.ids) if i not in set(chosen.ids)]
+        if not others:
+            raise AsrQuantError(f"--costs gptq: no calibration clip of {args.calib} is left for GPTQ's statistics "
+                                f"beside the {args.clips} the costs are measured on "
+                                f"(--recipe-clips {args.recipe_clips})")
+    tensors = measure(ckpt.model, samples, progress=not args.quiet, hessian_samples=others)
     pick = choose(tensors, budget)
     command = "asrquant " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "recipe auto"
-    text = recipe_toml(tensors, pick, budget, args.recipe_clips, command, args.refine)
+    text = recipe_toml(tensors, pick, budget, args.recipe_clips, command, args.refine, costs=args.costs)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
