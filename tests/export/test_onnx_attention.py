@@ -111,3 +111,54 @@ def test_a_fused_variant_of_an_int8_artifact_reads_the_default_encoder_weights(t
     # int8 activations: a float difference can move a row's rounding by one step, no more
     np.testing.assert_allclose(b.k, a.k, rtol=0, atol=2e-2 * np.abs(a.k).max())
     assert float(a.k.ravel() @ b.k.ravel() / np.linalg.norm(a.k) / np.linalg.norm(b.k)) > 0.9999
+
+
+@pytest.fixture(scope="module")
+def int8_scores(small_ckpt, tmp_path_factory):
+    from asrquant.models.whisper.onnx_session import open_onnx_artifact
+
+    out = tmp_path_factory.mktemp("int8-scores") / "small"
+    export(small_ckpt, out)
+    export(small_ckpt, out, variant="int8s", attention="int8")
+    return out, open_onnx_artifact(out, threads=1)[0], open_onnx_artifact(out, threads=1, variant="int8s")[0]
+
+
+def test_int8_scores_replace_every_score_product_and_nothing_else(int8_scores, small_ckpt):
+    from asrquant.models.whisper.onnx_graphs import ENCODER_QUERY_ROWS
+
+    out, _, _ = int8_scores
+    graph = onnx.load(out / "encoder.int8s.onnx", load_external_data=False).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    softmax = [n for n in graph.node if n.op_type == "Softmax"]
+    chunks = -(-small_ckpt.dims.n_audio_ctx // ENCODER_QUERY_ROWS)
+    assert len(softmax) == small_ckpt.dims.n_audio_layer * chunks
+    assert all(producer[n.input[0]].op_type == "MatMulIntegerToFloat" for n in softmax)
+    keys = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.name.startswith("/int8_scores/keys")]
+    assert len(keys) == small_ckpt.dims.n_audio_layer  # once per layer, shared by its chunks
+    # the probabilities' product stays float: every Softmax output feeds a float MatMul
+    consumers = {i: n for n in graph.node for i in n.input}
+    assert all(consumers[n.output[0]].op_type == "MatMul" for n in softmax)
+    variants = json.loads((out / "manifest.json").read_text())["variants"]
+    assert variants["int8s"]["attention"] == {"encoder": "int8"}
+
+
+def test_int8_scores_stay_close_to_the_float_scores(int8_scores):
+    _, unfused, int8s = int8_scores
+    mel = log_mel(audio())
+    a, b = unfused.session.encode(mel), int8s.session.encode(mel)
+    for x, y in ((a.k, b.k), (a.v, b.v)):
+        rel = float(np.linalg.norm(y - x) / np.linalg.norm(x))
+        assert 0 < rel < 0.05, rel  # not the float numbers, and within int8's error of them
+    assert len(int8s.transcribe(audio()).tokens) > 0
+
+
+def test_int8_scores_refuse_a_graph_without_the_traced_attention():
+    from onnx import TensorProto, helper
+
+    from asrquant.export.onnx.int8_scores import quantize_scores
+
+    g = helper.make_graph([helper.make_node("Softmax", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    with pytest.raises(ValueError, match="not the traced Softmax"):
+        quantize_scores(helper.make_model(g))

@@ -133,10 +133,33 @@ def test_on_a_vnni_cpu_the_signed_encoder_gives_the_unsigned_ones_numbers(monkey
     recipe = parse_recipe('name = "all-int4"\n[[rules]]\nmatch = ["*"]\nbits = 4\ngroup_size = 32\n')
     quantize_model(ckpt.model, recipe, None, progress=False)
     export(ckpt, tmp_path / "art", recipe=recipe, compute="int8")
+    export(ckpt, tmp_path / "art", recipe=recipe, compute="int8", variant="int8s", attention="int8")
     mel = np.random.default_rng(0).standard_normal((80, 3000)).astype(np.float32)
-    k = {}
-    for choice in ("u8", "s8"):
-        monkeypatch.setenv(ENV, choice)
-        transcriber, _ = open_onnx_artifact(tmp_path / "art")
-        k[choice] = transcriber.session.encode(mel).k
-    assert np.array_equal(k["u8"], k["s8"])
+    for variant in (None, "int8s"):  # the attention keys quantized at run time too (export.onnx.int8_scores)
+        k = {}
+        for choice in ("u8", "s8"):
+            monkeypatch.setenv(ENV, choice)
+            transcriber, _ = open_onnx_artifact(tmp_path / "art", variant=variant)
+            k[choice] = transcriber.session.encode(mel).k
+        assert np.array_equal(k["u8"], k["s8"]), variant
+
+
+def test_keys_quantized_at_run_time_are_signed_and_queries_are_not(tmp_path):
+    """The int8 attention scores' keys come from a QuantizeLinear (through Reshape and Transpose):
+    its zero point turns int8 0, so it writes the codes themselves; the queries' stay uint8 + 128."""
+    from onnx_fixtures import export, small_checkpoint
+
+    from asrquant.models.whisper.onnx_graphs import ENCODER_QUERY_ROWS
+
+    ckpt = small_checkpoint()
+    export(ckpt, tmp_path / "art", attention="int8")
+    proto = onnx.load(tmp_path / "art" / "encoder.onnx")
+    gemms = [n for n in proto.graph.node if n.op_type == OP]
+    assert to_signed(proto) == len(gemms) == ckpt.dims.n_audio_layer * -(-ckpt.dims.n_audio_ctx // ENCODER_QUERY_ROWS)
+    quantize = {n.name: n for n in proto.graph.node if n.op_type == "QuantizeLinear"}
+    keys = [n for name, n in quantize.items() if name.startswith("/int8_scores/keys")]
+    queries = [n for name, n in quantize.items() if name.startswith("/int8_scores/chunk")]
+    assert keys and all(n.input[2] == ZERO_S8 for n in keys)
+    assert queries and all(n.input[2] != ZERO_S8 for n in queries)
+    assert all(n.input[5] == ZERO_S8 and n.input[4] != ZERO_S8 for n in gemms)
+    ort.InferenceSession(proto.SerializeToString())  # the types still check

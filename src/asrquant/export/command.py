@@ -59,9 +59,10 @@ def register(subparsers) -> None:
                         "quantized per row (much faster on CPUs with VNNI/AMX; not bit-exact), decoder "
                         "MatMulNBits at accuracy_level 4; with --calib, the encoder's inputs smoothed per "
                         "channel (SmoothQuant) where that lowers the int8 error on the calibration clips")
-    p.add_argument("--attention", default="unfused", choices=("unfused", "fused"),
+    p.add_argument("--attention", default="unfused", choices=("unfused", "fused", "int8"),
                    help="unfused: the encoder's self-attention as plain ONNX ops (default); fused: as "
-                        "onnxruntime's com.microsoft.MultiHeadAttention (faster on CPU; Whisper)")
+                        "onnxruntime's com.microsoft.MultiHeadAttention; int8: its scores (q k^T) as integer "
+                        "GEMMs, faster on CPUs with VNNI/AMX, not bit-exact (Whisper)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--format", default="onnx", choices=FORMATS,
                    help="onnx (onnxruntime), compressed-tensors (vLLM), nvfp4 (TensorRT-LLM), mlx (mlx-audio), "
@@ -188,13 +189,13 @@ def write_artifact(args, target, ckpt, recipe, out: Path) -> None:
         return
     smooth = args.compute == "int8" and (target is None or target.options.get("smooth", True))
     onnx_graphs = families.module(ckpt.family, "onnx_graphs")
-    # only a family whose graphs offer fused attention takes the option (Whisper's encoder)
-    fused = {"attention": args.attention} if args.attention != "unfused" else {}
-    if fused and "attention" not in inspect.signature(onnx_graphs.export_onnx).parameters:
-        raise AsrQuantError(f"--attention {args.attention}: the {ckpt.family} ONNX export has no fused attention")
+    # only a family whose graphs offer other attention takes the option (Whisper's encoder)
+    attention = {"attention": args.attention} if args.attention != "unfused" else {}
+    if attention and "attention" not in inspect.signature(onnx_graphs.export_onnx).parameters:
+        raise AsrQuantError(f"--attention {args.attention}: the {ckpt.family} ONNX export has only unfused attention")
     onnx_graphs.export_onnx(ckpt, out, recipe=recipe, variant=args.variant, accuracy_level=args.accuracy_level,
                             fp16=args.fp16, compute=args.compute, calib=args.calib if smooth else None,
-                            progress=not args.quiet, **fused)
+                            progress=not args.quiet, **attention)
 
 
 def evaluate(args, artifact: Path, ckpt, quantized, recipe) -> str:

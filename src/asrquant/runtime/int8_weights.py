@@ -47,14 +47,16 @@ def signed_int8(features: list[str] | None = None) -> bool:
 
 def to_signed(proto: onnx.ModelProto) -> int:
     """Rewrite, in place, every ``MatMulIntegerToFloat`` of ``proto`` whose weight is uint8 + 128 (an
-    initializer, or an input the encoder_weights graph computes) to read it as int8 with zero point
-    0. Returns how many GEMMs changed; 0 leaves ``proto`` as it was."""
+    initializer, an input the encoder_weights graph computes, or a QuantizeLinear's output at run
+    time) to read it as int8 with zero point 0. Returns how many GEMMs changed; 0 leaves ``proto``
+    as it was."""
     from onnx import TensorProto, numpy_helper
 
     g = proto.graph
     inits = {t.name: t for t in g.initializer}
     inputs = {i.name: i for i in g.input}
     zeros = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+    producer = {o: n for n in g.node for o in n.output}
     changed, done = 0, set()
     for node in g.node:
         if node.op_type != OP or len(node.input) <= WEIGHT_ZERO:
@@ -63,11 +65,14 @@ def to_signed(proto: onnx.ModelProto) -> int:
         if _zero_value(z, inits, zeros) != 128:
             continue  # not our uint8 + 128 layout: left alone
         if w not in done:
+            quantize = _quantized_at_run_time(w, producer)
             if w in inits and inits[w].data_type == TensorProto.UINT8:
                 signed = _xor80(numpy_helper.to_array(inits[w])).view(np.int8)
                 inits[w].CopyFrom(numpy_helper.from_array(signed, w))
             elif w in inputs and inputs[w].type.tensor_type.elem_type == TensorProto.UINT8:
                 inputs[w].type.tensor_type.elem_type = TensorProto.INT8
+            elif quantize is not None and _zero_value(quantize.input[2], inits, zeros) == 128:
+                quantize.input[2] = ZERO_S8  # the same rounding and clipping, 128 lower: the code itself
             else:
                 continue
             done.add(w)
@@ -96,6 +101,15 @@ def open_graph(path: Path, options: ort.SessionOptions,
             if to_signed(proto):
                 return ort.InferenceSession(proto.SerializeToString(), options, providers=providers)
     return ort.InferenceSession(str(path), options, providers=providers)
+
+
+def _quantized_at_run_time(name: str, producer: dict) -> onnx.NodeProto | None:
+    """The QuantizeLinear that computes ``name`` through layout-only ops (Reshape, Transpose), as
+    the encoder's attention keys are (:mod:`asrquant.export.onnx.int8_scores`); else None."""
+    node = producer.get(name)
+    while node is not None and node.op_type in ("Reshape", "Transpose"):
+        node = producer.get(node.input[0])
+    return node if node is not None and node.op_type == "QuantizeLinear" and len(node.input) == 3 else None
 
 
 def as_graph_takes(session: ort.InferenceSession, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

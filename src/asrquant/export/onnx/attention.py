@@ -17,7 +17,7 @@ from torch import Tensor
 
 DOMAIN = "com.microsoft"
 OP = "MultiHeadAttention"
-MODES = ("unfused", "fused")
+MODES = ("unfused", "fused", "int8")  # int8: traced unfused, then its scores made integer GEMMs (.int8_scores)
 CUSTOM_OPSETS = {DOMAIN: 1}  # torch.onnx.export's custom_opsets for graphs with the fused op
 
 

@@ -69,6 +69,7 @@ from ...export.onnx.graphs import (
     variant_info,
 )
 from ...export.onnx.int8_matmul import OWN as INT8_OWN
+from ...export.onnx.int8_scores import quantize_scores
 from ...export.onnx.matmulnbits import PackedNBits, accuracy_level_for, pack, replace_tied_embedding
 from ...export.onnx.smoothing import ALPHAS, Smoothing, smoothing_factors
 from ...quant.linear import QuantEmbedding
@@ -381,7 +382,8 @@ def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str |
     (:mod:`asrquant.export.onnx.smoothing`) as calibrated on the clips of ``calib``, or on
     ``smooth_mels`` (log-mels; ``smooth_clips`` says which clips, for the manifest).
     ``attention="fused"`` exports the encoder's self-attention as onnxruntime's fused op
-    (:mod:`asrquant.export.onnx.attention`)."""
+    (:mod:`asrquant.export.onnx.attention`), ``attention="int8"`` its scores as integer GEMMs
+    (:mod:`asrquant.export.onnx.int8_scores`)."""
     model = ckpt.model
     if compute == "int8" and calib and smooth_mels is None:
         smooth_mels, smooth_clips = smoothing_mels(ckpt, calib, progress)
@@ -394,6 +396,8 @@ def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str |
     packed = pack_linears(model)
     smooth = {n: s.scale for n, s in (smoothing or {}).items() if s.scale is not None}
     int8 = quantize_graphs(protos, packed, accuracy_level, compute, quantized_linears(model), smooth)
+    if attention == "int8":
+        quantize_scores(protos["encoder"])
     accuracy_level = decoder_accuracy_level(accuracy_level, compute)
     embedding = pack_embedding(model)
     if embedding is not None:
