@@ -31,7 +31,7 @@ from ...errors import AsrQuantError
 FORMATS = ("onnx", "compressed-tensors", "nvfp4", "mlx", "transformers.js")
 KEYS = {"version", "runtime", "summary", "format", "recipe", "benchmark", "chosen", "options"}
 OPTIONS = {"compute": ("float", "int8"), "fp16": (True, False), "smooth": (True, False),
-           "attention": ("unfused", "fused")}
+           "attention": ("unfused", "fused", "int8")}
 
 
 @dataclass(frozen=True)
