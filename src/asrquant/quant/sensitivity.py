@@ -45,7 +45,6 @@ CANDIDATES = (QuantScheme.int(3, 64, False, "float16"), QuantScheme.int(4, 64, F
               QuantScheme.int(4, 32, False, "float16"), QuantScheme.int(8, -1, False, "float16"))
 GPTQ_ARGS = {"damp": 0.01, "block_size": 128, "act_order": True, "static_groups": True}  # the recipe's rules
 GPTQ_OPTIONS = "{ " + ", ".join(f"{k} = {str(v).lower()}" for k, v in GPTQ_ARGS.items()) + " }"
-COSTS = ("rtn", "gptq")
 TABLE_OPTIONS = "{ damp = 0.05 }"
 
 
