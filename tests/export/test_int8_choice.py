@@ -74,6 +74,7 @@ def test_every_encoder_graph_linear_gets_a_cost_and_the_loud_one_is_costliest(me
     assert list(costs.by_linear) == names and len(names) == 2 * 6 + 2 * 2  # cross keys/values too
     by = costs.by_linear
     assert all(c.kl_to_fake_quant > -1e-6 for c in by.values())  # >= 0 but for float32 sums over the vocabulary
+    assert costs.kl_fake_quant > 0
     top = max(by, key=lambda n: by[n].kl_increase)
     assert top == LOUD, {n: c.kl_increase for n, c in by.items()}
     assert choose_float(costs, 1, names) == {LOUD}
@@ -172,6 +173,7 @@ def test_an_export_on_calibration_clips_measures_and_records_every_cost(tmp_path
     assert choice["calibration"]["ids"] == ["c0", "c1"] and "int8_smoothing" not in m
     costs = {n: t["int8_cost"]["kl_increase"] for n, t in m["tensors"].items() if "int8_cost" in t}
     assert len(costs) == 16 and choice["float_compute"] == sorted(costs, key=costs.get, reverse=True)[:2]
+    assert choice["kl_fake_quant"] > 0 and Int8Costs.from_variant(m).kl_fake_quant == choice["kl_fake_quant"]
     assert Int8Costs.from_variant(m).by_linear == {n: Int8Cost(m["tensors"][n]["int8_cost"]["kl_increase"],
                                                                m["tensors"][n]["int8_cost"]["kl_to_fake_quant"])
                                                    for n in choice["linears"]}

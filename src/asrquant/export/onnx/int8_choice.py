@@ -58,6 +58,7 @@ class Int8Costs:
 
     by_linear: dict[str, Int8Cost]
     calibration: dict | None = None  # Calibration.to_dict(): manifest, ids, audio sha256
+    kl_fake_quant: float | None = None  # KL(float || fake-quant) on the same clips: the scale of the costs
 
     @classmethod
     def from_variant(cls, info: dict) -> "Int8Costs":
@@ -68,7 +69,9 @@ class Int8Costs:
         costs = {n: Int8Cost(t["int8_cost"]["kl_increase"], t["int8_cost"]["kl_to_fake_quant"])
                  for n, t in info["tensors"].items() if "int8_cost" in t}
         order = {n: i for i, n in enumerate(info["int8_choice"]["linears"])}
-        return cls(dict(sorted(costs.items(), key=lambda kv: order[kv[0]])), info["int8_choice"]["calibration"])
+        choice = info["int8_choice"]
+        return cls(dict(sorted(costs.items(), key=lambda kv: order[kv[0]])), choice["calibration"],
+                   choice.get("kl_fake_quant"))
 
 
 def emulate_int8(module: nn.Module, smooth: np.ndarray | None = None) -> torch.utils.hooks.RemovableHandle:
@@ -134,7 +137,7 @@ def measure(model: nn.Module, names: list[str], samples: list, calibration: dict
                 handle.remove()
             costs[name] = Int8Cost(to_float / n - base, to_own / n)
             advance()
-    return Int8Costs(costs, calibration)
+    return Int8Costs(costs, calibration, base)
 
 
 def check_int8_skip(count: int | None, compute: str) -> None:
@@ -170,6 +173,6 @@ def record(info: dict, costs: Int8Costs, keep_float: frozenset[str]) -> None:
         "measure": "kl_increase: teacher-forced KL per position to the float model of the fake-quant model with "
                    "only this Linear through the emulated int8 chain, minus the fake-quant model's own; mean "
                    "over the calibration clips",
-        "calibration": costs.calibration, "linears": list(costs.by_linear),
+        "calibration": costs.calibration, "kl_fake_quant": costs.kl_fake_quant, "linears": list(costs.by_linear),
         "float_compute": [n for n in order if n in keep_float],
         "int8": len(order) - len(keep_float), "of": len(order)}
