@@ -129,6 +129,7 @@ def card_text(directory: Path, *, spec: str, family: str, config: dict, fmt: str
         out.append(f"- Bits per quantized weight: {bits:.2f} (scales and zero points included)")
     if target is not None and target.options:
         out.append(f"- Export options: {target.flags()}")
+    out += _int8_choice(manifest)
     if calibration is not None:
         cal = calibration if isinstance(calibration, dict) else calibration.to_dict()
         where = Path(cal["manifest"])
@@ -145,6 +146,20 @@ def card_text(directory: Path, *, spec: str, family: str, config: dict, fmt: str
     if evaluation:
         out += [evaluation, ""]
     return "\n".join(out)
+
+
+def _int8_choice(manifest: dict) -> list[str]:
+    """A line on which encoder Linears run int8 where the export chose them by cost (--int8-skip)."""
+    default = (manifest.get("variants") or {}).get(manifest.get("default_variant") or "default") or {}
+    choice = default.get("int8_choice")
+    if not choice:
+        return []
+    kept = choice["float_compute"]
+    which = f": {', '.join(f'`{n}`' for n in kept)}" if kept else ""
+    return [f"- Int8 compute (--int8-skip {len(kept)}): {choice['int8']} of the {choice['of']} encoder-graph "
+            f"Linears run as int8 GEMMs; the {len(kept)} whose int8 chain added the most KL against the float "
+            f"model on {len((choice.get('calibration') or {}).get('ids', []))} calibration clips stay on float "
+            f"compute{which} (each Linear's measured cost: `int8_cost` in manifest.json)"]
 
 
 def _source_sha(manifest: dict) -> str:

@@ -59,6 +59,10 @@ def register(subparsers) -> None:
                         "quantized per row (much faster on CPUs with VNNI/AMX; not bit-exact), decoder "
                         "MatMulNBits at accuracy_level 4; with --calib, the encoder's inputs smoothed per "
                         "channel (SmoothQuant) where that lowers the int8 error on the calibration clips")
+    p.add_argument("--int8-skip", type=options.non_negative_int, default=None, metavar="N",
+                   help="with --compute int8 (or --target cpu) and --calib: measure each encoder-graph Linear's "
+                        "int8 cost (the teacher-forced KL it adds against the float model on calibration clips) "
+                        "and keep the N costliest on float compute; the manifest records every cost")
     p.add_argument("--attention", default="unfused", choices=("unfused", "fused", "int8"),
                    help="unfused: the encoder's self-attention as plain ONNX ops (default); fused: as "
                         "onnxruntime's com.microsoft.MultiHeadAttention; int8: its scores (q k^T) as integer "
@@ -94,7 +98,7 @@ WRITERS = {
     "transformers.js": ("transformers_js", "write_transformers_js"),
 }
 FORMATS = ("onnx", *WRITERS)
-ONNX_ONLY = ("variant", "fp16", "accuracy_level", "compute", "attention")
+ONNX_ONLY = ("variant", "fp16", "accuracy_level", "compute", "attention", "int8_skip")
 
 
 def run(args) -> int:
@@ -193,9 +197,22 @@ def write_artifact(args, target, ckpt, recipe, out: Path) -> None:
     attention = {"attention": args.attention} if args.attention != "unfused" else {}
     if attention and "attention" not in inspect.signature(onnx_graphs.export_onnx).parameters:
         raise AsrQuantError(f"--attention {args.attention}: the {ckpt.family} ONNX export has only unfused attention")
+    choice = {}
+    if args.int8_skip is not None:
+        choice = {"int8_skip": args.int8_skip, "float_model": float_model(args.model, ckpt)}
     onnx_graphs.export_onnx(ckpt, out, recipe=recipe, variant=args.variant, accuracy_level=args.accuracy_level,
-                            fp16=args.fp16, compute=args.compute, calib=args.calib if smooth else None,
-                            progress=not args.quiet, **attention)
+                            fp16=args.fp16, compute=args.compute, calib=args.calib if smooth or choice else None,
+                            smooth=smooth, progress=not args.quiet, **attention, **choice)
+
+
+def float_model(spec: str, ckpt):
+    """The float model the int8 costs are measured against: ``ckpt``'s own when nothing in it is
+    quantized, else its source loaded again (its distributions are all that is used)."""
+    from ..quant.linear import QuantEmbedding, QuantLinear
+
+    if not any(isinstance(m, (QuantLinear, QuantEmbedding)) for m in ckpt.model.modules()):
+        return None
+    return families.module(ckpt.family, "load").load(quantized_source(spec)).model
 
 
 def evaluate(args, artifact: Path, ckpt, quantized, recipe) -> str:
@@ -247,10 +264,18 @@ def check_options(args) -> None:
     if getattr(args, "ort_q4", False) and (args.format != "transformers.js" or args.recipe):
         raise AsrQuantError("--ort-q4 quantizes a float --format transformers.js export with onnxruntime: "
                             "use it with --format transformers.js and without --recipe or --target")
+    if args.format == "onnx" and args.int8_skip is not None:
+        if args.compute != "int8":
+            raise AsrQuantError("--int8-skip chooses which encoder Linears run int8: use it with --compute int8 "
+                                "(or --target cpu)")
+        if not args.calib:
+            raise AsrQuantError("--int8-skip measures each encoder Linear's int8 cost on calibration clips: "
+                                "give --calib MANIFEST")
     if args.format == "onnx":
         return
     given = {"variant": args.variant, "fp16": args.fp16, "accuracy_level": args.accuracy_level is not None,
-             "compute": args.compute != "float", "attention": args.attention != "unfused"}
+             "compute": args.compute != "float", "attention": args.attention != "unfused",
+             "int8_skip": args.int8_skip is not None}
     for option in ONNX_ONLY:
         if given[option]:
             flag = "--" + option.replace("_", "-")

@@ -233,3 +233,27 @@ def test_int8_compute_variant_runs_the_audio_encoder_in_int8(work, tmp_path):
     assert "MatMulNBits" not in {n.op_type for n in encoder.graph.node}
     tokens = _tokens(open_engine(f"{onnx_dir}@i8"), work)
     assert all(tokens) and all(len(t) <= MAX_NEW for t in tokens)
+
+
+def test_int8_skip_keeps_the_costliest_audio_encoder_linears_on_float_compute(work, tmp_path, capsys):
+    """--int8-skip on a saved quantized model: the costs are measured against its float source (loaded
+    again from the path its config names), every audio-encoder Linear gets one, the two costliest
+    stay MatMulNBits, and the artifact transcribes; the card says so."""
+    import onnx
+
+    out = tmp_path / "onnx"
+    assert main(["export", str(work["quantized"]), "--out", str(out), "--compute", "int8", "--int8-skip", "2",
+                 "--calib", str(work["calib"]), "--quiet"]) == 0
+    variant = json.loads((out / "manifest.json").read_text())["variants"]["default"]
+    choice = variant["int8_choice"]
+    costs = {n: t["int8_cost"]["kl_increase"] for n, t in variant["tensors"].items() if "int8_cost" in t}
+    audio = [n for n in variant["tensors"] if n.startswith("audio_tower.") and "op" in variant["tensors"][n]]
+    assert set(costs) == set(audio) and choice["of"] == len(audio)
+    assert choice["float_compute"] == sorted(costs, key=costs.get, reverse=True)[:2]
+    assert choice["calibration"]["ids"] == ["cal-a", "cal-b", "cal-c"]
+    encoder = onnx.load(str(out / variant["graphs"]["encoder"]), load_external_data=False)
+    ops = [n.op_type for n in encoder.graph.node]
+    assert ops.count("MatMulNBits") == 2 and ops.count("MatMulIntegerToFloat") == len(audio) - 2
+    assert "--int8-skip 2" in (out / "README.md").read_text()
+    tokens = _tokens(open_engine(str(out)), work)
+    assert all(tokens) and all(len(t) <= MAX_NEW for t in tokens)

@@ -72,6 +72,9 @@ def pack_linears(model: nn.Module) -> dict[str, PackedNBits]:
 
 
 COMPUTE = ("float", "int8")
+# MatMulNBits' float compute: an encoder Linear kept off the int8 chain is kept off int8 activations too
+# (accuracy_level 4 quantizes them per block), whatever the level of the decoders' MatMulNBits.
+FLOAT_COMPUTE = 0
 INT8_GRAPHS = ("encoder",)  # the graphs whose Linears multiply every audio frame (every family)
 
 
@@ -83,21 +86,25 @@ def decoder_accuracy_level(accuracy_level: int | None, compute: str) -> int | No
 
 def quantize_graphs(protos: dict[str, onnx.ModelProto], packed: dict[str, PackedNBits], accuracy_level: int | None,
                     compute: str = "float", qweights: dict[str, QuantizedWeight] | None = None,
-                    smooth: dict[str, np.ndarray] | None = None) -> dict[str, str]:
+                    smooth: dict[str, np.ndarray] | None = None,
+                    keep_float: frozenset[str] | set[str] = frozenset()) -> dict[str, str]:
     """Quantized Linears -> MatMulNBits; with ``compute="int8"`` every Linear of the encoder graph
     (quantized or float; ``qweights`` are the recipe's weights) -> int8 GEMMs instead (see
     :mod:`.int8_matmul`), and ``protos`` gains the ``encoder_weights`` graph when some of their
     int8 weights are expanded at load; ``smooth``: the int8 Linears' input smoothing
-    (:mod:`.smoothing`). Returns the Linears that run in int8 -> where their int8 weights
-    come from."""
+    (:mod:`.smoothing`); ``keep_float``: encoder Linears left on float compute (chosen by
+    :mod:`.int8_choice`): MatMulNBits at accuracy_level 0 when quantized, MatMul when float.
+    Returns the Linears that run in int8 -> where their int8 weights come from."""
     if compute not in COMPUTE:
         raise ValueError(f"compute must be one of {COMPUTE}, not {compute!r}")
     found, int8, at_load = set(), {}, {}
     for name, proto in list(protos.items()):
         if compute == "int8" and name in INT8_GRAPHS:
-            stored, expand = replace_linears_int8(proto, qweights or {}, packed, smooth)
+            stored, expand = replace_linears_int8(proto, qweights or {}, packed, smooth, skip=keep_float)
             int8.update(stored)
             at_load.update(expand)
+            kept = {n: packed[n] for n in keep_float if n in packed}
+            found.update(replace_linears(proto, kept, FLOAT_COMPUTE))
         else:
             found.update(replace_linears(proto, packed, decoder_accuracy_level(accuracy_level, compute)))
     missing = sorted(set(packed) - found - set(int8))
@@ -109,10 +116,11 @@ def quantize_graphs(protos: dict[str, onnx.ModelProto], packed: dict[str, Packed
 
 
 def linear_schemes(model: nn.Module, packed: dict[str, PackedNBits], recipe=None, accuracy_level: int | None = None,
-                   float_dtype: str = "float32", int8: dict[str, str] | None = None) -> dict:
+                   float_dtype: str = "float32", int8: dict[str, str] | None = None,
+                   keep_float: frozenset[str] | set[str] = frozenset()) -> dict:
     """How every Linear is stored and run (a variant's manifest entry), and under "*" every
     other weight. ``int8``: the Linears run by int8 GEMMs -> where their int8 weight comes from
-    (see quantize_graphs)."""
+    (see quantize_graphs); ``keep_float``: the encoder Linears quantize_graphs kept on float compute."""
     int8 = int8 or {}
     table = {"*": {"scheme": float_dtype}}
     for name in linear_names(model):
@@ -123,7 +131,8 @@ def linear_schemes(model: nn.Module, packed: dict[str, PackedNBits], recipe=None
         qw = model.get_submodule(name).qweight
         rule = recipe.rule_for(name) if recipe is not None else None
         run = ({"op": INT8_OP, "stored": int8[name]} if name in int8 else
-               {"op": "MatMulNBits", "accuracy_level": accuracy_level_for(packed[name].bits, accuracy_level)})
+               {"op": "MatMulNBits", "accuracy_level": FLOAT_COMPUTE if name in keep_float else
+                accuracy_level_for(packed[name].bits, accuracy_level)})
         table[name] = {"scheme": qw.scheme.name, **qw.scheme.to_dict(), **run, "block_size": packed[name].block_size,
                        "input_scale": qw.input_scale is not None, "algorithm": rule.algorithm if rule else None}
     return table

@@ -116,15 +116,29 @@ def _int8_matmul_nodes(q: str, x: str, w8: str, w_scale: str, out: str,
     ]
 
 
+def _linear_of(node: onnx.NodeProto, inits) -> str | None:
+    """The Linear whose product ``node`` is (``x @ <module>.weight_t``, see :class:`.graphs.LinearT`), or None."""
+    w = node.input[1] if node.op_type == "MatMul" else None
+    return w[: -len(".weight_t")] if w and w.endswith(".weight_t") and w in inits else None
+
+
+def graph_linears(proto: onnx.ModelProto) -> list[str]:
+    """The Linears of this graph, in graph order: those :func:`replace_linears_int8` would swap."""
+    inits = {t.name for t in proto.graph.initializer}
+    return [n for n in (_linear_of(node, inits) for node in proto.graph.node) if n is not None]
+
+
 def replace_linears_int8(proto: onnx.ModelProto, qweights: dict[str, QuantizedWeight],
                          packed: dict[str, PackedNBits] | None = None, smooth: dict[str, np.ndarray] | None = None,
+                         skip: frozenset[str] | set[str] = frozenset(),
                          ) -> tuple[dict[str, str], dict[str, PackedNBits]]:
     """Swap the MatMul of every Linear of this graph (``x @ <module>.weight_t``, see
     :class:`.graphs.LinearT`, whose initializer holds the float or fake-quant weight) for
     the int8 chain. ``qweights``: the recipe's quantized weights by Linear; ``packed``: the same
     packed as MatMulNBits, whose 4- and 8-bit codes are kept and expanded at load; ``smooth``:
     per-input-channel smoothing by Linear (:mod:`.smoothing`), not applied to a Linear whose
-    own int8 codes are used (they would no longer be its own).
+    own int8 codes are used (they would no longer be its own); ``skip``: Linears left as they are
+    (their MatMul and weight; :mod:`.int8_choice`).
 
     Returns (Linear -> where its int8 weight comes from: OWN, AT_LOAD or AT_EXPORT; the packed
     weights to expand at load, for :func:`weights_graph`). Weights expanded at load become inputs
@@ -133,11 +147,11 @@ def replace_linears_int8(proto: onnx.ModelProto, qweights: dict[str, QuantizedWe
     inits = {t.name: t for t in g.initializer}
     nodes, new_inits, found, at_load = [], [], {}, {}
     for node in g.node:
-        w = node.input[1] if node.op_type == "MatMul" else None
-        if not (w and w.endswith(".weight_t") and w in inits):
+        linear = _linear_of(node, inits)
+        if linear is None or linear in skip:
             nodes.append(node)
             continue
-        linear = w[: -len(".weight_t")]
+        w = node.input[1]
         w8, w_scale = f"{linear}.weight_int8", f"{linear}.scale_int8"
         own, p = own_int8(qweights.get(linear)), (packed or {}).get(linear)
         sm = (smooth or {}).get(linear) if own is None else None

@@ -56,13 +56,13 @@ def _power_of_two(s: torch.Tensor) -> torch.Tensor:
     return torch.exp2(torch.round(torch.log2(s)).clamp(-14, 15))
 
 
-def _rows_int8(x: torch.Tensor) -> torch.Tensor:
+def rows_int8(x: torch.Tensor) -> torch.Tensor:
     """The int8 chain's activations, dequantized: symmetric, one scale per row."""
     s = x.abs().amax(-1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny) / INT8_MAX
     return torch.clamp(torch.round(x / s), -INT8_MAX, INT8_MAX) * s
 
 
-def _channels_int8(w_kn: torch.Tensor) -> torch.Tensor:
+def channels_int8(w_kn: torch.Tensor) -> torch.Tensor:
     """The int8 chain's weight [K, N], dequantized: the exporter's own rule, so the scores are of
     the weights it will write."""
     q, scale = requantize_per_channel(w_kn.numpy())
@@ -111,7 +111,7 @@ def smoothing_factors(model: nn.Module, names: list[str], mels: list[np.ndarray]
         w_max = w_kn[n].abs().amax(1).clamp(min=1e-5)
         x_max = amax[n].clamp(min=1e-5)
         scales = [None] + [_power_of_two(x_max ** a / w_max ** (1 - a)) for a in ALPHAS]
-        cands[n] = [(s, _channels_int8(w_kn[n] if s is None else w_kn[n] * s[:, None])) for s in scales]
+        cands[n] = [(s, channels_int8(w_kn[n] if s is None else w_kn[n] * s[:, None])) for s in scales]
     err = {n: torch.zeros(len(cands[n]), dtype=torch.float64) for n in names}
     ref_sq = dict.fromkeys(names, 0.0)
 
@@ -120,7 +120,7 @@ def smoothing_factors(model: nn.Module, names: list[str], mels: list[np.ndarray]
         ref = x @ w_kn[name]
         ref_sq[name] += float(ref.double().pow(2).sum())
         for i, (s, wq) in enumerate(cands[name]):
-            y = _rows_int8(x if s is None else x / s) @ wq
+            y = rows_int8(x if s is None else x / s) @ wq
             err[name][i] += float((y - ref).double().pow(2).sum())
 
     _inputs(model, names, track(mels, progress, "smoothing: choosing alpha"), score)

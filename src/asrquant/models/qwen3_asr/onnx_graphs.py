@@ -24,6 +24,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
+from ...errors import AsrQuantError
 from ...export.onnx.artifact import float16_storage, write_onnx_artifact
 from ...export.onnx.graphs import (
     OPSET,
@@ -36,6 +37,10 @@ from ...export.onnx.graphs import (
     trace,
     variant_info,
 )
+from ...export.onnx.int8_choice import COST_CLIPS, Int8Costs, check_int8_skip, choose_float, measure
+from ...export.onnx.int8_choice import record as record_int8_choice
+from ...export.onnx.int8_matmul import graph_linears
+from .calib import calibration_samples
 from .detect import FAMILY
 from .model import Qwen3ASR, chunk_mel
 
@@ -92,15 +97,16 @@ def trace_graphs(model: Qwen3ASR) -> dict[str, onnx.ModelProto]:
 
 
 def export_graphs(model: Qwen3ASR, accuracy_level: int | None = None, packed: dict | None = None,
-                  compute: str = "float") -> tuple[dict[str, onnx.ModelProto], dict[str, str]]:
+                  compute: str = "float", choose_float=None) -> tuple[dict[str, onnx.ModelProto], dict[str, str]]:
     """The three graphs with every QuantLinear as a MatMulNBits (float Linears stay MatMul), and
     a tied float lm_head reading the embedding table instead of its own copy. With
     ``compute="int8"`` the audio encoder's Linears run in int8 (see :mod:`.int8_matmul`; the
     second value says where each one's int8 weight comes from, and an ``encoder_weights`` graph
-    may join the three)."""
+    may join the three). ``choose_float``: the encoder graph's Linears -> those kept on float compute."""
     protos = trace_graphs(model)
+    keep_float = choose_float(graph_linears(protos["encoder"])) if choose_float is not None else frozenset()
     int8 = quantize_graphs(protos, pack_linears(model) if packed is None else packed, accuracy_level, compute,
-                           quantized_linears(model))
+                           quantized_linears(model), keep_float=keep_float)
     for graph in ("decoder_prefill", "decoder_step"):
         share_tied_head(protos[graph])
     return protos, int8
@@ -146,19 +152,44 @@ def qwen3_asr_config(ckpt) -> dict:
 
 
 def export_onnx(ckpt, out_dir, *, recipe=None, variant: str | None = None, accuracy_level: int | None = None,
-                fp16: bool = False, compute: str = "float", calib: str | None = None, progress: bool = False) -> Path:
+                fp16: bool = False, compute: str = "float", calib: str | None = None, progress: bool = False,
+                smooth: bool = False, int8_skip: int | None = None, float_model=None,
+                int8_costs: Int8Costs | None = None) -> Path:
     """Trace ``ckpt.model`` (a Qwen3ASRCheckpoint's, possibly quantized in place by ``recipe``),
     pack its QuantLinears as MatMulNBits and write the artifact (or the variant) at ``out_dir``.
-    ``calib`` is not used: the int8 audio encoder is not smoothed."""
+    The int8 audio encoder is not smoothed (``smooth`` is not used); ``calib`` serves ``int8_skip``:
+    each encoder Linear's int8 cost is measured on its clips against ``float_model`` (or taken from
+    ``int8_costs``) and the ``int8_skip`` costliest stay on float compute
+    (:mod:`asrquant.export.onnx.int8_choice`)."""
+    check_int8_skip(int8_skip, compute)
     packed = pack_linears(ckpt.model)
-    protos, int8 = export_graphs(ckpt.model, accuracy_level, packed, compute)
+    choice = {}
+
+    def keep_costliest(names: list[str]) -> frozenset[str]:
+        if int8_costs is None:
+            if not calib:
+                raise AsrQuantError("--int8-skip measures each encoder Linear's int8 cost on calibration clips: "
+                                    "give --calib")
+            samples, cal = calibration_samples(ckpt, calib, COST_CLIPS, progress=progress)
+            choice["costs"] = measure(ckpt.model, names, samples, cal.to_dict(), float_model, progress=progress)
+        else:
+            choice["costs"] = int8_costs
+        choice["float"] = choose_float(choice["costs"], int8_skip, names)
+        return choice["float"]
+
+    protos, int8 = export_graphs(ckpt.model, accuracy_level, packed, compute,
+                                 keep_costliest if int8_skip is not None else None)
+    keep_float = choice.get("float", frozenset())
     accuracy_level = decoder_accuracy_level(accuracy_level, compute)
     float_dtype = "float16" if fp16 else "float32"
     if fp16:
         for proto in protos.values():
             float16_storage(proto)
     info = variant_info(recipe, accuracy_level, float_dtype,
-                        linear_schemes(ckpt.model, packed, recipe, accuracy_level, float_dtype, int8), compute)
+                        linear_schemes(ckpt.model, packed, recipe, accuracy_level, float_dtype, int8, keep_float),
+                        compute)
+    if choice:
+        record_int8_choice(info, choice["costs"], keep_float)
     source = {"model": ckpt.source, "sha256": ckpt.source_sha256, "format": ckpt.format}
     return write_onnx_artifact(out_dir, protos, config=qwen3_asr_config(ckpt), tokenizer_json=ckpt.tokenizer_json,
                                source=source, variant=variant, variant_info=info, family=FAMILY)

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from onnx import helper
 from torch import Tensor, nn
 
+from ...errors import AsrQuantError
 from ...export.onnx.artifact import float16_storage, write_onnx_artifact
 from ...export.onnx.attention import CUSTOM_OPSETS as ATTENTION_OPSETS
 from ...export.onnx.attention import check_mode as check_attention
@@ -68,7 +69,10 @@ from ...export.onnx.graphs import (
     trace,
     variant_info,
 )
+from ...export.onnx.int8_choice import COST_CLIPS, Int8Costs, check_int8_skip, choose_float, measure
+from ...export.onnx.int8_choice import record as record_int8_choice
 from ...export.onnx.int8_matmul import OWN as INT8_OWN
+from ...export.onnx.int8_matmul import graph_linears
 from ...export.onnx.int8_scores import quantize_scores
 from ...export.onnx.matmulnbits import PackedNBits, accuracy_level_for, pack, replace_tied_embedding
 from ...export.onnx.smoothing import ALPHAS, Smoothing, smoothing_factors
@@ -320,11 +324,11 @@ def quantize_embedding(protos: dict[str, onnx.ModelProto], p: PackedNBits, accur
 
 def tensor_schemes(model: Whisper, packed: dict[str, PackedNBits], recipe=None, accuracy_level: int | None = None,
                    float_dtype: str = "float32", int8: dict[str, str] | None = None,
-                   smoothing: dict[str, Smoothing] | None = None) -> dict:
+                   smoothing: dict[str, Smoothing] | None = None, keep_float: frozenset[str] = frozenset()) -> dict:
     """:func:`linear_schemes`, plus the token table when the recipe quantized it and the int8
     Linears' input smoothing when the export calibrated one."""
     int8, smoothing = int8 or {}, smoothing or {}
-    table = linear_schemes(model, packed, recipe, accuracy_level, float_dtype, int8)
+    table = linear_schemes(model, packed, recipe, accuracy_level, float_dtype, int8, keep_float)
     emb = model.decoder.token_embedding
     if isinstance(emb, QuantEmbedding):
         p = pack(emb.qweight, EMBEDDING)
@@ -372,30 +376,42 @@ def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str |
                 accuracy_level: int | None = None, fp16: bool = False, compute: str = "float",
                 calib: str | None = None, progress: bool = False,
                 smooth_mels: list[np.ndarray] | None = None, smooth_clips: dict | None = None,
-                attention: str = "unfused") -> Path:
+                attention: str = "unfused", smooth: bool = True, int8_skip: int | None = None,
+                float_model: nn.Module | None = None, int8_costs: Int8Costs | None = None) -> Path:
     """Trace ``ckpt.model`` (possibly quantized in place by ``recipe``), pack its QuantLinears as
     MatMulNBits and write the artifact (or the variant) at ``out_dir``.
 
     ``fp16`` stores the weights left in float as float16 (see
     :func:`asrquant.export.onnx.artifact.float16_storage`). ``compute="int8"`` runs the encoder's
     Linears in int8 (see :mod:`asrquant.export.onnx.int8_matmul`), their inputs smoothed
-    (:mod:`asrquant.export.onnx.smoothing`) as calibrated on the clips of ``calib``, or on
-    ``smooth_mels`` (log-mels; ``smooth_clips`` says which clips, for the manifest).
+    (:mod:`asrquant.export.onnx.smoothing`, unless ``smooth`` is False) as calibrated on the clips
+    of ``calib``, or on ``smooth_mels`` (log-mels; ``smooth_clips`` says which clips, for the
+    manifest). ``int8_skip``: each encoder-graph Linear's int8 cost is measured on the clips of
+    ``calib`` against ``float_model`` (or taken from ``int8_costs``) and the ``int8_skip``
+    costliest stay on float compute (:mod:`asrquant.export.onnx.int8_choice`).
     ``attention="fused"`` exports the encoder's self-attention as onnxruntime's fused op
     (:mod:`asrquant.export.onnx.attention`), ``attention="int8"`` its scores as integer GEMMs
     (:mod:`asrquant.export.onnx.int8_scores`)."""
     model = ckpt.model
-    if compute == "int8" and calib and smooth_mels is None:
+    check_int8_skip(int8_skip, compute)
+    if compute == "int8" and smooth and calib and smooth_mels is None:
         smooth_mels, smooth_clips = smoothing_mels(ckpt, calib, progress)
     smoothing = None
-    if compute == "int8" and smooth_mels:
+    if compute == "int8" and smooth and smooth_mels:
         in_encoder_graph = [n for n in linear_names(model)
                             if n.startswith("encoder.") or n.endswith(("cross_attn.key", "cross_attn.value"))]
         smoothing = smoothing_factors(model, in_encoder_graph, smooth_mels, progress)
     protos = trace_graphs(model, check_attention(attention))
     packed = pack_linears(model)
-    smooth = {n: s.scale for n, s in (smoothing or {}).items() if s.scale is not None}
-    int8 = quantize_graphs(protos, packed, accuracy_level, compute, quantized_linears(model), smooth)
+    smooth_scales = {n: s.scale for n, s in (smoothing or {}).items() if s.scale is not None}
+    keep_float = frozenset()
+    if int8_skip is not None:
+        names = graph_linears(protos["encoder"])
+        if int8_costs is None:
+            int8_costs = measure_int8_costs(ckpt, calib, names, float_model, smooth_scales, progress)
+        keep_float = choose_float(int8_costs, int8_skip, names)
+    int8 = quantize_graphs(protos, packed, accuracy_level, compute, quantized_linears(model), smooth_scales,
+                           keep_float)
     if attention == "int8":
         quantize_scores(protos["encoder"])
     accuracy_level = decoder_accuracy_level(accuracy_level, compute)
@@ -407,12 +423,24 @@ def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str |
             float16_storage(proto)
     float_dtype = "float16" if fp16 else "float32"
     info = variant_info(recipe, accuracy_level, float_dtype,
-                        tensor_schemes(model, packed, recipe, accuracy_level, float_dtype, int8, smoothing), compute,
-                        attention={"encoder": attention})
+                        tensor_schemes(model, packed, recipe, accuracy_level, float_dtype, int8, smoothing,
+                                       keep_float), compute, attention={"encoder": attention})
     if smoothing:
         smoothed = [t for t in info["tensors"].values() if (t.get("smoothing") or {}).get("alpha") is not None]
         info["int8_smoothing"] = {"calibration": smooth_clips, "alphas_tried": [None, *ALPHAS],
                                   "smoothed": len(smoothed)}
+    if int8_skip is not None:
+        record_int8_choice(info, int8_costs, keep_float)
     source = {"model": ckpt.source, "sha256": ckpt.source_sha256, "format": ckpt.format}
     return write_onnx_artifact(out_dir, protos, config=whisper_config(ckpt), tokenizer_json=ckpt.tokenizer_json,
                                source=source, variant=variant, variant_info=info)
+
+
+def measure_int8_costs(ckpt: WhisperCheckpoint, calib: str | None, names: list[str], float_model: nn.Module | None,
+                       smooth: dict[str, np.ndarray], progress: bool) -> Int8Costs:
+    """The int8 cost of every Linear of ``names`` on COST_CLIPS clips of ``calib`` (see
+    :mod:`asrquant.export.onnx.int8_choice`)."""
+    if not calib:
+        raise AsrQuantError("--int8-skip measures each encoder Linear's int8 cost on calibration clips: give --calib")
+    samples, cal = calibration_samples(ckpt, calib, COST_CLIPS, progress=progress)
+    return measure(ckpt.model, names, samples, cal.to_dict(), float_model, smooth, progress)

@@ -1,0 +1,46 @@
+"""One 30 s encoder call per artifact (each one's default variant), interleaved: median CPU seconds
+of the process (``time.process_time``) and median wall seconds, as
+benchmarks/onnx-speed/encoder_cpu_time.py times the variants of one artifact (its timer, here for
+artifacts in separate directories). With ``--threads 1`` no onnxruntime thread spins, so the CPU
+time counts the encoder's work even on a busy machine.
+
+    python benchmarks/int8-choice/encoder_time.py DIR [DIR ...] [--threads 1] [--repeat 9] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "onnx-speed"))
+from timing import emit, interleaved, medians  # noqa: E402
+
+from asrquant.cpu import describe_cpu  # noqa: E402
+from asrquant.models.whisper.onnx_session import open_onnx_artifact  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("artifacts", nargs="+")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=9)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    sessions = {Path(a).name: open_onnx_artifact(Path(a), args.threads)[0].session for a in args.artifacts}
+    mel = (np.random.default_rng(0).standard_normal((80, 3000)) * 0.5).astype(np.float32)
+    for s in sessions.values():
+        s.encode(mel)  # warm-up
+    runs = interleaved({name: (lambda s=s: s.encode(mel)) for name, s in sessions.items()}, args.repeat)
+    median = medians(runs, 4)
+    first = next(iter(median))
+    report = {"cpu": describe_cpu(), "artifacts": args.artifacts, "threads": args.threads, "repeat": args.repeat,
+              "median": median,
+              "cpu_ratio_to_first": {n: round(m["cpu_s"] / median[first]["cpu_s"], 3) for n, m in median.items()}}
+    emit(report, {"runs": runs}, args.json)
+
+
+if __name__ == "__main__":
+    main()
