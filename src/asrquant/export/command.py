@@ -264,7 +264,8 @@ def check_options(args) -> None:
     if getattr(args, "ort_q4", False) and (args.format != "transformers.js" or args.recipe):
         raise AsrQuantError("--ort-q4 quantizes a float --format transformers.js export with onnxruntime: "
                             "use it with --format transformers.js and without --recipe or --target")
-    if args.format == "onnx" and args.int8_skip is not None:
+    int8_skip = getattr(args, "int8_skip", None)
+    if args.format == "onnx" and int8_skip is not None:
         if args.compute != "int8":
             raise AsrQuantError("--int8-skip chooses which encoder Linears run int8: use it with --compute int8 "
                                 "(or --target cpu)")
@@ -275,7 +276,7 @@ def check_options(args) -> None:
         return
     given = {"variant": args.variant, "fp16": args.fp16, "accuracy_level": args.accuracy_level is not None,
              "compute": args.compute != "float", "attention": args.attention != "unfused",
-             "int8_skip": args.int8_skip is not None}
+             "int8_skip": int8_skip is not None}
     for option in ONNX_ONLY:
         if given[option]:
             flag = "--" + option.replace("_", "-")
