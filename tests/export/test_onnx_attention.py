@@ -138,6 +138,8 @@ def test_int8_scores_replace_every_score_product_and_nothing_else(int8_scores, s
     # the probabilities' product stays float: every Softmax output feeds a float MatMul
     consumers = {i: n for n in graph.node for i in n.input}
     assert all(consumers[n.output[0]].op_type == "MatMul" for n in softmax)
+    read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    assert all(any(o in read for o in n.output) for n in graph.node), "no node left computing nothing"
     variants = json.loads((out / "manifest.json").read_text())["variants"]
     assert variants["int8s"]["attention"] == {"encoder": "int8"}
 

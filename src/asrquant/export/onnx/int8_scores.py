@@ -93,6 +93,16 @@ def quantize_scores(proto: onnx.ModelProto) -> int:
         dropped |= {id(mm), id(mul)}
     if not plan:
         return 0
+    # The float keys' Reshape and Transpose and the 1/sqrt(dh) constants fed only the products
+    # replaced: no longer needed.
+    readers: dict[str, set[int]] = {}
+    for n in g.node:
+        for x in n.input:
+            readers.setdefault(x, set()).add(id(n))
+    for _, _, mul, tr, rs in plan:
+        for n in (tr, rs, constants[mul.input[1]]):
+            if readers.get(n.output[0], set()) <= dropped:
+                dropped.add(id(n))
     shared = [const_node("int8_scores/zero", ZERO, np.uint8), const_node("int8_scores/one", 1.0, np.float32),
               const_node("int8_scores/qmax", float(INT8_MAX), np.float32),
               const_node("int8_scores/tiny", np.finfo(np.float32).tiny, np.float32)]
