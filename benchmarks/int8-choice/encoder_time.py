@@ -13,10 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "onnx-speed"))
-from timing import emit, interleaved, medians  # noqa: E402
+from timing import emit, encoder_calls  # noqa: E402
 
 from asrquant.cpu import describe_cpu  # noqa: E402
 from asrquant.models.whisper.onnx_session import open_onnx_artifact  # noqa: E402
@@ -30,15 +28,9 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     sessions = {Path(a).name: open_onnx_artifact(Path(a), args.threads)[0].session for a in args.artifacts}
-    mel = (np.random.default_rng(0).standard_normal((80, 3000)) * 0.5).astype(np.float32)
-    for s in sessions.values():
-        s.encode(mel)  # warm-up
-    runs = interleaved({name: (lambda s=s: s.encode(mel)) for name, s in sessions.items()}, args.repeat)
-    median = medians(runs, 4)
-    first = next(iter(median))
+    timed, runs = encoder_calls(sessions, args.repeat)
     report = {"cpu": describe_cpu(), "artifacts": args.artifacts, "threads": args.threads, "repeat": args.repeat,
-              "median": median,
-              "cpu_ratio_to_first": {n: round(m["cpu_s"] / median[first]["cpu_s"], 3) for n, m in median.items()}}
+              **timed}
     emit(report, {"runs": runs}, args.json)
 
 

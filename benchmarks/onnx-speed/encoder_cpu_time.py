@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-from timing import emit, interleaved, medians
+from timing import emit, encoder_calls
 
 from asrquant.cpu import describe_cpu
 from asrquant.models.whisper.onnx_session import open_onnx_artifact
@@ -26,15 +25,9 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     sessions = {v: open_onnx_artifact(Path(args.artifact), args.threads, v)[0].session for v in args.variants}
-    mel = (np.random.default_rng(0).standard_normal((80, 3000)) * 0.5).astype(np.float32)
-    for s in sessions.values():
-        s.encode(mel)  # warm-up
-    runs = interleaved({v: (lambda s=s: s.encode(mel)) for v, s in sessions.items()}, args.repeat)
-    median = medians(runs, 4)
-    first = args.variants[0]
+    timed, runs = encoder_calls(sessions, args.repeat)
     report = {"cpu": describe_cpu(), "artifact": args.artifact, "threads": args.threads, "repeat": args.repeat,
-              "median": median,
-              "cpu_ratio_to_first": {v: round(m["cpu_s"] / median[first]["cpu_s"], 3) for v, m in median.items()}}
+              **timed}
     emit(report, {"runs": runs}, args.json)
 
 if __name__ == "__main__":

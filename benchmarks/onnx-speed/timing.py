@@ -34,3 +34,19 @@ def emit(report: dict, raw: dict, path: str | None) -> None:
     print(json.dumps(report, indent=1))
     if path:
         Path(path).write_text(json.dumps({**report, **raw}, indent=1) + "\n")
+
+
+def encoder_calls(sessions: dict[str, object], repeat: int) -> tuple[dict, dict]:
+    """One 30 s encoder call per session (anything with ``encode(mel)``), after one warm-up call
+    each, interleaved ``repeat`` rounds on the same noise log-mel: ({"median", "cpu_ratio_to_first"},
+    the raw timings)."""
+    import numpy as np
+
+    mel = (np.random.default_rng(0).standard_normal((80, 3000)) * 0.5).astype(np.float32)
+    for s in sessions.values():
+        s.encode(mel)  # warm-up
+    runs = interleaved({name: (lambda s=s: s.encode(mel)) for name, s in sessions.items()}, repeat)
+    median = medians(runs, 4)
+    first = next(iter(median))
+    return {"median": median,
+            "cpu_ratio_to_first": {n: round(m["cpu_s"] / median[first]["cpu_s"], 3) for n, m in median.items()}}, runs
