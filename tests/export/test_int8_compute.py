@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
-from onnx_fixtures import export, small_checkpoint
+from onnx_fixtures import ALL_INT4, export, small_checkpoint
 
 from asrquant.export.onnx.artifact import float16_storage
 from asrquant.export.onnx.int8_matmul import (
@@ -151,15 +151,6 @@ def test_packed_codes_are_expanded_at_load_into_the_per_channel_int8_weights(bit
                                atol=1e-5 * np.abs(y).max())
 
 
-ENCODER_AND_DECODER_INT4 = """
-name = "all-int4"
-[[rules]]
-match = ["*"]
-bits = 4
-group_size = 32
-symmetric = false
-scale_dtype = "float16"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +160,7 @@ def int8_variant(tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "art"
     ckpt = small_checkpoint()
     export(ckpt, out)
-    recipe = parse_recipe(ENCODER_AND_DECODER_INT4)
+    recipe = parse_recipe(ALL_INT4)
     quantize_model(ckpt.model, recipe, None, progress=False)
     export(ckpt, out, recipe=recipe, variant="int4")
     export(ckpt, out, recipe=recipe, variant="int4-i8", compute="int8")
@@ -297,7 +288,7 @@ def test_an_int8_export_calibrated_for_smoothing_records_it_and_stays_close(int8
     from asrquant.models.whisper.onnx_session import open_onnx_artifact
 
     ckpt = small_checkpoint()
-    recipe = parse_recipe(ENCODER_AND_DECODER_INT4)
+    recipe = parse_recipe(ALL_INT4)
     from asrquant.quant.calibrate import quantize_model
 
     quantize_model(ckpt.model, recipe, None, progress=False)

@@ -15,14 +15,19 @@ def audio(seconds=4.0, seed=0):
     return noisy_tone(seconds, 330, seed)
 
 
-@pytest.fixture(scope="module")
-def both(small_ckpt, tmp_path_factory):
+def unfused_and(small_ckpt, out, variant: str, attention: str):
+    """The small model exported unfused (the default variant) and with ``attention`` as ``variant``:
+    (the directory, both transcribers)."""
     from asrquant.models.whisper.onnx_session import open_onnx_artifact
 
-    out = tmp_path_factory.mktemp("attention") / "small"
     export(small_ckpt, out)
-    export(small_ckpt, out, variant="fused", attention="fused")
-    return out, open_onnx_artifact(out, threads=1)[0], open_onnx_artifact(out, threads=1, variant="fused")[0]
+    export(small_ckpt, out, variant=variant, attention=attention)
+    return out, open_onnx_artifact(out, threads=1)[0], open_onnx_artifact(out, threads=1, variant=variant)[0]
+
+
+@pytest.fixture(scope="module")
+def both(small_ckpt, tmp_path_factory):
+    return unfused_and(small_ckpt, tmp_path_factory.mktemp("attention") / "small", "fused", "fused")
 
 
 def test_the_fused_variant_has_one_attention_node_per_encoder_layer_and_says_so(both, small_ckpt):
@@ -115,12 +120,7 @@ def test_a_fused_variant_of_an_int8_artifact_reads_the_default_encoder_weights(t
 
 @pytest.fixture(scope="module")
 def int8_scores(small_ckpt, tmp_path_factory):
-    from asrquant.models.whisper.onnx_session import open_onnx_artifact
-
-    out = tmp_path_factory.mktemp("int8-scores") / "small"
-    export(small_ckpt, out)
-    export(small_ckpt, out, variant="int8s", attention="int8")
-    return out, open_onnx_artifact(out, threads=1)[0], open_onnx_artifact(out, threads=1, variant="int8s")[0]
+    return unfused_and(small_ckpt, tmp_path_factory.mktemp("int8-scores") / "small", "int8s", "int8")
 
 
 def test_int8_scores_replace_every_score_product_and_nothing_else(int8_scores, small_ckpt):
