@@ -16,9 +16,9 @@ import argparse
 import ctypes
 import json
 import time
-from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+from timing import speed_clips  # imports nothing of asrquant before mallopt below
+
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
@@ -31,7 +31,6 @@ def main() -> None:
     if a.config != "default":
         assert ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1
     import asrquant.models.whisper.onnx_session as onnx_session
-    from asrquant.audio import load_audio
     from asrquant.cpu import describe_cpu
 
     shipped = onnx_session.session_options
@@ -44,10 +43,7 @@ def main() -> None:
 
     onnx_session.session_options = options
     tr, _ = onnx_session.open_onnx_artifact(a.artifact, a.threads)
-    clips = []
-    for name in ("vitw8", "dev"):
-        manifest = DATA / name / "manifest.jsonl"
-        clips += [load_audio(manifest.parent / json.loads(line)["audio"]) for line in manifest.read_text().splitlines()]
+    clips = [audio for _, audio in speed_clips()]
     cpu, wall = time.process_time(), time.perf_counter()
     tokens = [tr.transcribe(x).tokens for x in clips]
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

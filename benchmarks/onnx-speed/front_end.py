@@ -15,14 +15,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import speed_clips
 
 import asrquant.models.whisper.transcribe as transcribe
 from asrquant import features
-from asrquant.audio import load_audio
 from asrquant.cpu import describe_cpu
 from asrquant.models.whisper.onnx_session import open_onnx_artifact
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def every_frame(audio: np.ndarray, n_mels: int = 80) -> np.ndarray:
@@ -40,10 +38,7 @@ def main() -> None:
     ap.add_argument("--json")
     a = ap.parse_args()
     tr, _ = open_onnx_artifact(a.artifact, a.threads)
-    clips = []
-    for name in ("vitw8", "dev"):
-        manifest = DATA / name / "manifest.jsonl"
-        clips += [load_audio(manifest.parent / json.loads(line)["audio"]) for line in manifest.read_text().splitlines()]
+    clips = [audio for _, audio in speed_clips()]
     fronts = {"every frame, BLAS threads": every_frame, "frames with sound, one BLAS thread": features.log_mel}
     tr.transcribe(clips[0])
     wall = {f: [] for f in fronts}

@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+from timing import speed_clips
 
-from asrquant.audio import load_audio
 from asrquant.cpu import describe_cpu
 from asrquant.features import log_mel
 from asrquant.models.whisper.onnx_session import _load, open_onnx_artifact
 
 MS = "com.microsoft"
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def _const(name, value, dtype):
@@ -105,16 +104,6 @@ def edit(src: Path, dst: Path, keys: str) -> None:
     onnx.save(m, dst, save_as_external_data=True, location=dst.name + ".data")
 
 
-def _clips() -> list[tuple[str, np.ndarray]]:
-    out = []
-    for name in ("vitw8", "dev"):
-        manifest = DATA / name / "manifest.jsonl"
-        for line in manifest.read_text().splitlines():
-            c = json.loads(line)
-            out.append((c["id"], load_audio(manifest.parent / c["audio"])))
-    return out
-
-
 def _rel(a, b) -> float:
     k = np.linalg.norm(a.k - b.k) / np.linalg.norm(b.k)
     return float((k + np.linalg.norm(a.v - b.v) / np.linalg.norm(b.v)) / 2)
@@ -139,7 +128,7 @@ def main() -> None:
         if path is not None:
             tr.session.encoder = _load(path, a.threads, mem_pattern=False)
         trs[v] = tr
-    clips = _clips()
+    clips = speed_clips()
     base = "as shipped"
     error = {v: [] for v in trs if v != base}
     for _, audio in clips[:8]:

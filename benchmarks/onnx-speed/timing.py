@@ -1,6 +1,6 @@
 """What the onnx-speed timing scripts share: ways of doing one thing timed interleaved (wall and
 CPU seconds of the process), their medians, and the report (printed without the raw timings,
-written as JSON with them). Imported by the scripts beside it (run as
+written as JSON with them), and the clips they time (vitw8 + dev). Imported by the scripts beside it (run as
 ``python benchmarks/onnx-speed/SCRIPT.py``, so this folder is on the path)."""
 
 from __future__ import annotations
@@ -10,6 +10,22 @@ import statistics
 import time
 from pathlib import Path
 from typing import Callable
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data beside the repository
+SPEED_SETS = ("vitw8", "dev")
+
+
+def speed_clips() -> list[tuple[str, object]]:
+    """(id, audio) of every clip of vitw8 and dev, the sets the speed figures are timed on."""
+    from asrquant.audio import load_audio
+
+    out = []
+    for name in SPEED_SETS:
+        manifest = DATA / name / "manifest.jsonl"
+        for line in manifest.read_text().splitlines():
+            clip = json.loads(line)
+            out.append((clip["id"], load_audio(manifest.parent / clip["audio"])))
+    return out
 
 
 def interleaved(ways: dict[str, Callable[[], object]], repeat: int) -> dict[str, dict[str, list[float]]]:
