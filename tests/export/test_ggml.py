@@ -192,6 +192,30 @@ def test_float16_file_header_vocab_and_filters(tmp_path):
 
 
 @needs_tiny
+def test_float32_file_gives_back_every_tensor_bit_for_bit(tmp_path):
+    """--ggml-type f32: file type 0, every tensor float32 (the convolution kernels too: whisper.cpp's
+    loader wants its conv type, float32 in such a file), each equal to the model's bit for bit."""
+    from asrquant.models.whisper.export_names import ggml_tensors
+    from asrquant.models.whisper.load import load_whisper
+
+    ckpt = load_whisper("whisper-tiny.en")
+    out = export_format("ggml", ckpt, tmp_path / "f32", ggml_type="f32")
+    f = parse_ggml(out / "ggml-model.bin")
+    assert f.ftype == 0 and set(f.types.values()) == {"f32"}
+    expect = ggml_tensors(ckpt.model)
+    assert list(f.tensors) == list(expect)
+    for name, (tensor, _) in expect.items():
+        got, want = f.tensors[name].numpy(), tensor.detach().float().numpy()
+        assert got.shape == want.shape and np.array_equal(got.view(np.uint32), want.view(np.uint32)), name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["ggml_type"] == "f32" and manifest["rounding"] == "float32"
+    # twice the float16 file, less the float32 tensors both hold
+    f16 = export_format("ggml", ckpt, tmp_path / "f16", ggml_type="f16")
+    assert parse_ggml(f16 / "ggml-model.bin").ftype == 1
+    assert 1.9 < (out / "ggml-model.bin").stat().st_size / (f16 / "ggml-model.bin").stat().st_size < 2.0
+
+
+@needs_tiny
 def test_reference_rounding_and_refusals(tmp_path):
     from asrquant.models.whisper.load import load_whisper
 
