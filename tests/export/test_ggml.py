@@ -262,6 +262,24 @@ def test_whisper_cpp_transcribes_our_float16_file_as_our_fp32_model(tmp_path):
     assert same >= 7, f"{same} of {len(clips)} clips token for token"
 
 
+@needs_tiny
+@needs_vitw8
+@needs_pywhispercpp
+def test_without_flash_attention_whisper_cpp_gives_our_fp32_tokens_on_every_clip(tmp_path):
+    """whisper.cpp's flash attention (its default) sums attention values in float16 on a CPU; without
+    it our float16 file decodes as our torch fp32 model on all 8 clips (benchmarks/whisper-cpp/README.md)."""
+    from asrquant.audio import load_audio
+    from asrquant.engines import open_engine
+    from asrquant.models.whisper.load import load_whisper
+
+    out = export_format("ggml", load_whisper("whisper-tiny.en"), tmp_path / "f16")
+    cpp = open_engine(f"whisper.cpp:{out}:noflash", threads=2)
+    ours = open_engine("whisper-tiny.en", threads=2)
+    for c in (json.loads(line) for line in VITW8.read_text().splitlines() if line.strip()):
+        audio = load_audio(VITW8.parent / c["audio"])
+        assert cpp.transcribe(audio, "en", 1, 224).tokens == ours.transcribe(audio, "en", 1, 224).tokens, c["id"]
+
+
 def test_a_family_without_a_ggml_layout_is_refused(tmp_path):
     from types import SimpleNamespace
 
