@@ -16,7 +16,7 @@ Variants (greedy, temperature 0, no fallback, one thread; whisper.cpp as our ben
   cpp-f16             pywhispercpp (whisper.cpp 1.8.5), our float16 file: the bench peer
   cpp-f16-noflash     the same, flash attention off (its default is on: a float16 accumulator)
   cpp-f16-ourmel      the same (flash on), our log-mel given through whisper_set_mel
-  build-*             a build of whisper.cpp 1.8.5 (f32/build.sh), run by f32/wcpp_tokens.cpp:
+  build-*             a build of whisper.cpp 1.8.5 with three changes (README), run by f32/wcpp_tokens.cpp:
                       build-f16 (stock paths: must equal cpp-f16), build-f32-kv32-noflash (float32
                       file, float32 KV caches, no flash attention: float32 throughout), the same
                       with our log-mel (build-f32-kv32-noflash-ourmel)
@@ -190,7 +190,7 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("f16", help="our float16 export (directory)")
     ap.add_argument("--f32", help="our float32 export (directory), for the build variants")
-    ap.add_argument("--driver", help="f32/wcpp_tokens built against a patched whisper.cpp 1.8.5 (f32/build.sh)")
+    ap.add_argument("--driver", help="f32/wcpp_tokens built against whisper.cpp 1.8.5 with the README's three changes")
     ap.add_argument("--data", required=True)
     ap.add_argument("--json", required=True)
     ap.add_argument("--only", help="comma-separated variants (none: only the summary of what OUT.json holds)")
