@@ -77,7 +77,7 @@ def register(subparsers) -> None:
                         "round to nearest (what whisper.cpp's quantize tool writes); default f16 (float16); "
                         "f32: float32, whisper.cpp then multiplies in float32 (a diagnostic and for exactness, "
                         "twice the file; whisper.cpp 1.8.5's CPU backend needs a patch to run it: "
-                        "benchmarks/whisper-cpp/f32/)")
+                        "benchmarks/whisper-cpp/README.md)")
     p.add_argument("--ort-q4", action="store_true",
                    help="--format transformers.js without --recipe: the float graphs through onnxruntime's "
                         "MatMulNBitsQuantizer as transformers.js' q4 conversion does (round to nearest, blocks of "

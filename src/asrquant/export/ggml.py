@@ -17,7 +17,7 @@ activations to float16 too. A diagnostic and for exactness, twice the float16 fi
 1.8.5 loads it, but its CPU backend stops at the first convolution (``ggml_conv_1d`` asks im2col
 for float16 whatever the kernel's type: ``GGML_ASSERT(src0->type == GGML_TYPE_F16)``, whisper.cpp
 issue #2557), and it keeps its KV caches in float16 whatever the file's type (its ``itype`` is
-never set); benchmarks/whisper-cpp/f32/ patches both to run it.
+never set); benchmarks/whisper-cpp/README.md says what a build that runs it changes.
 
 Block types (32 weights of a row per block, a float16 scale ``d``; little-endian):
 
