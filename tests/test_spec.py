@@ -26,6 +26,14 @@ def test_peers_are_parsed_with_their_model_and_compute_type():
     assert (w.kind, w.peer, w.model) == ("peer", "whisper.cpp", "/runs/base-q4/ggml-model.bin")
 
 
+def test_whisper_cpp_flash_attention_choice():
+    assert parse("whisper.cpp:/runs/base-f16").compute == "flash"  # whisper.cpp's default
+    off = parse("whisper.cpp:/runs/base-f16:noflash")
+    assert (off.model, off.compute) == ("/runs/base-f16", "noflash")
+    assert parse("whisper.cpp:/runs/base-f16:flash").model == "/runs/base-f16"
+    assert parse("whisper.cpp:/runs/a:b").model == "/runs/a:b"  # any other suffix is part of the path
+
+
 def test_an_onnx_export_and_its_variant(tmp_path):
     d = _dir(tmp_path / "art", "manifest.json", {"kind": "onnx", "family": "qwen3-asr"})
     plain, variant = parse(str(d)), parse(f"{d}@int4")

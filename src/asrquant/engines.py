@@ -115,11 +115,16 @@ class TransformersPeer:
 class WhisperCppPeer:
     """whisper.cpp through pywhispercpp: greedy (one candidate), temperature 0 with no fallback,
     no timestamps, no context from earlier windows, non-speech tokens suppressed (as Whisper's
-    default and the other engines), no segment dropped as silence."""
+    default and the other engines), no segment dropped as silence.
+
+    ``flash_attn``: whisper.cpp's flash attention (its default since 1.8). On a CPU that kernel sums
+    the attention's values in a float16 accumulator; off, whisper.cpp multiplies by the softmax
+    with float32 sums, and then its greedy tokens of our float16 file are our torch fp32 model's
+    (benchmarks/whisper-cpp/README.md). The decoding is the same either way."""
 
     engine = "whisper.cpp"
 
-    def __init__(self, spec: str, path: str, threads: int):
+    def __init__(self, spec: str, path: str, threads: int, flash_attn: bool = True):
         try:
             import _pywhispercpp as pw
             from pywhispercpp.model import Model
@@ -135,7 +140,8 @@ class WhisperCppPeer:
         self.spec = spec
         self.size_bytes = file.stat().st_size
         self._pw = pw
-        self.model = Model(str(file), redirect_whispercpp_logs_to=None, n_threads=threads, print_progress=False,
+        self.model = Model(str(file), context_params={"flash_attn": flash_attn},
+                           redirect_whispercpp_logs_to=None, n_threads=threads, print_progress=False,
                            print_realtime=False, print_timestamps=False, no_context=True, no_timestamps=True,
                            temperature=0.0, temperature_inc=0.0, greedy={"best_of": 1}, suppress_blank=True,
                            suppress_nst=True, no_speech_thold=1.0)
@@ -165,7 +171,7 @@ def open_engine(spec: str, threads: int = 2, calib: str | None = None) -> Engine
     if parsed.peer == "transformers":
         return TransformersPeer(spec, parsed.model, threads)
     if parsed.peer == "whisper.cpp":
-        return WhisperCppPeer(spec, parsed.model, threads)
+        return WhisperCppPeer(spec, parsed.model, threads, flash_attn=parsed.compute != "noflash")
     if parsed.kind == "transformers.js":
         from .runtime.transformers_js import open_transformers_js_engine  # onnxruntime only
 

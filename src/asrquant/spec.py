@@ -7,8 +7,10 @@
     DIR[@VARIANT]                        an ``asrquant export`` ONNX artifact (one of its variants)
     faster-whisper:NAME_OR_DIR[:COMPUTE] peer: CTranslate2 through faster-whisper (float32)
     transformers:NAME_OR_DIR             peer: Hugging Face WhisperForConditionalGeneration
-    whisper.cpp:FILE_OR_DIR              peer: whisper.cpp (pywhispercpp) on a ggml model file, or the
-                                         directory ``asrquant export --format ggml`` wrote
+    whisper.cpp:FILE_OR_DIR[:noflash]    peer: whisper.cpp (pywhispercpp) on a ggml model file, or the
+                                         directory ``asrquant export --format ggml`` wrote; ``noflash``:
+                                         its flash attention off (on by default; on a CPU it sums
+                                         attention values in float16)
 
 Torch-free: it reads at most a directory's config.json or manifest.json.
 """
@@ -24,6 +26,7 @@ from .errors import ArtifactError
 
 PEERS = ("faster-whisper", "transformers", "whisper.cpp")
 SEPARATOR = "@"
+WHISPER_CPP_ATTENTION = ("flash", "noflash")  # whisper.cpp's attention: its flash kernel (its default) or not
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class Spec:
     variant: str | None = None  # onnx: DIR@VARIANT
     recipe: str | None = None  # model: MODEL@RECIPE, quantized when opened
     peer: str | None = None
-    compute: str | None = None  # faster-whisper's compute type
+    compute: str | None = None  # faster-whisper's compute type; whisper.cpp: "flash" or "noflash"
 
 
 def split_at(text: str) -> tuple[str, str | None]:
@@ -52,6 +55,11 @@ def parse(text: str) -> Spec:
         if head == "faster-whisper":
             name, sep, compute = rest.rpartition(":")
             return Spec(text, "peer", name if sep else rest, peer=head, compute=compute if sep else "float32")
+        if head == "whisper.cpp":
+            name, sep, attention = rest.rpartition(":")
+            if sep and attention in WHISPER_CPP_ATTENTION:
+                return Spec(text, "peer", name, peer=head, compute=attention)
+            return Spec(text, "peer", rest, peer=head, compute="flash")
         return Spec(text, "peer", rest, peer=head)
     model, suffix = split_at(text)
     if families.is_transformers_js_artifact(model):

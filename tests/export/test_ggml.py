@@ -192,6 +192,30 @@ def test_float16_file_header_vocab_and_filters(tmp_path):
 
 
 @needs_tiny
+def test_float32_file_gives_back_every_tensor_bit_for_bit(tmp_path):
+    """--ggml-type f32: file type 0, every tensor float32 (the convolution kernels too: whisper.cpp's
+    loader wants its conv type, float32 in such a file), each equal to the model's bit for bit."""
+    from asrquant.models.whisper.export_names import ggml_tensors
+    from asrquant.models.whisper.load import load_whisper
+
+    ckpt = load_whisper("whisper-tiny.en")
+    out = export_format("ggml", ckpt, tmp_path / "f32", ggml_type="f32")
+    f = parse_ggml(out / "ggml-model.bin")
+    assert f.ftype == 0 and set(f.types.values()) == {"f32"}
+    expect = ggml_tensors(ckpt.model)
+    assert list(f.tensors) == list(expect)
+    for name, (tensor, _) in expect.items():
+        got, want = f.tensors[name].numpy(), tensor.detach().float().numpy()
+        assert got.shape == want.shape and np.array_equal(got.view(np.uint32), want.view(np.uint32)), name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["ggml_type"] == "f32" and manifest["rounding"] == "float32"
+    # twice the float16 file, less the float32 tensors both hold
+    f16 = export_format("ggml", ckpt, tmp_path / "f16", ggml_type="f16")
+    assert parse_ggml(f16 / "ggml-model.bin").ftype == 1
+    assert 1.9 < (out / "ggml-model.bin").stat().st_size / (f16 / "ggml-model.bin").stat().st_size < 2.0
+
+
+@needs_tiny
 def test_reference_rounding_and_refusals(tmp_path):
     from asrquant.models.whisper.load import load_whisper
 
@@ -236,6 +260,24 @@ def test_whisper_cpp_transcribes_our_float16_file_as_our_fp32_model(tmp_path):
         assert a.stops == ["eot"] and a.text
         same += a.tokens == b.tokens
     assert same >= 7, f"{same} of {len(clips)} clips token for token"
+
+
+@needs_tiny
+@needs_vitw8
+@needs_pywhispercpp
+def test_without_flash_attention_whisper_cpp_gives_our_fp32_tokens_on_every_clip(tmp_path):
+    """whisper.cpp's flash attention (its default) sums attention values in float16 on a CPU; without
+    it our float16 file decodes as our torch fp32 model on all 8 clips (benchmarks/whisper-cpp/README.md)."""
+    from asrquant.audio import load_audio
+    from asrquant.engines import open_engine
+    from asrquant.models.whisper.load import load_whisper
+
+    out = export_format("ggml", load_whisper("whisper-tiny.en"), tmp_path / "f16")
+    cpp = open_engine(f"whisper.cpp:{out}:noflash", threads=2)
+    ours = open_engine("whisper-tiny.en", threads=2)
+    for c in (json.loads(line) for line in VITW8.read_text().splitlines() if line.strip()):
+        audio = load_audio(VITW8.parent / c["audio"])
+        assert cpp.transcribe(audio, "en", 1, 224).tokens == ours.transcribe(audio, "en", 1, 224).tokens, c["id"]
 
 
 def test_a_family_without_a_ggml_layout_is_refused(tmp_path):

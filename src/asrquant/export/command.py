@@ -11,6 +11,7 @@
     asrquant export whisper-base --format ggml --out runs/base-ggml                  (whisper.cpp, float16)
     asrquant export whisper-base --recipe ggml-q4_0-gptq --calib CALIB/manifest.jsonl --format ggml --out runs/base-q4
     asrquant export whisper-base --format ggml --ggml-type q4_0 --out runs/base-q4-rtn  (ggml's own rounding)
+    asrquant export whisper-base --format ggml --ggml-type f32 --out runs/base-f32      (float32: a diagnostic)
     asrquant export whisper-base --target browser --calib CALIB/manifest.jsonl --out runs/base-web  (transformers.js)
     asrquant export whisper-base --format transformers.js --ort-q4 --out runs/base-web-ort  (its q4: onnxruntime RTN)
     asrquant export whisper-base --target cpu --calib CALIB/manifest.jsonl --eval EVAL/manifest.jsonl \\
@@ -71,9 +72,12 @@ def register(subparsers) -> None:
     p.add_argument("--format", default="onnx", choices=FORMATS,
                    help="onnx (onnxruntime), compressed-tensors (vLLM), nvfp4 (TensorRT-LLM), mlx (mlx-audio), "
                         "ggml (whisper.cpp), transformers.js (the browser: transformers.js / onnxruntime-web)")
-    p.add_argument("--ggml-type", choices=("q4_0", "q4_1", "q5_0", "q5_1", "q8_0"),
+    p.add_argument("--ggml-type", choices=("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "f16", "f32"),
                    help="--format ggml without --recipe: round the float model to this block type by ggml's own "
-                        "round to nearest (what whisper.cpp's quantize tool writes); default float16")
+                        "round to nearest (what whisper.cpp's quantize tool writes); default f16 (float16); "
+                        "f32: float32, whisper.cpp then multiplies in float32 (a diagnostic and for exactness, "
+                        "twice the file; whisper.cpp 1.8.5's CPU backend needs a patch to run it: "
+                        "benchmarks/whisper-cpp/README.md)")
     p.add_argument("--ort-q4", action="store_true",
                    help="--format transformers.js without --recipe: the float graphs through onnxruntime's "
                         "MatMulNBitsQuantizer as transformers.js' q4 conversion does (round to nearest, blocks of "

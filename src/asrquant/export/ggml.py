@@ -3,11 +3,21 @@
     asrquant export whisper-base --out runs/base-ggml --format ggml                     float16
     asrquant export whisper-base --out runs/base-q4 --format ggml --recipe ggml-q4_0-gptq --calib CALIB
     asrquant export whisper-base --out runs/base-rtn --format ggml --ggml-type q4_0     ggml's own rounding
+    asrquant export whisper-base --out runs/base-f32 --format ggml --ggml-type f32      float32 (a diagnostic)
 
 The file: the magic, the int32 hyper-parameters and file type, the mel filters (float32), the
 token table (length-prefixed bytes), then each tensor: n_dims, name length, ggml type, its
 dimensions innermost first, the name, the data. whisper.cpp gives every Linear and the token table
-the file's type, the convolution kernels float16 and everything else float32.
+the file's type, the convolution kernels float16 (float32 in a float32 file) and everything else
+float32.
+
+``--ggml-type f32`` writes every tensor float32 (file type 0): whisper.cpp then multiplies by
+float32 weights in float32, where with float16 weights its CPU matrix product rounds the
+activations to float16 too. A diagnostic and for exactness, twice the float16 file. whisper.cpp
+1.8.5 loads it, but its CPU backend stops at the first convolution (``ggml_conv_1d`` asks im2col
+for float16 whatever the kernel's type: ``GGML_ASSERT(src0->type == GGML_TYPE_F16)``, whisper.cpp
+issue #2557), and it keeps its KV caches in float16 whatever the file's type (its ``itype`` is
+never set); benchmarks/whisper-cpp/README.md says what a build that runs it changes.
 
 Block types (32 weights of a row per block, a float16 scale ``d``; little-endian):
 
@@ -71,6 +81,7 @@ TYPES = {
     "q8_0": GgmlType("q8_0", 8, 7, 8, True, _block(("d", "<f2"), ("qs", "i1", 32))),
 }
 BLOCK_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0")
+FLOAT_TYPES = ("f32", "f16")
 BY_ID = {t.type_id: t for t in TYPES.values()}
 
 
@@ -208,7 +219,8 @@ def write_ggml(model: nn.Module, family: FamilyInfo, qweights: dict[str, Quantiz
 
     A quantized model is written in the one block type its schemes map onto, every Linear and the
     token table quantized alike (whisper.cpp's loader holds them in one type). A float model is
-    written float16, or with ``ggml_type`` rounded to nearest by ggml's own rows.
+    written float16, or with ``ggml_type`` rounded to nearest by ggml's own rows (a block type) or
+    in that float type (``f32``: every tensor float32; ``f16``: the default).
     """
     layout = family.ggml
     if layout is None:
@@ -236,9 +248,12 @@ def write_ggml(model: nn.Module, family: FamilyInfo, qweights: dict[str, Quantiz
                 "quantize them too (the ggml-* recipes quantize every Linear and the token table)"
             )
         ftype = kind.ftype + QNT_VERSION * QNT_VERSION_FACTOR
+    elif ggml_type in FLOAT_TYPES:
+        kind = TYPES[ggml_type]
+        ftype = kind.ftype
     elif ggml_type is not None:
         if ggml_type not in BLOCK_TYPES:
-            raise AsrQuantError(f"--ggml-type {ggml_type!r}: expected one of {', '.join(BLOCK_TYPES)}")
+            raise AsrQuantError(f"--ggml-type {ggml_type!r}: expected one of {', '.join(BLOCK_TYPES + FLOAT_TYPES)}")
         kind = TYPES[ggml_type]
         ftype = kind.ftype + QNT_VERSION * QNT_VERSION_FACTOR
     else:
@@ -254,13 +269,15 @@ def write_ggml(model: nn.Module, family: FamilyInfo, qweights: dict[str, Quantiz
             # whisper.cpp's quantize tool rounds what its float16 file holds
             rows = values.astype(np.float16).astype(np.float32)
             return _record(name, kind, shape, rtn_rows(kind, rows).tobytes())
-        t = TYPES["f32"] if storage == "float" else TYPES["f16"]
+        # whisper.cpp's loader wants a float32 file's convolution kernels float32 too (its conv type)
+        t = TYPES["f32"] if storage == "float" or kind.name == "f32" else TYPES["f16"]
         return _record(name, t, shape, np.ascontiguousarray(values, dtype=t.dtype).tobytes())
 
     names = {n: layout.module(n) for n in qweights}
     fields = manifest_fields(FORMAT, family, qweights, recipe, names)
     fields.update(ggml_type=kind.name, ggml_file=MODEL_FILE,
-                  rounding="recipe" if quantized else ("ggml-rtn" if kind.name in BLOCK_TYPES else "float16"),
+                  rounding="recipe" if quantized else ("ggml-rtn" if kind.name in BLOCK_TYPES
+                                                       else {"f32": "float32", "f16": "float16"}[kind.name]),
                   schemes={f: qw.scheme.name for f, (_, qw) in quantized.items()})
     with atomic_dir(out_dir) as tmp:
         with open(tmp / MODEL_FILE, "wb") as f:
