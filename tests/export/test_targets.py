@@ -32,7 +32,8 @@ def test_every_target_is_valid_and_names_its_recipe_format_and_benchmark():
         assert t.format in FORMATS and t.recipe in builtin_recipes(), t.name
         assert (root / t.benchmark).is_file(), f"{t.name}: {t.benchmark} is not in the repository"
     cpu = load_target("cpu")
-    assert (cpu.recipe, cpu.options) == ("gptq-int4-g64-enc32-emb4", {"compute": "int8", "fp16": True, "smooth": False})
+    assert (cpu.recipe, cpu.options) == ("gptq-int4-g64-enc32-emb4",
+                                         {"compute": "int8", "fp16": True, "smooth": False, "attention": "int8"})
     from asrquant.quant.recipe import load_recipe
 
     assert all(r.scheme.symmetric for r in load_recipe(load_target("vllm").recipe).rules)
@@ -138,7 +139,7 @@ def test_cpu_target_is_the_int4_onnx_artifact_and_onnxruntime_runs_it(tmp_path):
     info = manifest["variants"]["default"]
     assert info["recipe"]["name"] == "gptq-int4-g64-enc32-emb4"
     assert not info.get("smoothing"), "the cpu target exports without input smoothing"
-    assert info["attention"] == {"encoder": "unfused"}
+    assert info["attention"] == {"encoder": "int8"}  # version 2: integer attention scores
     weights = sum(m["bytes"] for f, m in manifest["files"].items() if ".onnx" in f)
     assert weights < 0.30 * 75.5e6  # the graphs and weights: <= 0.30 x the float16 tiny.en
     engine = open_engine(str(out), threads=1)
