@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from asrquant.decoding import STOP_EOT, STOP_LOOP, STOP_MAX_LENGTH, DecodeOptions, LogitRules, decode, find_loop
+from asrquant.decoding import (
+    STOP_EOT,
+    STOP_LOOP,
+    STOP_MAX_LENGTH,
+    DecodeOptions,
+    LogitRules,
+    decode,
+    find_loop,
+    loop_end,
+)
 
 V, EOT = 10, 9
 
@@ -101,3 +110,18 @@ def test_beam_of_one_equals_greedy():
     g = decode(ScriptedSession(table), None, [0], LogitRules(eot=EOT), DecodeOptions(beam_size=1))
     b = decode(ScriptedSession(table), None, [0], LogitRules(eot=EOT), DecodeOptions(beam_size=2, patience=0.5))
     assert g.tokens == b.tokens
+
+
+@pytest.mark.parametrize("stream", [
+    [1, 2, 3] + [5] * 40, [8, 7] + [5, 6] * 30, [4] + [1, 2, 3, 4, 5, 6, 7] * 9 + [8, 8], list(range(9)) * 7,
+])
+def test_loop_end_is_where_the_greedy_guard_stops(stream):
+    """A peer's tokens are cut where our greedy decoding, given the same tokens, stops at its guard."""
+    s = ScriptedSession(lambda h: logits_for({stream[len(h)] if len(h) < len(stream) else EOT: 5.0}))
+    r = decode(s, None, [0], LogitRules(eot=EOT), DecodeOptions(max_new_tokens=len(stream) + 1))
+    assert r.stopped == STOP_LOOP and loop_end(stream) == len(r.tokens)
+    assert r.tokens == stream[: loop_end(stream)]
+
+
+def test_loop_end_is_zero_without_a_loop():
+    assert loop_end(list(range(40))) == 0 and loop_end([]) == 0 and loop_end([1] * 15) == 0

@@ -83,6 +83,16 @@ def find_loop(tokens: list[int], max_period: int = 32, min_repeats: int = 4, min
     return 0
 
 
+def loop_end(tokens: list[int]) -> int:
+    """How many of ``tokens`` a greedy decoding with the loop guard keeps: the length at which
+    :func:`find_loop` first fires (the guard's stop), or 0 where it never does. The bench cuts a
+    peer's tokens there, so a peer that loops is judged as our decoding is."""
+    for n in range(1, len(tokens) + 1):
+        if find_loop(tokens[:n]):
+            return n
+    return 0
+
+
 def log_softmax(x: np.ndarray) -> np.ndarray:
     m = np.max(x, axis=-1, keepdims=True)
     z = x - m

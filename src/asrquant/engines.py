@@ -8,22 +8,31 @@ VAD, no conditioning on earlier text, no timestamps.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from . import families
-from .decoding import find_loop
+from .decoding import loop_end
 from .errors import ModelError
 from .models.whisper import hub
 from .spec import parse
 from .transcript import Engine, OursEngine, Transcript
 
 
-def _peer_stops(tokens: list[int], max_new_tokens: int) -> list[str]:
-    """How a peer's decoding ended, judged from its tokens (peers do not report it)."""
-    if find_loop(tokens):
-        return ["loop"]
-    return ["max_length"] if len(tokens) >= max_new_tokens else ["eot"]
+def _peer_transcript(text: str, language: str | None, tokens: list[int], max_new_tokens: int,
+                     decode: Callable[[list[int]], str], ended: bool | None = None) -> Transcript:
+    """A peer's transcript judged by our loop guard, as our greedy decoding is: where the guard would
+    have stopped, the tokens and the text are cut there and the decoding counts as a loop (a peer runs a
+    loop on to its own token limit, which would charge it every repetition our decoding never makes).
+    Otherwise how it ended, judged from its tokens (peers do not report it): ``ended`` where the peer
+    says whether it reached its end token, else by the token count."""
+    end = loop_end(tokens)
+    if end:
+        return Transcript(decode(tokens[:end]).strip(), language, tokens[:end], ["loop"])
+    if ended is None:
+        ended = len(tokens) < max_new_tokens
+    return Transcript(text, language, tokens, ["eot"] if ended else ["max_length"])
 
 
 # CTranslate2's compute types on a CPU (float16 and bfloat16 need a GPU or a recent CPU; CTranslate2
@@ -63,8 +72,8 @@ class FasterWhisperPeer:
         )
         segments = list(segments)
         tokens = [t for s in segments for t in s.tokens]
-        return Transcript(" ".join(s.text.strip() for s in segments).strip(), info.language, tokens,
-                          _peer_stops(tokens, max_new_tokens))
+        text = " ".join(s.text.strip() for s in segments).strip()
+        return _peer_transcript(text, info.language, tokens, max_new_tokens, self.model.hf_tokenizer.decode)
 
 
 class TransformersPeer:
@@ -107,9 +116,8 @@ class TransformersPeer:
             ids = ids[ids.index(notimestamps) + 1 :]
         tokens = [t for t in ids if t < self.eot]
         ended = self.eot in ids
-        text = self.tokenizer.decode(tokens)
-        stops = _peer_stops(tokens, max_new_tokens) if not ended or find_loop(tokens) else ["eot"]
-        return Transcript(text, language, tokens, stops)
+        return _peer_transcript(self.tokenizer.decode(tokens), language, tokens, max_new_tokens,
+                                self.tokenizer.decode, ended)
 
 
 class WhisperCppPeer:
@@ -160,7 +168,12 @@ class WhisperCppPeer:
                   for i in range(pw.whisper_full_n_segments(ctx)) for j in range(pw.whisper_full_n_tokens(ctx, i))]
         tokens = [t for t in tokens if t < eot]
         text = " ".join(s.text.strip() for s in segments).strip()
-        return Transcript(text, language, tokens, _peer_stops(tokens, max_new_tokens))
+        return _peer_transcript(text, language, tokens, max_new_tokens, self._text_of)
+
+    def _text_of(self, tokens: list[int]) -> str:
+        """whisper.cpp's own bytes of ``tokens`` (a character may span tokens: joined, then decoded)."""
+        ctx = self.model._ctx
+        return b"".join(self._pw.whisper_token_to_bytes(ctx, t) for t in tokens).decode("utf-8", errors="replace")
 
 
 def open_engine(spec: str, threads: int = 2, calib: str | None = None) -> Engine:
