@@ -5,6 +5,8 @@ on calibration clips that none of the models was quantized on.
 
     python benchmarks/refinement/int8_kl.py FLOAT_MODEL Q1 [Q2 ...] --clips 8 --json out.json
 
+A model may be FLOAT_MODEL itself: its fake-quant KL is 0, its int8-chain KL the chain's own cost.
+
 The held-out clips: those of the models' calibration manifest that no model's quantization.json
 lists (the default set's other condition of each sentence: same sentences, other audio), ``--clips``
 of them spread over the set.
@@ -28,7 +30,8 @@ from asrquant.quant.refine import kl_per_position, teacher_log_probs
 
 
 def held_out_manifest(models: list[str], out_dir: Path) -> Path:
-    cals = [json.loads((Path(m) / "quantization.json").read_text())["calibration"] for m in models]
+    cals = [json.loads((Path(m) / "quantization.json").read_text())["calibration"] for m in models
+            if (Path(m) / "quantization.json").exists()]  # a float model (the int8 chain alone) has none
     manifest = Path(cals[0]["manifest"])
     if any(c["manifest"] != str(manifest) for c in cals):
         raise SystemExit("the models were calibrated on different manifests")
