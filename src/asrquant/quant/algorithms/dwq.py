@@ -24,7 +24,8 @@ closer to the float model, not the fake-quant one (whose products that chain doe
 Set it on the rules whose Linears that export runs int8 and on no other: Whisper's encoder
 Linears and its decoder's cross-attention keys and values (computed by the encoder graph), the
 Qwen3-ASR audio encoder's Linears. The chain is emulated without input smoothing (the ``cpu``
-target's, and any export without ``--calib``).
+target's, and any export without ``--calib``); the attention scores of ``--attention int8``
+(products of activations, no weight to learn) stay float here.
 """
 
 from __future__ import annotations
