@@ -60,6 +60,8 @@ from .recipe import Recipe, Rule
 from .refine import BlockRecorder, Item, refine_block, refine_end_to_end, teacher_log_probs
 from .scheme import bits_per_weight
 
+INT8_NOTE = "refined through the int8 chain"  # a refinement's losses are then the int8 artifact's
+
 
 @dataclass
 class CalibSample:
@@ -416,6 +418,9 @@ class _Quantizer:
         for n in names:
             row = rows[n]
             row.refine_loss[level] = [before, after]
+            rule = self.recipe.rule_for(n)
+            if get_algorithm(rule.refine).int8_chain(rule.all_refine_options()) and INT8_NOTE not in row.note:
+                row.note = "; ".join(x for x in (row.note, INT8_NOTE) if x)  # its losses are the int8 chain's
             if n in kept:
                 suffix = f"+{self.recipe.rule_for(n).refine}"
                 row.algorithm += "" if row.algorithm.endswith(suffix) else suffix

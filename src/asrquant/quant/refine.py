@@ -25,6 +25,12 @@ clips worse than its GPTQ start (benchmarks/refinement/README.md): a check on tr
 measures the fit, not the gain. Only tiny calibration sets (no more than 2 * CHECK_UNITS
 samples, the tests') train on every sample, checks included: holding out half of them would
 leave too little to learn from.
+
+A refinement whose options ask for the int8 chain (dwq's ``activations = "int8"``) trains, and
+checks, its Linears through what the CPU export's int8 GEMMs compute (``_Learning``), at both
+levels: the float targets stay the float model's, so the loss is the int8 artifact's distance to
+float and a refinement is kept only when that fell. What it leaves is the usual QuantLinear; the
+blocks calibrated after a block-level refinement see its fake-quant outputs, not int8 ones.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .algorithms import get_algorithm
+from .int8_chain import channels_int8_ste, keeps_own_codes, rows_int8_ste
 from .linear import QuantLinear
 from .qtensor import QuantizedWeight
 from .recipe import Rule
@@ -81,11 +88,15 @@ def rel_mse(y: Tensor, target: Tensor) -> Tensor:
 
 
 class _Learning(nn.Module):
-    """Stands in for a QuantLinear while its weight is learned."""
+    """Stands in for a QuantLinear while its weight is learned. With ``int8`` its product is the
+    CPU export's int8 chain (``quant/int8_chain.py``: input per row, weight per output channel;
+    the weight as it is where ``own``, an 8-bit per-channel scheme whose codes the chain keeps),
+    rounded forward and straight through backward."""
 
-    def __init__(self, learned: nn.Module, bias: Tensor | None, train_bias: bool):
+    def __init__(self, learned: nn.Module, bias: Tensor | None, train_bias: bool, int8: bool = False,
+                 own: bool = False):
         super().__init__()
-        self.learned = learned
+        self.learned, self.int8, self.own = learned, int8, own
         if bias is None:
             self.bias = None
         elif train_bias:
@@ -94,7 +105,11 @@ class _Learning(nn.Module):
             self.register_buffer("bias", bias.detach().clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.learned(), self.bias)
+        w = self.learned()
+        if self.int8:
+            x = rows_int8_ste(x.float())
+            w = w if self.own else channels_int8_ste(w)
+        return F.linear(x, w, self.bias)
 
 
 @dataclass
@@ -115,11 +130,12 @@ class Session:
         for it in self.items:
             q = model.get_submodule(it.name)
             opts = it.rule.all_refine_options()
-            learned = get_algorithm(it.rule.refine).learner(it.weight.to(q.weight.device), q.qweight, **opts)
-            m = _Learning(learned, q.bias, train_float)
+            algo = get_algorithm(it.rule.refine)
+            learned = algo.learner(it.weight.to(q.weight.device), q.qweight, **opts)
+            m = _Learning(learned, q.bias, train_float, algo.int8_chain(opts), keeps_own_codes(q.qweight))
             set_module(model, it.name, m)
             self.starts[it.name] = q
-            self.opts.append(get_algorithm(it.rule.refine).optimiser(learned, steps, **opts))
+            self.opts.append(algo.optimiser(learned, steps, **opts))
         self.floats: list[tuple[Tensor, Tensor]] = []
         if train_float:
             ps = [model.get_submodule(it.name).bias for it in self.items]
@@ -168,6 +184,8 @@ class Session:
                 if keep:
                     qw = m.learned.quantized()
                     qw.info = {**start.qweight.info, "refined": it.rule.refine}
+                    if m.int8:  # the per-layer report says which Linears learned for the int8 chain
+                        qw.info["refined_for"] = "int8 chain"
                     bias = None if m.bias is None else m.bias.detach()
                     new = QuantLinear(qw, bias).to(start.weight.device)
                     out[it.name] = qw

@@ -7,13 +7,13 @@ the model's output differs by Linear (a Linear whose rows carry a few loud chann
 of the others to the per-row step). A Linear's cost is measured as :mod:`asrquant.quant.sensitivity`
 measures a tensor's, by the teacher-forced KL per position between the float model's next-token
 distributions and the model's, averaged over calibration clips: here the fake-quant model with
-only that Linear's product through the int8 chain, emulated in torch (:func:`.smoothing.rows_int8`
-of its input, :func:`.smoothing.channels_int8` of its weight, its input smoothing where it has
-one), MINUS the KL of the fake-quant model alone. So the cost is the KL increase the int8 chain
-adds to the recipe's own, against the float model the artifact should stay close to; it can be
-below zero where the rounding happens to move the output toward the float model's on these
-clips. The KL to the fake-quant model itself (never below zero: the chain's own perturbation) is
-recorded beside it; the choice uses the increase.
+only that Linear's product through the int8 chain, emulated in torch
+(:func:`asrquant.quant.int8_chain.rows_int8` of its input, ``channels_int8`` of its weight, its
+input smoothing where it has one), MINUS the KL of the fake-quant model alone. So the cost is
+the KL increase the int8 chain adds to the recipe's own, against the float model the artifact
+should stay close to; it can be below zero where the rounding happens to move the output toward
+the float model's on these clips. The KL to the fake-quant model itself (never below zero: the
+chain's own perturbation) is recorded beside it; the choice uses the increase.
 
 Why a count rather than a KL threshold: the speed given up is per Linear kept on float compute,
 while a KL's scale depends on the model and the clips, so a threshold set on one model means
@@ -33,10 +33,10 @@ from torch import nn
 from ... import families
 from ...errors import AsrQuantError
 from ...progress import bar
+from ...quant.int8_chain import channels_int8, rows_int8
 from ...quant.linear import QuantEmbedding, QuantLinear
 from ...quant.refine import kl_per_position, teacher_log_probs
 from .int8_matmul import own_int8
-from .smoothing import channels_int8, rows_int8
 
 COST_CLIPS = 16  # calibration clips a cost is measured on (the smoothing's count: one set of clips for both)
 

@@ -44,12 +44,14 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from ...quant import int8_chain
+from ...quant.int8_chain import INT8_MAX
 from ...quant.qtensor import QuantizedWeight
 from .matmulnbits import DOMAIN, PackedNBits, const_node
 
-INT8_MAX = 127
 ZERO = 128  # activations and weights are symmetric int8 codes shifted into uint8 (see above: no saturation)
 OP = "MatMulIntegerToFloat"
 OP_NOTE = ("MatMulIntegerToFloat: weights int8 per output channel, activations int8 per row at run time "
@@ -63,19 +65,18 @@ WEIGHTS_OPSET, WEIGHTS_IR = 21, 10  # blocked DequantizeLinear and 4-bit tensors
 
 
 def requantize_per_channel(w_kn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 [K, N] and float32 scales [N] for a float32 weight [K, N] (``x @ w``)."""
-    w = np.asarray(w_kn, np.float32)
-    scale = np.maximum(np.abs(w).max(axis=0), np.float32(np.finfo(np.float32).tiny)) / np.float32(INT8_MAX)
-    q = np.clip(np.round(w / scale), -INT8_MAX, INT8_MAX).astype(np.int8)
-    return q, scale.astype(np.float32)
+    """int8 [K, N] and float32 scales [N] for a float32 weight [K, N] (``x @ w``): the rule of
+    :func:`asrquant.quant.int8_chain.requantize_per_channel`, which the emulations share."""
+    q, scale = int8_chain.requantize_per_channel(torch.from_numpy(np.asarray(w_kn, np.float32)))
+    return q.numpy(), scale.numpy()
 
 
 def own_int8(qw: QuantizedWeight | None) -> tuple[np.ndarray, np.ndarray] | None:
     """(int8 [K, N], scales [N]): the recipe's own codes when it stored 8 bits per channel,
     symmetric; else None."""
-    s = qw.scheme if qw is not None else None
-    if not (s is not None and s.format == "int" and s.bits == 8 and s.symmetric and qw.group_len == qw.shape[1]):
+    if not int8_chain.keeps_own_codes(qw):
         return None
+    s = qw.scheme
     codes = qw.codes.cpu().numpy().astype(np.int16) - (1 << (s.bits - 1))  # [N, K], zero 128
     return np.ascontiguousarray(codes.T.astype(np.int8)), qw.scales.cpu().numpy().astype(np.float32)[:, 0]
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .int8_matmul import INT8_MAX, requantize_per_channel
+from ...quant.int8_chain import channels_int8, rows_int8
 
 ALPHAS = (0.25, 0.5, 0.75)
 ROW_STRIDE = 4  # every 4th frame of a clip scores the candidates (rows are quantized independently)
@@ -54,19 +54,6 @@ def _power_of_two(s: torch.Tensor) -> torch.Tensor:
     """``s`` rounded to powers of two (within float16's normal range): dividing the activations
     and multiplying the weights by them is exact in float32, and float16 storage holds them."""
     return torch.exp2(torch.round(torch.log2(s)).clamp(-14, 15))
-
-
-def rows_int8(x: torch.Tensor) -> torch.Tensor:
-    """The int8 chain's activations, dequantized: symmetric, one scale per row."""
-    s = x.abs().amax(-1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny) / INT8_MAX
-    return torch.clamp(torch.round(x / s), -INT8_MAX, INT8_MAX) * s
-
-
-def channels_int8(w_kn: torch.Tensor) -> torch.Tensor:
-    """The int8 chain's weight [K, N], dequantized: the exporter's own rule, so the scores are of
-    the weights it will write."""
-    q, scale = requantize_per_channel(w_kn.numpy())
-    return torch.from_numpy(q.astype(np.float32) * scale)
 
 
 def _inputs(model: nn.Module, names: list[str], mels: list[np.ndarray], fn) -> None:

@@ -15,6 +15,17 @@ trained by sign gradient descent with a linearly decaying step (AutoRound) to ma
 model (``quant/refine.py``: a block's outputs, or the next-token distributions end to end, as
 mlx-lm's DWQ distils), then written back as codes, stored-dtype scales and integer zero points:
 the same QuantizedWeight as the start's, so every exporter and reader works unchanged.
+
+``activations = "int8"``: the refinement's forward computes what the int8 chain of ``asrquant
+export --compute int8`` computes for the rule's Linears (``quant/int8_chain.py``: the input
+rounded to int8 per row, the learned weight requantized to int8 per output channel; straight-through
+gradients), at either level, so the numbers learned are those that bring the *int8 artifact*
+closer to the float model, not the fake-quant one (whose products that chain does not compute).
+Set it on the rules whose Linears that export runs int8 and on no other: Whisper's encoder
+Linears and its decoder's cross-attention keys and values (computed by the encoder graph), the
+Qwen3-ASR audio encoder's Linears. The chain is emulated without input smoothing (the ``cpu``
+target's, and any export without ``--calib``); the attention scores of ``--attention int8``
+(products of activations, no weight to learn) stay float here.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from ..scheme import QuantScheme
 from .registry import Refinement, register
 
 LEVELS = {"block": ("block",), "e2e": ("e2e",), "both": ("block", "e2e")}
+ACTIVATIONS = ("float", "int8")  # what the trained forward multiplies: float inputs, or the int8 chain's
 
 
 def _ste_round(x: Tensor) -> Tensor:
@@ -141,6 +153,7 @@ class DWQ(Refinement):
         "rounding": (bool, False),  # also learn each weight's rounding direction (AutoRound's V)
         "zero_points": (bool, False),  # learn the integer zero points too (asymmetric schemes)
         "float_params": (bool, False),  # also train the block's float parameters (norms, biases; Adam)
+        "activations": (str, "float"),  # float | int8: train through the CPU export's int8 chain (see above)
     })
 
     def level(self, options):
@@ -157,7 +170,12 @@ class DWQ(Refinement):
             return "positions", f"must be >= 0 (0: every position), not {options['positions']}"
         if not (options["lr"] > 0 and math.isfinite(options["lr"])):
             return "lr", f"must be > 0, not {options['lr']}"
+        if options["activations"] not in ACTIVATIONS:
+            return "activations", f"must be one of: {', '.join(ACTIVATIONS)}, not {options['activations']!r}"
         return None
+
+    def int8_chain(self, options) -> bool:
+        return options["activations"] == "int8"
 
     def learner(self, weight: Tensor, start: QuantizedWeight, **options) -> LearnedWeight:
         return LearnedWeight(weight, start, options["rounding"], options["zero_points"])

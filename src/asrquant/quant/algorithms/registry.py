@@ -108,6 +108,11 @@ class Refinement(Algorithm):
         with ``clamp_()`` after each step and ``quantized()`` -> QuantizedWeight; ``weight`` is
         the float weight the start quantized into ``start``."""
 
+    def int8_chain(self, options: Mapping[str, Any]) -> bool:
+        """Whether the trained forward runs the Linear through the CPU export's int8 chain
+        (``quant/int8_chain.py``) instead of multiplying float inputs by the learned weight."""
+        return False
+
     @abstractmethod
     def optimiser(self, learned, total_steps: int, **options):
         """Its optimiser over ``total_steps`` steps: ``step()`` applies and clears the gradients."""
