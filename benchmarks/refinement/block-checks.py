@@ -11,16 +11,10 @@ the quantization's total, forward and refinement seconds. Nothing here reads the
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
-
-import asrquant.quant.refine as refine
-from asrquant import families
-from asrquant.data.default_set import default_calib_set
-from asrquant.quant.calibrate import quantize_model
-from asrquant.quant.recipe import parse_recipe
+from checks import quantize_traced
 
 RECIPE = Path(__file__).parent / "recipes" / "gptq-int4-g64-enc32-emb4-dwq-block.toml"
 
@@ -35,30 +29,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    train = refine.train
-
-    def traced(session, steps, step_loss, check_loss, advance=None):
-        t, cpu, hist = time.perf_counter(), time.process_time(), []
-
-        def check():
-            hist.append(check_loss())
-            return hist[-1]
-
-        out = train(session, steps, step_loss, check, advance)
-        print(f"checks {[round(h, 6) for h in hist]}  {time.perf_counter() - t:.1f} s wall, "
-              f"{time.process_time() - cpu:.1f} s CPU", flush=True)
-        return out
-
-    refine.train = traced
-    fam = families.get(families.family_of(a.model))
-    ckpt = fam.module("load").load(a.model)
-    samples, _ = fam.module("calib").calibration_samples(ckpt, default_calib_set() / "manifest.jsonl", a.clips, False)
     opts = f'level = "block", steps = {a.steps}, lr = {a.lr}, positions = {a.positions}'
-    text = RECIPE.read_text().replace('level = "block"', opts).replace("clips = 32", f"clips = {a.clips}")
-    cpu = time.process_time()
-    rep = quantize_model(ckpt.model, parse_recipe(text, source=str(RECIPE)), samples, progress=False, device="cpu")
-    print(f"total {rep.seconds:.0f} s wall ({time.process_time() - cpu:.0f} s CPU), "
-          f"forward {rep.forward_seconds:.0f} s, refinement {rep.refine_seconds:.0f} s")
+    quantize_traced(a.model, RECIPE.read_text().replace('level = "block"', opts), str(RECIPE), a.clips)
 
 
 if __name__ == "__main__":
