@@ -88,7 +88,7 @@ def emulate_ggml_f16(whisper):
     def h(x):
         return x.half().float()
 
-    saved = (nn.Linear.forward, nn.Conv1d.forward, wm.MultiHeadAttention.attend, wm.TextDecoder.forward)
+    saved = (nn.Linear.forward, nn.Conv1d.forward, wm.MultiHeadAttention.attend)
 
     def linear(self, x):  # ggml_mul_mat(W f16, x f32): x converted to float16, float32 sums
         return F.linear(h(x), self.weight, self.bias)
@@ -108,24 +108,15 @@ def emulate_ggml_f16(whisper):
         o = h(torch.softmax(s, -1)) @ v  # mul_mat(V f16, softmax): the probabilities in float16
         return self.out(o.transpose(1, 2).reshape(b, t, d))
 
-    def decoder_forward(self, tokens, past_k, past_v, cross_k, cross_v):
-        t, n_past = tokens.shape[1], past_k.shape[2]
-        x = self.token_embedding(tokens) + self.positional_embedding[n_past : n_past + t]
-        mask = torch.ones(t, n_past + t, dtype=torch.bool, device=tokens.device).tril(n_past) if t > 1 else None
-        new_k, new_v = [], []
-        for i, block in enumerate(self.blocks):
-            x, k, v = block(x, past_k[i], past_v[i], cross_k[i], cross_v[i], mask)
-            new_k.append(k)
-            new_v.append(v)
-        logits = h(self.ln(x)) @ self.token_embedding.weight.t()  # the token table is float16 in the file
-        return logits, torch.stack(new_k), torch.stack(new_v)
-
-    nn.Linear.forward, nn.Conv1d.forward = linear, conv
-    wm.MultiHeadAttention.attend, wm.TextDecoder.forward = attend, decoder_forward
+    nn.Linear.forward, nn.Conv1d.forward, wm.MultiHeadAttention.attend = linear, conv, attend
+    # the logits' product: the token table is float16 in the file, so the final norm's output is rounded
+    # (the decoder's last LayerNorm feeds only that product)
+    rounded_logits_input = whisper.decoder.ln.register_forward_hook(lambda _m, _args, out: h(out))
     try:
         yield
     finally:
-        nn.Linear.forward, nn.Conv1d.forward, wm.MultiHeadAttention.attend, wm.TextDecoder.forward = saved
+        rounded_logits_input.remove()
+        nn.Linear.forward, nn.Conv1d.forward, wm.MultiHeadAttention.attend = saved
 
 
 # --- whisper.cpp -----------------------------------------------------------------------------------------
