@@ -3,19 +3,19 @@ export's int8 GEMMs compute (emulate_int8, itself checked against onnxruntime), 
 benchmark recipe pick exactly the encoder graph's Linears, and on a tiny random Whisper the int8
 model it leaves is closer to float than the same refinement trained on float products."""
 
-import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_calibrate import logits, tiny_whisper
+from refine_int8_fixtures import learned_as_int8_linears
+from test_calibrate import logits, random_samples, tiny_whisper
 
 from asrquant.errors import AsrQuantError
 from asrquant.export.onnx.int8_choice import emulate_int8
 from asrquant.export.onnx.int8_matmul import graph_linears
-from asrquant.quant.calibrate import CalibSample, quantize_model
+from asrquant.quant.calibrate import quantize_model
 from asrquant.quant.linear import QuantLinear, linear_names
 from asrquant.quant.recipe import load_recipe, parse_recipe
 from asrquant.quant.refine import Item, Session
@@ -55,9 +55,7 @@ def listening_whisper():
 
 @pytest.fixture(scope="module")
 def samples():
-    rng = np.random.default_rng(0)
-    return [CalibSample(rng.standard_normal((80, 200)).astype(np.float32),
-                        rng.integers(0, 100, size=int(rng.integers(5, 15))).astype(np.int64)) for _ in range(6)]
+    return random_samples(6)
 
 
 def int8_kl(model, ref, samples) -> float:
@@ -91,18 +89,7 @@ def test_the_trained_forward_is_the_int8_chain_of_the_export(samples):
             model.get_submodule(it.name).learned.a.normal_(0, 0.05)
     with torch.no_grad():
         trained = logits(model, samples[0])
-    check = copy.deepcopy(model)
-    handles = []
-    for it in items:  # the learned weights as plain Linears; the int8 chain hooked where the rule asks
-        m = model.get_submodule(it.name)
-        lin = torch.nn.Linear(m.learned.shape[1], m.learned.shape[0], bias=m.bias is not None)
-        with torch.no_grad():
-            lin.weight.copy_(m.learned())
-            if m.bias is not None:
-                lin.bias.copy_(m.bias)
-        check.get_submodule(it.name.rpartition(".")[0]).__setattr__(it.name.rpartition(".")[2], lin)
-        if it.rule.all_refine_options()["activations"] == "int8":
-            handles.append(emulate_int8(lin))
+    check, handles = learned_as_int8_linears(model, items)  # the int8 chain hooked where the rule asks
     assert len(handles) == len(encoder_graph_linears(check)) == 2 * 6 + 2 * 2
     with torch.no_grad():
         emulated = logits(check, samples[0])

@@ -6,6 +6,7 @@ refinement trained on float products."""
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,10 @@ from asrquant.quant.refine import Item, Session
 
 from .qwen3_asr_fixture import random_model, small_dims
 from .test_pipeline_calib import calib_samples
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "quant"))  # the shared refine_int8_fixtures
+
+from refine_int8_fixtures import learned_as_int8_linears  # noqa: E402
 
 RECIPE = Path(__file__).parents[3] / "benchmarks/refinement/recipes/gptq-int4-g64-enc32-emb4-dwq-e2e-int8.toml"
 RULE = 'bits = 4\ngroup_size = 32\nscale_dtype = "float16"\nalgorithm = "gptq"\n'
@@ -83,18 +88,7 @@ def test_the_trained_forward_is_the_int8_chain_of_the_export(float_model):
         for it in items:
             model.get_submodule(it.name).learned.a.normal_(0, 0.05)
         trained = logits(model, samples[0])
-    check, handles = copy.deepcopy(model), []
-    for it in items:
-        m = model.get_submodule(it.name)
-        lin = torch.nn.Linear(m.learned.shape[1], m.learned.shape[0], bias=m.bias is not None)
-        with torch.no_grad():
-            lin.weight.copy_(m.learned())
-            if m.bias is not None:
-                lin.bias.copy_(m.bias)
-        parent, _, leaf = it.name.rpartition(".")
-        setattr(check.get_submodule(parent), leaf, lin)
-        if it.rule.all_refine_options()["activations"] == "int8":
-            handles.append(emulate_int8(lin))
+    check, handles = learned_as_int8_linears(model, items)
     assert len(handles) == len(encoder_linears(check)) > 0
     with torch.no_grad():
         emulated = logits(check, samples[0])
