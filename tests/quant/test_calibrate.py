@@ -38,11 +38,16 @@ def tiny_whisper(dims: WhisperDims = DIMS) -> Whisper:
     return m.eval()
 
 
-@pytest.fixture(scope="module")
-def samples():
+def random_samples(n: int) -> list[CalibSample]:
+    """``n`` calibration samples of random log-mels and token ids (the same ones for the same n)."""
     rng = np.random.default_rng(0)
     return [CalibSample(rng.standard_normal((80, 200)).astype(np.float32),
-                        rng.integers(0, 100, size=int(rng.integers(5, 15))).astype(np.int64)) for _ in range(5)]
+                        rng.integers(0, 100, size=int(rng.integers(5, 15))).astype(np.int64)) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return random_samples(5)
 
 
 def logits(model, sample):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_calibrate import logits, tiny_whisper
+from test_calibrate import logits, random_samples, tiny_whisper
 
 from asrquant.errors import AsrQuantError
 from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
@@ -22,9 +22,7 @@ def recipe(refine: str = "", algorithm: str = "gptq", clips: int = 8, **rule) ->
 
 @pytest.fixture(scope="module")
 def samples():
-    rng = np.random.default_rng(0)
-    return [CalibSample(rng.standard_normal((80, 200)).astype(np.float32),
-                        rng.integers(0, 100, size=int(rng.integers(5, 15))).astype(np.int64)) for _ in range(6)]
+    return random_samples(6)
 
 
 def mean_kl(model, ref, samples) -> float:
