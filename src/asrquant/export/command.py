@@ -68,6 +68,10 @@ def register(subparsers) -> None:
                    help="unfused: the encoder's self-attention as plain ONNX ops (default); fused: as "
                         "onnxruntime's com.microsoft.MultiHeadAttention; int8: its scores (q k^T) as integer "
                         "GEMMs, faster on CPUs with VNNI/AMX, not bit-exact (Whisper)")
+    p.add_argument("--cross-keys", default="float", choices=("float", "int8"),
+                   help="float: the decoder's cross-attention keys as float32 (default); int8: as int8 codes the "
+                        "encoder writes once per clip, their scores integer GEMMs at every step, faster on CPUs "
+                        "with VNNI/AMX and a quarter of the keys' memory, not bit-exact (Whisper)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--format", default="onnx", choices=FORMATS,
                    help="onnx (onnxruntime), compressed-tensors (vLLM), nvfp4 (TensorRT-LLM), mlx (mlx-audio), "
@@ -102,7 +106,7 @@ WRITERS = {
     "transformers.js": ("transformers_js", "write_transformers_js"),
 }
 FORMATS = ("onnx", *WRITERS)
-ONNX_ONLY = ("variant", "fp16", "accuracy_level", "compute", "attention", "int8_skip")
+ONNX_ONLY = ("variant", "fp16", "accuracy_level", "compute", "attention", "cross_keys", "int8_skip")
 
 
 def run(args) -> int:
@@ -155,7 +159,8 @@ def apply_target(args):
     given = [flag for flag, on in (("--recipe", args.recipe), ("--format", args.format != "onnx"),
                                    ("--compute", args.compute != "float"), ("--fp16", args.fp16),
                                    ("--accuracy-level", args.accuracy_level is not None),
-                                   ("--attention", args.attention != "unfused")) if on]
+                                   ("--attention", args.attention != "unfused"),
+                                   ("--cross-keys", args.cross_keys != "float")) if on]
     if given:
         raise AsrQuantError(f"--target {target.name} sets the recipe, format and export options itself; "
                             f"leave out {', '.join(given)} (or use them without --target)")
@@ -163,6 +168,7 @@ def apply_target(args):
     args.compute = target.options.get("compute", "float")
     args.fp16 = bool(target.options.get("fp16", False))
     args.attention = target.options.get("attention", "unfused")
+    args.cross_keys = target.options.get("cross_keys", "float")
     return target
 
 
@@ -197,10 +203,14 @@ def write_artifact(args, target, ckpt, recipe, out: Path) -> None:
         return
     smooth = args.compute == "int8" and (target is None or target.options.get("smooth", True))
     onnx_graphs = families.module(ckpt.family, "onnx_graphs")
-    # only a family whose graphs offer other attention takes the option (Whisper's encoder)
+    # only a family whose graphs offer other attention takes the options (Whisper's)
     attention = {"attention": args.attention} if args.attention != "unfused" else {}
     if attention and "attention" not in inspect.signature(onnx_graphs.export_onnx).parameters:
         raise AsrQuantError(f"--attention {args.attention}: the {ckpt.family} ONNX export has only unfused attention")
+    if args.cross_keys != "float":
+        if "cross_keys" not in inspect.signature(onnx_graphs.export_onnx).parameters:
+            raise AsrQuantError(f"--cross-keys {args.cross_keys}: the {ckpt.family} ONNX export has only float keys")
+        attention["cross_keys"] = args.cross_keys
     choice = {}
     if args.int8_skip is not None:
         choice = {"int8_skip": args.int8_skip, "float_model": float_model(args.model, ckpt)}
@@ -280,6 +290,7 @@ def check_options(args) -> None:
         return
     given = {"variant": args.variant, "fp16": args.fp16, "accuracy_level": args.accuracy_level is not None,
              "compute": args.compute != "float", "attention": args.attention != "unfused",
+             "cross_keys": getattr(args, "cross_keys", "float") != "float",
              "int8_skip": int8_skip is not None}
     for option in ONNX_ONLY:
         if given[option]:

@@ -33,16 +33,25 @@ from onnx import helper, numpy_helper
 from .int8_matmul import INT8_MAX, ZERO
 from .matmulnbits import DOMAIN, const_node
 
+P = "int8_scores"
 OP_NOTE = ("MatMulIntegerToFloat for the encoder's attention scores: queries int8 per chunk, keys int8 per layer "
            "(uint8 + 128), probabilities' product float32")
 
 
-def _absmax_scale(x: str, p: str) -> list[onnx.NodeProto]:
-    """``{p}/scale = max(max|x|, tiny) / 127`` (a scalar)."""
+def absmax_scale(x: str, p: str, shared: str = P) -> list[onnx.NodeProto]:
+    """``{p}/scale = max(max|x|, tiny) / 127`` (a scalar), from the constants of :func:`shared_constants`."""
     return [helper.make_node("Abs", [x], [f"{p}/abs"], name=f"/{p}/Abs"),
             helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"/{p}/ReduceMax", keepdims=0),
-            helper.make_node("Max", [f"{p}/amax", "int8_scores/tiny"], [f"{p}/amax_pos"], name=f"/{p}/Max"),
-            helper.make_node("Div", [f"{p}/amax_pos", "int8_scores/qmax"], [f"{p}/scale"], name=f"/{p}/Scale")]
+            helper.make_node("Max", [f"{p}/amax", f"{shared}/tiny"], [f"{p}/amax_pos"], name=f"/{p}/Max"),
+            helper.make_node("Div", [f"{p}/amax_pos", f"{shared}/qmax"], [f"{p}/scale"], name=f"/{p}/Scale")]
+
+
+def shared_constants(prefix: str) -> list[onnx.NodeProto]:
+    """The constants every integer product of a rewrite reads: its codes' zero point (uint8 128),
+    a unit scale, the codes' largest magnitude and the smallest positive float32."""
+    return [const_node(f"{prefix}/zero", ZERO, np.uint8), const_node(f"{prefix}/one", 1.0, np.float32),
+            const_node(f"{prefix}/qmax", float(INT8_MAX), np.float32),
+            const_node(f"{prefix}/tiny", np.finfo(np.float32).tiny, np.float32)]
 
 
 def quantize_scores(proto: onnx.ModelProto) -> int:
@@ -71,7 +80,7 @@ def quantize_scores(proto: onnx.ModelProto) -> int:
         nodes = []
         if mm.input[1] not in keys:  # once per layer: the chunks of a layer share its keys
             k, p = rs.input[0], f"int8_scores/keys{len(keys)}"
-            nodes += _absmax_scale(k, p) + [
+            nodes += absmax_scale(k, p) + [
                 helper.make_node("QuantizeLinear", [k, f"{p}/scale", "int8_scores/zero"], [f"{p}/k8"],
                                  name=f"/{p}/Quantize"),
                 helper.make_node("Reshape", [f"{p}/k8", rs.input[1]], [f"{p}/k8_heads"], name=f"/{p}/Reshape"),
@@ -80,7 +89,7 @@ def quantize_scores(proto: onnx.ModelProto) -> int:
             keys[mm.input[1]] = (f"{p}/k8_t", f"{p}/scale")
         k8, k_scale = keys[mm.input[1]]
         q, p = mul.input[0], f"int8_scores/chunk{i}"
-        nodes += _absmax_scale(q, p) + [
+        nodes += absmax_scale(q, p) + [
             helper.make_node("QuantizeLinear", [q, f"{p}/scale", "int8_scores/zero"], [f"{p}/q8"],
                              name=f"/{p}/Quantize"),
             const_node(f"{p}/alpha", alpha, np.float32),
@@ -103,9 +112,7 @@ def quantize_scores(proto: onnx.ModelProto) -> int:
         for n in (tr, rs, constants[mul.input[1]]):
             if readers.get(n.output[0], set()) <= dropped:
                 dropped.add(id(n))
-    shared = [const_node("int8_scores/zero", ZERO, np.uint8), const_node("int8_scores/one", 1.0, np.float32),
-              const_node("int8_scores/qmax", float(INT8_MAX), np.float32),
-              const_node("int8_scores/tiny", np.finfo(np.float32).tiny, np.float32)]
+    shared = shared_constants(P)
     nodes = shared + [x for n in g.node if id(n) not in dropped for x in before.get(id(n), []) + [n]]
     del g.node[:]
     g.node.extend(nodes)

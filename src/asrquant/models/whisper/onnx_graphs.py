@@ -73,6 +73,7 @@ from ...export.onnx.int8_choice import COST_CLIPS, Int8Costs, check_int8_skip, c
 from ...export.onnx.int8_choice import record as record_int8_choice
 from ...export.onnx.int8_matmul import OWN as INT8_OWN
 from ...export.onnx.int8_matmul import graph_linears
+from ...export.onnx.int8_cross import quantize_decoder_scores, quantize_encoder_keys
 from ...export.onnx.int8_scores import quantize_scores
 from ...export.onnx.matmulnbits import PackedNBits, accuracy_level_for, pack, replace_tied_embedding
 from ...export.onnx.smoothing import ALPHAS, Smoothing, smoothing_factors
@@ -84,6 +85,7 @@ from .model import Whisper
 from .onnx_positions import compute_positions_in_graph
 
 SMOOTHING_CLIPS = 16  # calibration clips whose log-mels calibrate the int8 encoder's smoothing
+CROSS_KEYS = ("float", "int8")  # the decoder's cross-attention keys (see asrquant.export.onnx.int8_cross)
 ENCODER_QUERY_ROWS = 300  # encoder self-attention in chunks of queries (see attend_in_chunks)
 TRACE_BATCH, TRACE_TOKENS, TRACE_CAPACITY = 2, 3, 5  # distinct sizes so no dimension is traced as a constant
 
@@ -376,7 +378,8 @@ def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str |
                 accuracy_level: int | None = None, fp16: bool = False, compute: str = "float",
                 calib: str | None = None, progress: bool = False,
                 smooth_mels: list[np.ndarray] | None = None, smooth_clips: dict | None = None,
-                attention: str = "unfused", smooth: bool = True, int8_skip: int | None = None,
+                attention: str = "unfused", cross_keys: str = "float", smooth: bool = True,
+                int8_skip: int | None = None,
                 float_model: nn.Module | None = None, int8_costs: Int8Costs | None = None) -> Path:
     """Trace ``ckpt.model`` (possibly quantized in place by ``recipe``), pack its QuantLinears as
     MatMulNBits and write the artifact (or the variant) at ``out_dir``.
@@ -391,8 +394,12 @@ def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str |
     costliest stay on float compute (:mod:`asrquant.export.onnx.int8_choice`).
     ``attention="fused"`` exports the encoder's self-attention as onnxruntime's fused op
     (:mod:`asrquant.export.onnx.attention`), ``attention="int8"`` its scores as integer GEMMs
-    (:mod:`asrquant.export.onnx.int8_scores`)."""
+    (:mod:`asrquant.export.onnx.int8_scores`). ``cross_keys="int8"`` hands the decoder its
+    cross-attention keys as int8 codes and computes their scores as integer GEMMs
+    (:mod:`asrquant.export.onnx.int8_cross`)."""
     model = ckpt.model
+    if cross_keys not in CROSS_KEYS:
+        raise ValueError(f"cross_keys must be one of {CROSS_KEYS}, not {cross_keys!r}")
     check_int8_skip(int8_skip, compute)
     if compute == "int8" and smooth and calib and smooth_mels is None:
         smooth_mels, smooth_clips = smoothing_mels(ckpt, calib, progress)
@@ -414,6 +421,10 @@ def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str |
                            keep_float)
     if attention == "int8":
         quantize_scores(protos["encoder"])
+    if cross_keys == "int8":
+        quantize_encoder_keys(protos["encoder"])
+        for g in ("decoder_prefill", "decoder_step"):
+            quantize_decoder_scores(protos[g], model.dims.n_text_layer)
     accuracy_level = decoder_accuracy_level(accuracy_level, compute)
     embedding = pack_embedding(model)
     if embedding is not None:
@@ -422,9 +433,11 @@ def export_onnx(ckpt: WhisperCheckpoint, out_dir, *, recipe=None, variant: str |
         for proto in protos.values():
             float16_storage(proto)
     float_dtype = "float16" if fp16 else "float32"
+    # an artifact whose record names no cross_keys has float keys (those made before the option)
+    modes = {"encoder": attention, **({"cross_keys": cross_keys} if cross_keys != "float" else {})}
     info = variant_info(recipe, accuracy_level, float_dtype,
                         tensor_schemes(model, packed, recipe, accuracy_level, float_dtype, int8, smoothing,
-                                       keep_float), compute, attention={"encoder": attention})
+                                       keep_float), compute, attention=modes)
     if smoothing:
         smoothed = [t for t in info["tensors"].values() if (t.get("smoothing") or {}).get("alpha") is not None]
         info["int8_smoothing"] = {"calibration": smooth_clips, "alphas_tried": [None, *ALPHAS],

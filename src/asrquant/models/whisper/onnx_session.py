@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ...artifact import read_json
-from ...runtime.int8_weights import open_graph
+from ...runtime.int8_weights import as_graph_takes, open_graph
 from ...runtime.load_time_weights import load_time_weights
 from ...runtime.onnx import session_options
 from ...runtime.onnx_layout import ENCODER_WEIGHTS, graph_file, open_variant, weights_file
@@ -32,8 +32,14 @@ MIN_CAPACITY = 32
 class Cross:
     """One clip's cross-attention keys/values (batch 1: the graphs broadcast it over beams)."""
 
-    k: np.ndarray  # [L, 1, H, dh, A]
+    k: np.ndarray  # [L, 1, H, dh, A]: float32, or int8 codes (uint8 + 128, or int8 where the graph reads int8)
     v: np.ndarray  # [L, 1, H, A, dh]
+    k_scale: np.ndarray | None = None  # [L, 1]: the codes' scale per layer (asrquant.export.onnx.int8_cross)
+
+    def feeds(self, i: int) -> dict[str, np.ndarray]:
+        """Layer ``i``'s inputs of a decoder graph."""
+        scale = {} if self.k_scale is None else {f"cross_k_scale_{i}": self.k_scale[i]}
+        return {f"cross_k_{i}": self.k[i], f"cross_v_{i}": self.v[i], **scale}
 
 
 class StepCache:
@@ -80,8 +86,8 @@ class StepCache:
         for i in range(self.n_layer):
             bind_in(f"past_k_{i}", self.k[i])
             bind_in(f"past_v_{i}", self.v[i])
-            bind_in(f"cross_k_{i}", self.cross.k[i])
-            bind_in(f"cross_v_{i}", self.cross.v[i])
+            for name, value in self.cross.feeds(i).items():
+                bind_in(name, value)
         bind_out("logits", self.logits)
         bind_out("new_k", self.new_k)
         bind_out("new_v", self.new_v)
@@ -139,12 +145,13 @@ class OnnxWhisperSession:
     def encode_batch(self, mels: list[np.ndarray]) -> list[Cross]:
         """Several windows' log-mels through one encoder run; one Cross per window (each a
         contiguous batch-1 copy: the step graph binds it, and a view would keep the whole batch)."""
-        k, v = self.encoder.run(None, {"mel": np.ascontiguousarray(np.stack(mels), dtype=np.float32),
-                                       **self.encoder_weights})
+        k, v, *k_scale = self.encoder.run(None, {"mel": np.ascontiguousarray(np.stack(mels), dtype=np.float32),
+                                                 **self.encoder_weights})
+        if k_scale:  # int8 keys: as codes where the step graph reads int8 (asrquant.runtime.int8_weights)
+            k = as_graph_takes(self.step_graph, {"cross_k_0": k})["cross_k_0"]
         if len(mels) == 1:
-            return [Cross(k, v)]
-        return [Cross(np.ascontiguousarray(k[:, w : w + 1]), np.ascontiguousarray(v[:, w : w + 1]))
-                for w in range(len(mels))]
+            return [Cross(k, v, *k_scale)]
+        return [Cross(*(np.ascontiguousarray(a[:, w : w + 1]) for a in (k, v, *k_scale))) for w in range(len(mels))]
 
     def prefill(self, enc: Cross, prompt: np.ndarray, batch: int):
         # Every row sees the same prompt: run one row, through the step graph at position 0
@@ -156,7 +163,7 @@ class OnnxWhisperSession:
         empty_v = np.zeros((1, h, capacity, dh), np.float32)
         feeds = {"tokens": prompt[None].astype(np.int64), "position": np.zeros(1, np.int64),
                  **{f"past_k_{i}": empty_k for i in range(n)}, **{f"past_v_{i}": empty_v for i in range(n)},
-                 **{f"cross_k_{i}": enc.k[i] for i in range(n)}, **{f"cross_v_{i}": enc.v[i] for i in range(n)}}
+                 **{name: value for i in range(n) for name, value in enc.feeds(i).items()}}
         logits, k, v = self.step_graph.run(None, feeds)
         kb = np.zeros((n, batch, h, dh, capacity), np.float32)
         vb = np.zeros((n, batch, h, capacity, dh), np.float32)

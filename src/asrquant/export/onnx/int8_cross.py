@@ -1,0 +1,121 @@
+"""The decoder's cross-attention keys as int8 codes: ``asrquant export --cross-attention int8``.
+
+Why: every decoding step multiplies its queries by all 1500 keys of every layer. Once the
+decoder's Linears are 4-bit, these products are the largest part of a step (the profile's
+FusedMatMul in benchmarks/onnx-speed/README.md), and on a CPU with VNNI onnxruntime's int8 GEMM
+does them about 4 x faster than float32 (``cross_attention.py``: 134 against 643 µs per layer).
+The keys are also a quarter of the float32 cache a clip holds (whisper-base: 4.6 MB instead of
+18.4). The values stay float32, for the reason the encoder's probabilities' product does
+(:mod:`.int8_scores`): a diffuse row's probabilities sit far below one int8 step of its largest.
+
+The rewrite, on the traced graphs of :mod:`asrquant.models.whisper.onnx_graphs`:
+
+- the encoder's ``cross_k`` output [L, B, H, dh, A] becomes its codes, uint8 + 128, with one scale
+  per layer and window, ``cross_k_scale`` [L, B] = max|k| / 127 over the window's keys of that
+  layer (a window's codes do not depend on the other windows of its batch);
+- in each decoder graph, input ``cross_k_i`` takes those codes (batch 1, broadcast over the
+  beams, as the float keys were) and ``cross_k_scale_i`` [1] its scale; the scores
+  ``MatMul(Mul(q, 1/sqrt(dh)), cross_k_i)`` become ``MatMulIntegerToFloat(q8, cross_k_i)`` with
+  the queries quantized per step, one scale for the step's tensor, as :mod:`.int8_scores` does.
+
+Codes are uint8 + 128 with zero point 128, exact on every CPU; on a CPU with VNNI or AMX the
+runner reads them as int8 (:mod:`asrquant.runtime.int8_weights`). Not the fake-quant numbers: an
+option measured by the bench.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from .int8_matmul import ZERO
+from .int8_scores import absmax_scale, shared_constants
+from .matmulnbits import DOMAIN, const_node
+
+P = "int8_cross"
+KEYS, SCALE = "cross_k", "cross_k_scale"
+OP_NOTE = ("MatMulIntegerToFloat for the decoder's cross-attention scores: keys int8 per layer and window "
+           "(uint8 + 128, computed by the encoder), queries int8 per step; values float32")
+
+
+def scale_input(layer: int) -> str:
+    return f"{SCALE}_{layer}"
+
+
+def quantize_encoder_keys(proto: onnx.ModelProto) -> None:
+    """Rewrite, in place, the encoder graph's ``cross_k`` output as codes plus ``cross_k_scale``."""
+    g = proto.graph
+    out = next((o for o in g.output if o.name == KEYS), None)
+    if out is None or out.type.tensor_type.elem_type != TensorProto.FLOAT:
+        raise ValueError(f"the encoder graph has no float {KEYS} output to quantize")
+    k = f"{P}/keys"
+    for n in g.node:
+        n.output[:] = [k if o == KEYS else o for o in n.output]
+    nodes = [c for c in shared_constants(P) if c.output[0] in (f"{P}/qmax", f"{P}/tiny")] + [
+        const_node(f"{P}/offset", float(ZERO), np.float32),
+        helper.make_node("Abs", [k], [f"{P}/abs"], name=f"/{P}/Abs"),
+        # one scale per (layer, window): the maximum over heads, channels and frames
+        helper.make_node("ReduceMax", [f"{P}/abs"], [f"{P}/amax"], name=f"/{P}/ReduceMax", axes=[2, 3, 4],
+                         keepdims=1),
+        helper.make_node("Max", [f"{P}/amax", f"{P}/tiny"], [f"{P}/amax_pos"], name=f"/{P}/Max"),
+        helper.make_node("Div", [f"{P}/amax_pos", f"{P}/qmax"], [f"{P}/scale5"], name=f"/{P}/Scale"),
+        # |k| / scale <= 127, so the codes + 128 lie in [1, 255]: no clipping needed
+        helper.make_node("Div", [k, f"{P}/scale5"], [f"{P}/ratio"], name=f"/{P}/Div"),
+        helper.make_node("Round", [f"{P}/ratio"], [f"{P}/rounded"], name=f"/{P}/Round"),  # half to even
+        helper.make_node("Add", [f"{P}/rounded", f"{P}/offset"], [f"{P}/shifted"], name=f"/{P}/Add"),
+        helper.make_node("Cast", [f"{P}/shifted"], [KEYS], name=f"/{P}/Cast", to=TensorProto.UINT8),
+        const_node(f"{P}/scale_shape", [0, 0], np.int64),  # [L, B, 1, 1, 1] -> [L, B]
+        helper.make_node("Reshape", [f"{P}/scale5", f"{P}/scale_shape"], [SCALE], name=f"/{P}/ScaleShape")]
+    g.node.extend(nodes)
+    out.type.tensor_type.elem_type = TensorProto.UINT8
+    dims = [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim][:2]
+    g.output.append(helper.make_tensor_value_info(SCALE, TensorProto.FLOAT, dims))
+
+
+def quantize_decoder_scores(proto: onnx.ModelProto, n_layer: int) -> int:
+    """Rewrite, in place, a decoder graph (prefill or step) to take int8 cross-attention keys as
+    above. Returns how many products changed (one per layer reading its keys); raises ValueError
+    when a layer's keys feed something other than the traced ``MatMul(Mul(q, c), cross_k_i)``."""
+    g = proto.graph
+    producer = {o: n for n in g.node for o in n.output}
+    constants = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+    inputs = {i.name: i for i in g.input}
+    before: dict[int, list[onnx.NodeProto]] = {}
+    dropped: set[int] = set()
+    for i in range(n_layer):
+        name = f"{KEYS}_{i}"
+        if name not in inputs:
+            raise ValueError(f"the decoder graph has no input {name}")
+        readers = [n for n in g.node if name in n.input]
+        for mm in readers:
+            mul = producer.get(mm.input[0])
+            if not (mm.op_type == "MatMul" and mm.input[1] == name and mul is not None and mul.op_type == "Mul"
+                    and mul.input[1] in constants):
+                raise ValueError(f"{mm.name}: not the traced MatMul(Mul(q, c), {name}) of an asrquant decoder")
+            alpha = float(onnx.numpy_helper.to_array(helper.get_attribute_value(constants[mul.input[1]].attribute[0])))
+            p = f"{P}/layer{i}/{len(before)}"
+            q = mul.input[0]
+            before[id(mm)] = absmax_scale(q, p, P) + [
+                helper.make_node("QuantizeLinear", [q, f"{p}/scale", f"{P}/zero"], [f"{p}/q8"], name=f"/{p}/Quantize"),
+                const_node(f"{p}/alpha", alpha, np.float32),
+                helper.make_node("Mul", [f"{p}/scale", scale_input(i)], [f"{p}/qk_scale"], name=f"/{p}/QKScale"),
+                helper.make_node("Mul", [f"{p}/qk_scale", f"{p}/alpha"], [f"{p}/out_scale"], name=f"/{p}/OutScale"),
+                helper.make_node("MatMulIntegerToFloat", [f"{p}/q8", name, f"{p}/out_scale", f"{P}/one", f"{P}/zero",
+                                                          f"{P}/zero"], [mm.output[0]],
+                                 name=f"/{p}/MatMulIntegerToFloat", domain=DOMAIN)]
+            dropped |= {id(mm), id(mul)}
+        inputs[name].type.tensor_type.elem_type = TensorProto.UINT8
+        g.input.append(helper.make_tensor_value_info(scale_input(i), TensorProto.FLOAT, [1]))
+    # a Mul's 1/sqrt(dh) constant read by nothing else goes with it
+    used = {x for n in g.node if id(n) not in dropped for x in n.input}
+    dropped |= {id(c) for name, c in constants.items() if name not in used}
+    # each product's nodes take the place of the MatMul they replace
+    nodes = shared_constants(P) + [x for n in g.node
+                                   for x in before.get(id(n), []) + ([] if id(n) in dropped else [n])]
+    del g.node[:]
+    g.node.extend(nodes)
+    if not any(o.domain == DOMAIN for o in proto.opset_import):
+        proto.opset_import.append(helper.make_opsetid(DOMAIN, 1))
+    return len(before)
+
