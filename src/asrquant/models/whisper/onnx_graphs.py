@@ -71,9 +71,9 @@ from ...export.onnx.graphs import (
 )
 from ...export.onnx.int8_choice import COST_CLIPS, Int8Costs, check_int8_skip, choose_float, measure
 from ...export.onnx.int8_choice import record as record_int8_choice
+from ...export.onnx.int8_cross import quantize_decoder_scores, quantize_encoder_keys
 from ...export.onnx.int8_matmul import OWN as INT8_OWN
 from ...export.onnx.int8_matmul import graph_linears
-from ...export.onnx.int8_cross import quantize_decoder_scores, quantize_encoder_keys
 from ...export.onnx.int8_scores import quantize_scores
 from ...export.onnx.matmulnbits import PackedNBits, accuracy_level_for, pack, replace_tied_embedding
 from ...export.onnx.smoothing import ALPHAS, Smoothing, smoothing_factors

@@ -1,0 +1,126 @@
+"""The decoder's cross-attention keys as int8 codes (asrquant.export.onnx.int8_cross) against the
+float keys of the same model."""
+
+import json
+
+import numpy as np
+import pytest
+from onnx_fixtures import export, noisy_tone
+
+from asrquant.cpu import cpu_info
+from asrquant.features import log_mel
+from asrquant.runtime.int8_weights import ENV, SIGNED_ON
+
+onnx = pytest.importorskip("onnx")
+VNNI = any(f in cpu_info()["features"] for f in SIGNED_ON)
+PROMPT = np.array([50257, 50362], np.int64)  # tiny.en's <|startoftranscript|> <|notimestamps|>
+
+
+def mels(n=2):
+    return [log_mel(noisy_tone(4.0 + i, 330 + 110 * i, seed=i)) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def keys(small_ckpt, tmp_path_factory):
+    """The small model exported with float keys (default) and int8 keys (variant ``xk``)."""
+    out = tmp_path_factory.mktemp("int8-cross") / "small"
+    export(small_ckpt, out)
+    export(small_ckpt, out, variant="xk", cross_keys="int8")
+    return out
+
+
+def opened(out, variant=None):
+    from asrquant.models.whisper.onnx_session import open_onnx_artifact
+
+    return open_onnx_artifact(out, threads=1, variant=variant)[0]
+
+
+def first_logits(transcriber, mel, batch=1):
+    """The prompt's logits and the next step's, for ``batch`` rows fed different tokens."""
+    session = transcriber.session
+    enc = session.encode(mel)
+    logits, cache = session.prefill(enc, PROMPT, batch)
+    step, _ = session.step(np.arange(100, 100 + batch), cache)
+    return logits, step
+
+
+def test_every_layer_reads_int8_keys_through_one_integer_product(keys, small_ckpt):
+    n = small_ckpt.dims.n_text_layer
+    encoder = onnx.load(keys / "encoder.xk.onnx", load_external_data=False).graph
+    outputs = {o.name: o.type.tensor_type.elem_type for o in encoder.output}
+    assert outputs == {"cross_k": onnx.TensorProto.UINT8, "cross_v": onnx.TensorProto.FLOAT,
+                       "cross_k_scale": onnx.TensorProto.FLOAT}
+    for graph in ("decoder_step", "decoder_prefill"):
+        g = onnx.load(keys / f"{graph}.xk.onnx", load_external_data=False).graph
+        inputs = {i.name: i.type.tensor_type.elem_type for i in g.input}
+        readers = {f"cross_k_{i}": [x for x in g.node if f"cross_k_{i}" in x.input] for i in range(n)}
+        for i in range(n):
+            assert inputs[f"cross_k_{i}"] == onnx.TensorProto.UINT8 and f"cross_k_scale_{i}" in inputs
+            assert [x.op_type for x in readers[f"cross_k_{i}"]] == ["MatMulIntegerToFloat"], graph
+        read = {i for x in g.node for i in x.input} | {o.name for o in g.output}
+        assert all(any(o in read for o in x.output) for x in g.node), "no node left computing nothing"
+    variants = json.loads((keys / "manifest.json").read_text())["variants"]
+    assert variants["xk"]["attention"] == {"encoder": "unfused", "cross_keys": "int8"}
+    assert variants["default"]["attention"] == {"encoder": "unfused"}
+
+
+def test_the_codes_are_the_float_keys_rounded_with_one_scale_per_layer_and_window(keys, monkeypatch):
+    """Two windows through one encoder run: each window's codes and scales are those of its own
+    float keys (the other window changes nothing), max|k| / 127 per layer, rounded half to even."""
+    monkeypatch.setenv(ENV, "u8")  # the codes as the encoder writes them, uint8 + 128
+    float_keys = [c.k for c in opened(keys).session.encode_batch(mels())]
+    crosses = opened(keys, "xk").session.encode_batch(mels())
+    for k, cross in zip(float_keys, crosses):
+        scale = np.abs(k).max(axis=(2, 3, 4)) / np.float32(127)
+        assert np.array_equal(cross.k_scale, scale.astype(np.float32))
+        codes = np.rint(k / scale[:, :, None, None, None]) + 128
+        assert cross.k.dtype == np.uint8 and np.array_equal(cross.k, codes.astype(np.uint8))
+        assert cross.k.min() >= 1  # |code| <= 127: the symmetric range, no clipping
+
+
+def test_int8_keys_stay_close_to_the_float_keys_logits(keys):
+    mel = mels(1)[0]
+    ref, xk = first_logits(opened(keys), mel, batch=2), first_logits(opened(keys, "xk"), mel, batch=2)
+    for a, b in zip(ref, xk):
+        rel = float(np.linalg.norm(b - a) / np.linalg.norm(a))
+        assert 0 < rel < 0.02, rel  # not the float numbers, and within int8's error of them
+    assert len(opened(keys, "xk").transcribe(noisy_tone(4.0, 330)).tokens) > 0
+
+
+@pytest.mark.skipif(not VNNI, reason="u8 x s8 is exact only with VNNI / AMX (this CPU saturates it)")
+def test_on_a_vnni_cpu_the_signed_keys_give_the_unsigned_ones_numbers(keys, monkeypatch):
+    mel = mels(1)[0]
+    got = {}
+    for choice in ("u8", "s8"):
+        monkeypatch.setenv(ENV, choice)
+        transcriber = opened(keys, "xk")
+        assert transcriber.session.encode(mel).k.dtype == (np.int8 if choice == "s8" else np.uint8)
+        got[choice] = first_logits(transcriber, mel)
+    assert all(np.array_equal(a, b) for a, b in zip(got["u8"], got["s8"]))
+
+
+def test_the_option_is_refused_where_it_has_no_meaning(small_ckpt, tmp_path):
+    from asrquant.export.onnx.int8_cross import quantize_decoder_scores
+    from asrquant.models.whisper.onnx_graphs import export_onnx
+
+    with pytest.raises(ValueError, match="cross_keys must be one of"):
+        export_onnx(small_ckpt, tmp_path / "a", cross_keys="int4")
+    graph = onnx.helper.make_graph([], "g", [], [])
+    with pytest.raises(ValueError, match="no input cross_k_0"):
+        quantize_decoder_scores(onnx.helper.make_model(graph), 1)
+
+
+def test_the_command_line_takes_it_for_onnx_only(small_ckpt, tmp_path, capsys):
+    from asrquant.cli import main
+    from asrquant.models.whisper.load import write_hf_checkpoint
+
+    model_dir = write_hf_checkpoint(small_ckpt, tmp_path / "hf")
+    out = tmp_path / "onnx"
+    assert main(["export", str(model_dir), "--out", str(out), "--cross-keys", "int8", "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["variants"]["default"]["attention"]["cross_keys"] == "int8"
+    capsys.readouterr()
+    assert main(["export", str(model_dir), "--out", str(tmp_path / "m"), "--format", "mlx", "--cross-keys", "int8",
+                 "--quiet"]) == 2
+    assert "--cross-keys is an ONNX option" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
