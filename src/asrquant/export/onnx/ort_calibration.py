@@ -102,8 +102,7 @@ def graph_readers(artifact: Path, calibration: OrtCalibration) -> dict[str, Grap
     for clip in calibration.clips:
         cross = session.encode(clip.mel)
         tokens = clip.tokens[None]
-        cross_feeds = {**{f"cross_k_{i}": cross.k[i] for i in range(session.n_layer)},
-                       **{f"cross_v_{i}": cross.v[i] for i in range(session.n_layer)}}
+        cross_feeds = {name: value for i in range(session.n_layer) for name, value in cross.feeds(i).items()}
         feeds["encoder"].append({"mel": clip.mel[None].astype(np.float32)})
         feeds["decoder_prefill"].append({"tokens": tokens, **cross_feeds})
         feeds["decoder_step"].append({"tokens": tokens, "position": np.zeros(1, np.int64),
