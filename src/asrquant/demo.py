@@ -26,13 +26,13 @@ def _export(model: str, out: Path, calib: Path) -> None:
     from .artifact import verify
     from .errors import AsrQuantError
     from .export.targets import load_target
-    from .runtime.onnx_layout import LAYOUT_VERSION
+    from .runtime.onnx_layout import READABLE_LAYOUTS
 
     target = load_target(TARGET)
     if (out / "manifest.json").is_file():
         try:
             manifest = verify(out)
-            if manifest.get("layout") == LAYOUT_VERSION and manifest.get("target") == target.to_dict():
+            if manifest.get("layout") in READABLE_LAYOUTS and manifest.get("target") == target.to_dict():
                 return
         except AsrQuantError:
             pass  # incomplete or changed: export again

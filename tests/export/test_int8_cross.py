@@ -124,3 +124,14 @@ def test_the_command_line_takes_it_for_onnx_only(small_ckpt, tmp_path, capsys):
                  "--quiet"]) == 2
     assert "--cross-keys is an ONNX option" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_only_an_artifact_with_int8_keys_needs_the_later_layout(small_ckpt, tmp_path):
+    """A layout-2 runner reads every artifact without int8 keys; one with them says layout 3, and
+    adding a float-key variant to it keeps 3."""
+    out = export(small_ckpt, tmp_path / "a")
+    assert json.loads((out / "manifest.json").read_text())["layout"] == 2
+    export(small_ckpt, out, variant="xk", cross_keys="int8")
+    assert json.loads((out / "manifest.json").read_text())["layout"] == 3
+    export(small_ckpt, out, variant="again")
+    assert json.loads((out / "manifest.json").read_text())["layout"] == 3

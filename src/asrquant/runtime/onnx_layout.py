@@ -30,9 +30,18 @@ KIND = ONNX_KIND
 # The graphs' interface (inputs, outputs, cache layout) the runner expects. Bump it with any
 # change to that interface: a runner refuses an artifact of another layout instead of failing
 # inside onnxruntime. Layout 2 added the optional encoder_weights graph; layout 1 artifacts are
-# layout 2 artifacts without it, so both are read.
-LAYOUT_VERSION = 2
-READABLE_LAYOUTS = (1, 2)
+# layout 2 artifacts without it, so both are read. Layout 3 added int8 cross-attention keys (the
+# encoder's uint8 cross_k and its cross_k_scale output, the decoders' inputs to match). An artifact
+# is written with the lowest layout that describes it, so a runner of layout 2 still reads one
+# without int8 keys.
+LAYOUT_VERSION = 3
+READABLE_LAYOUTS = (1, 2, 3)
+INT8_CROSS_KEYS = "cross_k_scale"  # the encoder output whose presence makes an artifact layout 3
+
+
+def lowest_layout(encoder_outputs: list[str]) -> int:
+    """The lowest layout whose runner reads an encoder graph with these outputs."""
+    return 3 if INT8_CROSS_KEYS in encoder_outputs else 2
 
 
 def check_onnx_manifest(manifest: dict, path: Path, remedy: str, family: str | None = None) -> None:

@@ -19,11 +19,11 @@ from ...runtime.onnx_layout import (
     ALL_GRAPHS,
     DEFAULT_VARIANT,
     KIND,
-    LAYOUT_VERSION,
     WEIGHTS_STEM,
     check_onnx_manifest,
     check_variant_name,
     graph_file,
+    lowest_layout,
     weights_file,
 )
 
@@ -184,7 +184,11 @@ def write_onnx_artifact(out: str | Path, protos: dict[str, onnx.ModelProto], *, 
         (tmp / "config.json").write_text(json.dumps(config, indent=1) + "\n")
         shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
         variants[name] = {**(variant_info or {}), "graphs": files, "content_sha256": hashes}
-        write_manifest(tmp, kind=KIND, layout=LAYOUT_VERSION, family=family, source=source,
+        encoder = protos.get("encoder")
+        layout = lowest_layout([o.name for o in encoder.graph.output] if encoder is not None else [])
+        if old is not None:  # the variants kept from before may need a later layout than this one
+            layout = max(layout, old.get("layout", layout))
+        write_manifest(tmp, kind=KIND, layout=layout, family=family, source=source,
                        default_variant=DEFAULT_VARIANT, variants=variants)
     return out
 
