@@ -11,7 +11,8 @@ from asrquant.cpu import cpu_info
 from asrquant.errors import AsrQuantError
 from asrquant.export.onnx.int8_matmul import OP, as_uint8, replace_linears_int8
 from asrquant.runtime import int8_weights
-from asrquant.runtime.int8_weights import ENV, ZERO_S8, as_graph_takes, open_graph, signed_int8, to_signed
+from asrquant.runtime.int8_weights import ENV, as_graph_takes, open_graph, signed_int8
+from asrquant.runtime.signed_graph import ZERO_S8, to_signed
 
 VNNI = any(f in cpu_info()["features"] for f in int8_weights.SIGNED_ON)
 
