@@ -60,8 +60,9 @@ def stages(spec: str, clips: int, threads: int, prepack: bool) -> tuple[list[dic
     return marks, round(time.perf_counter() - start, 2)
 
 
-def one_graph(path: str, prepack: bool, threads: int) -> float:
-    """RSS added by opening the graph at ``path`` alone, as the runner opens it (MB)."""
+def one_graph(path: str, prepack: bool, threads: int, signed: str | None = None) -> float:
+    """RSS added by opening the graph at ``path`` alone, as the runner opens it (MB): ``signed`` is
+    the file it opens where int8 weights run signed (its twin), None for an artifact without twins."""
     from asrquant.runtime.int8_weights import open_graph
     from asrquant.runtime.onnx import session_options
 
@@ -69,7 +70,7 @@ def one_graph(path: str, prepack: bool, threads: int) -> float:
     if not prepack:
         options.add_session_config_entry("session.disable_prepacking", "1")
     before = status()["VmRSS"]
-    keep = open_graph(Path(path), options)  # noqa: F841  (held while measured)
+    keep = open_graph(Path(path), options, signed=Path(signed) if signed else None)  # noqa: F841  (held while measured)
     return round(status()["VmRSS"] - before, 1)
 
 
@@ -81,22 +82,25 @@ def main() -> None:
     ap.add_argument("--no-prepack", action="store_true")
     ap.add_argument("--json")
     ap.add_argument("--graph", help=argparse.SUPPRESS)  # the child process of one graph's figure
+    ap.add_argument("--signed", help=argparse.SUPPRESS)  # and the file it opens where weights run signed
     a = ap.parse_args()
     if a.graph:
         import onnxruntime  # noqa: F401  (imported before the first figure, as in the runner)
-        print(one_graph(a.graph, not a.no_prepack, a.threads))
+        print(one_graph(a.graph, not a.no_prepack, a.threads, a.signed))
         return
     from asrquant.cpu import describe_cpu
-    from asrquant.runtime.onnx_layout import open_variant
+    from asrquant.runtime.onnx_layout import open_variant, signed_graph_files
 
     directory, _, variant = a.spec.partition("@")
-    _, _, files = open_variant(Path(directory), variant or None, "whisper")
+    manifest, name, files = open_variant(Path(directory), variant or None, "whisper")
+    signed = signed_graph_files(Path(directory), manifest, name, files)
     graphs = {}
     for role in ("encoder", "decoder_step"):
         path = str(Path(directory) / files[role])
+        twin = ["--signed", str(Path(directory) / signed[role])] if role in signed else []
         graphs[files[role]] = {
             mode: float(subprocess.run([sys.executable, __file__, "x", "--graph", path, "--threads", str(a.threads)]
-                                       + ([] if mode == "prepacked" else ["--no-prepack"]),
+                                       + twin + ([] if mode == "prepacked" else ["--no-prepack"]),
                                        capture_output=True, text=True, check=True).stdout.split()[-1])
             for mode in ("prepacked", "not prepacked")}
     marks, seconds = stages(a.spec, a.clips, a.threads, not a.no_prepack)

@@ -11,7 +11,8 @@ from asrquant.cpu import cpu_info
 from asrquant.errors import AsrQuantError
 from asrquant.export.onnx.int8_matmul import OP, as_uint8, replace_linears_int8
 from asrquant.runtime import int8_weights
-from asrquant.runtime.int8_weights import ENV, ZERO_S8, as_graph_takes, open_graph, signed_int8, to_signed
+from asrquant.runtime.int8_weights import ENV, as_graph_takes, open_graph, signed_int8
+from asrquant.runtime.signed_graph import ZERO_S8, to_signed
 
 VNNI = any(f in cpu_info()["features"] for f in int8_weights.SIGNED_ON)
 
@@ -163,3 +164,183 @@ def test_keys_quantized_at_run_time_are_signed_and_queries_are_not(tmp_path):
     assert queries and all(n.input[2] != ZERO_S8 for n in queries)
     assert all(n.input[5] == ZERO_S8 and n.input[4] != ZERO_S8 for n in gemms)
     ort.InferenceSession(proto.SerializeToString())  # the types still check
+
+
+# --- signed twins written at export (asrquant.export.onnx.artifact, asrquant.runtime.onnx_layout) --------------
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory):
+    """A default export whose encoder's int8 weights are stored (float weights requantized at export),
+    a variant sharing that encoder (decoder-only recipe), and one whose int8 weights are computed at
+    load, its attention keys quantized at run time."""
+    from onnx_fixtures import ALL_INT4, DECODER_ONLY_INT4, export, needs_tiny, small_checkpoint
+
+    from asrquant.quant.calibrate import quantize_model
+    from asrquant.quant.recipe import parse_recipe
+
+    if needs_tiny.args[0]:
+        pytest.skip(needs_tiny.kwargs["reason"])
+    out = tmp_path_factory.mktemp("twins") / "art"
+    export(small_checkpoint(), out, compute="int8")
+    for variant, text, attention in (("dec4", DECODER_ONLY_INT4, "unfused"), ("i4s", ALL_INT4, "int8")):
+        ckpt, recipe = small_checkpoint(), parse_recipe(text)
+        quantize_model(ckpt.model, recipe, None, progress=False)
+        export(ckpt, out, recipe=recipe, variant=variant, compute="int8", attention=attention)
+    return out
+
+
+def initializers(path) -> dict:
+    """name -> (dtype, shape, bytes) of a graph file's initializers, its external data read."""
+    proto = onnx.load(str(path))
+    return {t.name: (a.dtype, a.shape, a.tobytes()) for t in proto.graph.initializer
+            for a in [numpy_helper.to_array(t)]}
+
+
+def external_locations(path) -> dict[str, tuple[str, str, str]]:
+    proto = onnx.load(str(path), load_external_data=False)
+    return {t.name: tuple(e.value for e in t.external_data if e.key in ("location", "offset", "length"))
+            for t in proto.graph.initializer if t.data_location == TensorProto.EXTERNAL}
+
+
+def test_each_int8_graph_gets_a_signed_twin_recorded_and_listed_in_the_manifest(twins):
+    import json
+
+    from asrquant.artifact import verify
+
+    m = verify(twins)
+    records = {name: v.get("signed_graphs") for name, v in m["variants"].items()}
+    assert records == {"default": {"encoder": "encoder+s8.onnx"}, "dec4": {"encoder": "encoder+s8.onnx"},
+                       "i4s": {"encoder": "encoder.i4s+s8.onnx"}}  # dec4's encoder is the default's, and its twin
+    assert json.loads((twins / "manifest.json").read_text())["variants"]["dec4"]["graphs"]["encoder"] == "encoder.onnx"
+    names = {p.name for p in twins.iterdir()}
+    # the default stores its int8 weights: their signed bytes live in the twin's own file; the
+    # weights of i4s come at load (graph inputs), so its twin stores nothing of its own
+    assert {n for n in names if "+" in n} == {"encoder+s8.onnx", "encoder+s8.onnx.data", "encoder.i4s+s8.onnx"}
+    assert {n for n in names if "+" in n} <= set(m["files"])  # each with its sha256, checked at open
+
+
+@pytest.mark.parametrize("variant,graph,twin", [("default", "encoder.onnx", "encoder+s8.onnx"),
+                                                ("i4s", "encoder.i4s.onnx", "encoder.i4s+s8.onnx")])
+def test_a_twin_is_the_in_memory_edit_of_its_graph_and_shares_its_weights(twins, variant, graph, twin):
+    edited = onnx.load(str(twins / graph))
+    assert to_signed(edited) > 0
+    ours = onnx.load(str(twins / twin))
+    for field in ("node", "input", "output"):
+        assert [x.SerializeToString() for x in getattr(ours.graph, field)] == \
+            [x.SerializeToString() for x in getattr(edited.graph, field)], field
+    expected = {t.name: (a.dtype, a.shape, a.tobytes()) for t in edited.graph.initializer
+                for a in [numpy_helper.to_array(t)]}
+    assert initializers(twins / twin) == expected
+    theirs, mine = external_locations(twins / graph), external_locations(twins / twin)
+    changed = {name for name, (loc, _, _) in mine.items() if loc != theirs.get(name, ("",))[0]}
+    # every tensor the edit left alone is read from the graph's own file, at the same place
+    assert all(mine[n] == theirs[n] for n in set(mine) - changed)
+    assert changed == {n for n in theirs if n.endswith(".weight_int8")}  # only the stored int8 weights, if any
+    assert all(mine[n][0] == "encoder+s8.onnx.data" for n in changed)
+    assert (twins / twin).stat().st_size < 2 * (twins / graph).stat().st_size
+
+
+def run_artifact(directory, variant: str, choice: str) -> dict:
+    """In a fresh process (this one has imported onnx): open ``directory@variant`` with
+    ASRQUANT_INT8_WEIGHTS=``choice``, transcribe a tone; what it ran, what it gave, whether onnx was imported."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = f"""
+import hashlib, json, sys
+import numpy as np
+from asrquant.models.whisper.onnx_session import open_onnx_artifact
+t, _ = open_onnx_artifact({str(directory)!r}, variant={variant!r})
+s = t.session
+mel = np.random.default_rng(0).standard_normal((80, 3000)).astype(np.float32)
+cross = s.encode(mel)
+logits, _ = s.prefill(cross, np.array([50257, 50362], np.int64), 1)
+tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 16000) + 0.05 * np.random.default_rng(1).standard_normal(48000)
+tokens = t.transcribe(tone.astype(np.float32), "en", 1, 20).tokens
+print(json.dumps({{"onnx": "onnx" in sys.modules, "tokens": [int(x) for x in tokens],
+                  "inputs": sorted({{i.type for i in s.encoder.get_inputs() if i.name != "mel"}}),
+                  "cross": hashlib.sha256(cross.k.tobytes() + cross.v.tobytes()).hexdigest(),
+                  "logits": hashlib.sha256(logits.tobytes()).hexdigest()}}))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, ENV: choice})
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def without_twin_records(src, dst):
+    """A copy of the artifact at ``src`` as a writer before twins left it: no "signed_graphs" records
+    (the twin files stay, listed, unused)."""
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    for v in m["variants"].values():
+        v.pop("signed_graphs", None)
+    (dst / "manifest.json").write_text(json.dumps(m))
+    return dst
+
+
+@pytest.mark.parametrize("variant", ["default", "i4s"])
+def test_signed_runs_open_the_twin_without_onnx_and_give_the_in_memory_edits_numbers(twins, tmp_path, variant):
+    """The same integers through the same kernel: bit for bit on any CPU (``s8`` forced)."""
+    twin = run_artifact(twins, variant, "s8")
+    assert twin["onnx"] is False  # the twin opens from its file: no onnx import, no graph edit
+    old = run_artifact(without_twin_records(twins, tmp_path / "old"), variant, "s8")
+    assert old["onnx"] is True  # an artifact written before twins: signed in memory, as before
+    assert twin == {**old, "onnx": False}
+    assert twin["tokens"]
+    if variant == "i4s":
+        assert "tensor(int8)" in twin["inputs"] and "tensor(uint8)" not in twin["inputs"]  # load-time weights as codes
+        unsigned = run_artifact(twins, variant, "u8")  # the graph as exported
+        assert unsigned["onnx"] is False
+        assert "tensor(uint8)" in unsigned["inputs"] and "tensor(int8)" not in unsigned["inputs"]
+
+
+def test_a_variant_exported_again_replaces_its_twins_and_a_pre_twin_default_is_respected(twins, tmp_path):
+    from onnx_fixtures import ALL_INT4, DECODER_ONLY_INT4, export, small_checkpoint
+
+    from asrquant.artifact import verify
+    from asrquant.models.whisper.onnx_session import open_onnx_artifact
+    from asrquant.quant.calibrate import quantize_model
+    from asrquant.quant.recipe import parse_recipe
+
+    copy = without_twin_records(twins, tmp_path / "art")
+    ckpt, recipe = small_checkpoint(), parse_recipe(ALL_INT4)
+    quantize_model(ckpt.model, recipe, None, progress=False)
+    export(ckpt, copy, recipe=recipe, variant="i4s")  # float compute now: nothing to sign
+    assert not (copy / "encoder.i4s+s8.onnx").exists() and "encoder.i4s+s8.onnx" not in verify(copy)["files"]
+    assert verify(copy)["variants"]["i4s"]["signed_graphs"] == {}  # known: nothing to sign
+    # a variant sharing the encoder of a default written before twins cannot say whether that one
+    # needs a twin: it records none, and the runner signs in memory
+    ckpt, recipe = small_checkpoint(), parse_recipe(DECODER_ONLY_INT4)
+    quantize_model(ckpt.model, recipe, None, progress=False)
+    export(ckpt, copy, recipe=recipe, variant="dec4", compute="int8")
+    assert "signed_graphs" not in verify(copy)["variants"]["dec4"]
+    assert run_artifact(copy, "dec4", "s8")["onnx"] is True
+    open_onnx_artifact(copy, variant="i4s")
+
+
+def test_a_twin_is_checked_against_the_manifest(twins, tmp_path):
+    import json
+    import shutil
+
+    from asrquant.errors import ArtifactError
+    from asrquant.models.whisper.onnx_session import open_onnx_artifact
+
+    copy = tmp_path / "art"
+    shutil.copytree(twins, copy)
+    data = bytearray((copy / "encoder.i4s+s8.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "encoder.i4s+s8.onnx").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"encoder\.i4s\+s8\.onnx: sha256 does not match"):
+        open_onnx_artifact(copy, variant="i4s")
+    shutil.copy(twins / "encoder.i4s+s8.onnx", copy / "encoder.i4s+s8.onnx")
+    m = json.loads((copy / "manifest.json").read_text())
+    m["variants"]["i4s"]["signed_graphs"] = {"encoder": "encoder.evil+s8.onnx"}
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match=r"encoder\.evil\+s8\.onnx: signed graph encoder .* not listed"):
+        open_onnx_artifact(copy, variant="i4s")

@@ -40,7 +40,9 @@ print(engine.transcribe(load_audio("clip.wav"), "en", beam_size=1).text)
 ```
 
 The graphs (`encoder.onnx`, `decoder_prefill.onnx`, `decoder_step.onnx`, weights in `*.onnx.data`) use
-onnxruntime's `MatMulNBits` (com.microsoft) and standard operators; `manifest.json` states the layout.""",
+onnxruntime's `MatMulNBits` (com.microsoft) and standard operators; `manifest.json` states the layout.
+A `*+s8.onnx` file is a graph's signed twin: its int8 GEMMs' weights as int8, which the runner opens on
+CPUs with VNNI or AMX (faster there, the same integers).""",
     "compressed-tensors": """vLLM reads the directory as a compressed-tensors checkpoint (W4A16):
 
 ```python

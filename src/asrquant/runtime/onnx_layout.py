@@ -12,10 +12,17 @@
                              the int8 weights the encoder graph then takes as inputs, from codes
                              stored at the recipe's bits (see asrquant.export.onnx.int8_matmul)
 
+    encoder+s8.onnx          optional (a graph with ``--compute int8`` GEMMs): its signed twin, the int8
+                             weights read as int8 with zero point 0, which a CPU with VNNI or AMX runs
+                             (see asrquant.runtime.int8_weights); it reads its graph's weights file,
+                             and ``encoder+s8.onnx.data`` holds only the tensors the edit changed (int8
+                             weights stored in the graph), where there are any
+
 A variant (say ``int4``) lives beside the default files with the variant in the name
-(``decoder_step.int4.onnx``, ``decoder.int4.onnx.data``). A graph the variant leaves unchanged is
-not written again: the runner falls back to the unsuffixed file, the convention of the
-qwen3-asr-onnx exports.
+(``decoder_step.int4.onnx``, ``decoder.int4.onnx.data``, ``encoder.int4+s8.onnx``). A graph the
+variant leaves unchanged is not written again: the runner falls back to the unsuffixed file, the
+convention of the qwen3-asr-onnx exports. The manifest's variant entry records its graphs'
+files ("graphs") and its twins ("signed_graphs"); a runner that does not know twins ignores them.
 """
 
 from __future__ import annotations
@@ -78,6 +85,18 @@ def weights_file(graph: str, variant: str | None = None) -> str:
     return f"{WEIGHTS_STEM[graph]}{_suffix(variant)}.onnx.data"
 
 
+# A twin's mark: '+' is not allowed in a variant name, so no variant's file is ever named like a twin.
+SIGNED = "+s8"
+
+
+def signed_graph_file(graph: str, variant: str | None = None) -> str:
+    return f"{graph}{_suffix(variant)}{SIGNED}.onnx"
+
+
+def signed_weights_file(graph: str, variant: str | None = None) -> str:
+    return f"{WEIGHTS_STEM[graph]}{_suffix(variant)}{SIGNED}.onnx.data"
+
+
 def check_variant_name(variant: str) -> str:
     if not variant or not all(c.isalnum() or c in "-_" for c in variant):
         raise ValueError(f"variant name {variant!r}: use letters, digits, '-' and '_' only")
@@ -125,6 +144,25 @@ def variant_graph_files(directory: Path, manifest: dict, variant: str | None,
         if f not in manifest["files"]:
             raise ArtifactError(f"{directory / f}: graph {g} of variant {name!r} is not listed in {manifest_name}")
     return name, files
+
+
+def signed_graph_files(directory: Path, manifest: dict, variant: str, files: dict[str, str]) -> dict[str, str]:
+    """Graph -> the file a runner opens where int8 weights run signed, for ``variant`` of a verified
+    artifact whose graphs are ``files``: the graph's signed twin where the writer recorded one (its
+    "signed_graphs"), else the graph's own file (nothing in it to sign). {} for a variant recorded
+    without twins (an artifact written before them): the runner edits its graphs in memory. A twin
+    must be listed in the manifest, so :func:`asrquant.artifact.verify` checked its sha256."""
+    entry = manifest["variants"][variant]
+    if "signed_graphs" not in entry:
+        return {}
+    twins = entry["signed_graphs"]
+    if not (isinstance(twins, dict) and set(twins) <= set(files) and all(isinstance(f, str) for f in twins.values())):
+        raise ArtifactError(f"{directory / MANIFEST}: \"signed_graphs\" of variant {variant!r} must map its graphs "
+                            "to files")
+    for g, f in twins.items():
+        if f not in manifest["files"]:
+            raise ArtifactError(f"{directory / f}: signed graph {g} of variant {variant!r} is not listed in {MANIFEST}")
+    return {g: twins.get(g, f) for g, f in files.items()}
 
 
 def open_variant(directory: Path, variant: str | None, family: str) -> tuple[dict, str, dict[str, str]]:

@@ -215,10 +215,12 @@ def test_saved_quantized_dir_exports_to_compressed_tensors_with_the_hf_config(wo
     assert json.loads((out / "manifest.json").read_text())["family"] == "qwen3-asr"
 
 
-def test_int8_compute_variant_runs_the_audio_encoder_in_int8(work, tmp_path):
+def test_int8_compute_variant_runs_the_audio_encoder_in_int8(work, tmp_path, monkeypatch):
     import shutil
 
     import onnx
+
+    from asrquant.runtime.int8_weights import ENV
 
     onnx_dir = tmp_path / "onnx"
     shutil.copytree(work["onnx"], onnx_dir)
@@ -233,6 +235,14 @@ def test_int8_compute_variant_runs_the_audio_encoder_in_int8(work, tmp_path):
     assert "MatMulNBits" not in {n.op_type for n in encoder.graph.node}
     tokens = _tokens(open_engine(f"{onnx_dir}@i8"), work)
     assert all(tokens) and all(len(t) <= MAX_NEW for t in tokens)
+    # the shared writer gives the audio encoder its signed twin; opened signed, it runs as the in-memory edit
+    assert variant["signed_graphs"] == {"encoder": "encoder.i8+s8.onnx"}
+    monkeypatch.setenv(ENV, "s8")
+    twin = _tokens(open_engine(f"{onnx_dir}@i8"), work)
+    manifest = json.loads((onnx_dir / "manifest.json").read_text())
+    del manifest["variants"]["i8"]["signed_graphs"]  # as written before twins: signed in memory
+    (onnx_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert twin == _tokens(open_engine(f"{onnx_dir}@i8"), work)
 
 
 def test_int8_skip_keeps_the_costliest_audio_encoder_linears_on_float_compute(work, tmp_path, capsys):

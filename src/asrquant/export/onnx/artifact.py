@@ -1,5 +1,6 @@
-"""Write an ONNX artifact directory: graphs with shared external weights, config, tokenizer,
-manifest; atomically, and as a variant beside an existing export (see :mod:`.onnx_layout`)."""
+"""Write an ONNX artifact directory: graphs with shared external weights (and the signed twins of
+graphs with int8 GEMMs), config, tokenizer, manifest; atomically, and as a variant beside an
+existing export (see :mod:`asrquant.runtime.onnx_layout`)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,11 @@ from ...runtime.onnx_layout import (
     check_variant_name,
     graph_file,
     lowest_layout,
+    signed_graph_file,
+    signed_weights_file,
     weights_file,
 )
+from ...runtime.signed_graph import OP, to_signed
 
 ALIGN = 4096  # page-aligned tensors: onnxruntime may map them instead of copying
 MIN_EXTERNAL_BYTES = 1024  # smaller tensors (shapes, scalars) stay inside the graph
@@ -99,12 +103,15 @@ def float16_storage(proto: onnx.ModelProto) -> list[str]:
 
 def externalize(protos: list[onnx.ModelProto], directory: Path, location: str) -> None:
     """Move the large initializers of ``protos`` into ``directory/location``, each tensor name
-    stored once: graphs that hold the same tensor reference the same bytes (offset, length)."""
+    stored once: graphs that hold the same tensor reference the same bytes (offset, length).
+    Tensors already stored elsewhere (a twin's, in its graph's file) stay where they are."""
     placed: dict[str, tuple[int, int, str]] = {}
     with open(directory / location, "wb") as f:
         for proto in protos:
             constants_to_initializers(proto)
             for t in proto.graph.initializer:
+                if t.data_location == onnx.TensorProto.EXTERNAL:
+                    continue
                 t.CopyFrom(_normalized(t))
                 raw = t.raw_data
                 if len(raw) < MIN_EXTERNAL_BYTES:
@@ -124,16 +131,43 @@ def externalize(protos: list[onnx.ModelProto], directory: Path, location: str) -
                 t.data_location = onnx.TensorProto.EXTERNAL
 
 
-def write_graphs(protos: dict[str, onnx.ModelProto], directory: Path, variant: str | None) -> dict[str, str]:
-    """Save graphs (a subset of ALL_GRAPHS) with their weights files; graph -> file name."""
-    files = {}
+def signed_twin(proto: onnx.ModelProto, directory: Path) -> onnx.ModelProto | None:
+    """A copy of ``proto`` (its weights already in ``directory``'s files) with its int8 GEMM weights
+    signed (:func:`asrquant.runtime.signed_graph.to_signed`), or None where the edit changes nothing.
+    The copy is of the graph without its weights, and its unchanged tensors keep their references
+    into the graph's weights file: a twin whose weights are load-time inputs (the ``encoder_weights``
+    graph's) differs only in types and zero points, and adds no weights to the artifact."""
+    if not any(n.op_type == OP for n in proto.graph.node):
+        return None
+    twin = onnx.ModelProto()
+    twin.CopyFrom(proto)
+    return twin if to_signed(twin, str(directory)) else None
+
+
+def write_graphs(protos: dict[str, onnx.ModelProto], directory: Path,
+                 variant: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Save graphs (a subset of ALL_GRAPHS) with their weights files, and the signed twin of each
+    graph that has one; (graph -> file name, graph -> twin's file name)."""
+    files, twins = {}, {}
     for stem in sorted({WEIGHTS_STEM[g] for g in protos}):
         members = [g for g in ALL_GRAPHS if g in protos and WEIGHTS_STEM[g] == stem]
         externalize([protos[g] for g in members], directory, weights_file(members[0], variant))
+        signed = {g: t for g in members if (t := signed_twin(protos[g], directory)) is not None}
+        # The int8 weights a twin stores itself (signed initializers: other bytes under the same
+        # names) go to a file of the twins' own, not into the graphs' file: each runner then reads
+        # only the file of the graph it opens, and a CPU without VNNI / AMX pays nothing for twins
+        # but disk. The twins of graphs sharing one weights file share this one, as their graphs do.
+        own = signed_weights_file(members[0], variant)
+        externalize(list(signed.values()), directory, own)
+        if not (directory / own).stat().st_size:
+            (directory / own).unlink()  # the usual twin: nothing of its own to store
         for g in members:
             files[g] = graph_file(g, variant)
             (directory / files[g]).write_bytes(protos[g].SerializeToString())
-    return files
+            if g in signed:
+                twins[g] = signed_graph_file(g, variant)
+                (directory / twins[g]).write_bytes(signed[g].SerializeToString())
+    return files, twins
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -178,12 +212,18 @@ def write_onnx_artifact(out: str | Path, protos: dict[str, onnx.ModelProto], *, 
                     _link_or_copy(out / rel, tmp / rel)
             variants = {k: v for k, v in old["variants"].items() if k != name}
         skip = _unchanged(hashes, variants.get(DEFAULT_VARIANT, {})) if name != DEFAULT_VARIANT else set()
-        files = write_graphs({g: p for g, p in protos.items() if g not in skip}, tmp,
-                             None if name == DEFAULT_VARIANT else name)
+        files, twins = write_graphs({g: p for g, p in protos.items() if g not in skip}, tmp,
+                                    None if name == DEFAULT_VARIANT else name)
         files.update({g: graph_file(g) for g in skip})
+        # An unchanged graph's twin is the default's. A default written before twins says nothing of
+        # them: this variant then records none either, and the runner edits its graphs in memory.
+        default_twins = variants.get(DEFAULT_VARIANT, {}).get("signed_graphs")
+        known = not skip or default_twins is not None
+        twins.update({g: default_twins[g] for g in skip if g in (default_twins or {})})
         (tmp / "config.json").write_text(json.dumps(config, indent=1) + "\n")
         shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
-        variants[name] = {**(variant_info or {}), "graphs": files, "content_sha256": hashes}
+        variants[name] = {**(variant_info or {}), "graphs": files, **({"signed_graphs": twins} if known else {}),
+                          "content_sha256": hashes}
         encoder = protos.get("encoder")
         layout = lowest_layout([o.name for o in encoder.graph.output] if encoder is not None else [])
         if old is not None:  # the variants kept from before may need a later layout than this one
@@ -194,8 +234,9 @@ def write_onnx_artifact(out: str | Path, protos: dict[str, onnx.ModelProto], *, 
 
 
 def _belongs_to(rel: str, variant: str) -> bool:
-    """Files written by ``variant`` (replaced when it is exported again)."""
-    return any(rel in (graph_file(g, variant), weights_file(g, variant)) for g in ALL_GRAPHS)
+    """Files written by ``variant`` (replaced when it is exported again), its twins' included."""
+    return any(rel in (graph_file(g, variant), weights_file(g, variant), signed_graph_file(g, variant),
+                       signed_weights_file(g, variant)) for g in ALL_GRAPHS)
 
 
 def _existing(out: Path, source: dict, family: str) -> dict | None:

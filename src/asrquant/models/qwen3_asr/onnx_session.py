@@ -18,7 +18,7 @@ from ...errors import ArtifactError
 from ...runtime.int8_weights import open_graph
 from ...runtime.load_time_weights import load_time_weights
 from ...runtime.onnx import session_options
-from ...runtime.onnx_layout import ENCODER_WEIGHTS, open_variant
+from ...runtime.onnx_layout import ENCODER_WEIGHTS, open_variant, signed_graph_files
 from .detect import FAMILY
 from .features import chunk_mel
 from .tokenizer import Qwen3ASRTokenizer
@@ -30,13 +30,18 @@ GRAPHS = ("encoder", "decoder_prefill", "decoder_step")
 class Qwen3ASROnnxSession:
     def __init__(self, graph_dir: str | Path, *, n_window: int = 50, n_window_infer: int = 800,
                  max_positions: int = 65536, providers: list[str] | None = None,
-                 files: dict[str, str] | None = None, threads: int | None = None):  # fmt: skip
-        """``files`` maps a graph to its file in ``graph_dir`` (default ``{graph}.onnx``)."""
+                 files: dict[str, str] | None = None, threads: int | None = None,
+                 signed: dict[str, str] | None = None):  # fmt: skip
+        """``files`` maps a graph to its file in ``graph_dir`` (default ``{graph}.onnx``); ``signed`` a
+        graph to the file to open where int8 weights run signed (its signed twin; see
+        asrquant.runtime.onnx_layout.signed_graph_files); without it, graphs are signed in memory."""
         d = Path(graph_dir)
         opts = session_options(threads or 0)  # 0: onnxruntime's default thread count
         prov = providers or ["CPUExecutionProvider"]
         files = files or {g: f"{g}.onnx" for g in GRAPHS}
-        self.graphs = {g: open_graph(d / files[g], opts, prov) for g in GRAPHS}  # int8 weights signed on VNNI / AMX
+        signed = signed or {}
+        self.graphs = {g: open_graph(d / files[g], opts, prov, d / signed[g] if g in signed else None)
+                       for g in GRAPHS}  # int8 weights signed on VNNI / AMX
         # {} unless the audio encoder's int8 weights are expanded at load (see asrquant.export.onnx.int8_matmul)
         weights = d / files[ENCODER_WEIGHTS] if ENCODER_WEIGHTS in files else None
         self.encoder_weights = load_time_weights(self.graphs["encoder"], d / files["encoder"], {"chunks", "n_tokens"},
@@ -80,11 +85,12 @@ def _read_config(path: Path) -> dict:
 def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | None = None):
     """(Qwen3ASRTranscriber, bytes of the files it runs) for an export of ``asrquant export``."""
     directory = Path(directory)
-    manifest, _, files = open_variant(directory, variant, FAMILY)
+    manifest, name, files = open_variant(directory, variant, FAMILY)
     listed = manifest["files"]
     config = _read_config(directory / "config.json")
     session = Qwen3ASROnnxSession(directory, n_window=config["n_window"], n_window_infer=config["n_window_infer"],
-                                  max_positions=config["max_positions"], files=files, threads=threads)
+                                  max_positions=config["max_positions"], files=files, threads=threads,
+                                  signed=signed_graph_files(directory, manifest, name, files))
     transcriber = Qwen3ASRTranscriber(session, Qwen3ASRTokenizer(directory / "tokenizer.json"), config["n_window"],
                                       config["n_mels"])
     return transcriber, _runtime_bytes(directory, files, listed)

@@ -20,7 +20,7 @@ from ...artifact import read_json
 from ...runtime.int8_weights import as_graph_takes, open_graph
 from ...runtime.load_time_weights import load_time_weights
 from ...runtime.onnx import session_options
-from ...runtime.onnx_layout import ENCODER_WEIGHTS, graph_file, open_variant, weights_file
+from ...runtime.onnx_layout import ENCODER_WEIGHTS, graph_file, open_variant, signed_graph_files, weights_file
 from .detect import FAMILY
 from .tokenizer import WhisperTokenizer
 from .transcribe import WhisperGeneration, WhisperTranscriber
@@ -118,8 +118,8 @@ class StepCache:
                          self.logits.shape[1])
 
 
-def _load(path: Path, threads: int, mem_pattern: bool = True) -> ort.InferenceSession:
-    return open_graph(path, session_options(threads, mem_pattern))  # int8 GEMM weights signed on VNNI / AMX
+def _load(path: Path, threads: int, mem_pattern: bool = True, signed: Path | None = None) -> ort.InferenceSession:
+    return open_graph(path, session_options(threads, mem_pattern), signed=signed)  # int8 weights signed on VNNI / AMX
 
 
 class OnnxWhisperSession:
@@ -129,12 +129,15 @@ class OnnxWhisperSession:
     prompt (T tokens at position 0); see :mod:`asrquant.models.whisper.onnx_graphs` for why the artifact's
     decoder_prefill graph is not loaded."""
 
-    def __init__(self, graphs: dict[str, Path], dims: dict, threads: int = 2):
-        self.encoder = _load(graphs["encoder"], threads, mem_pattern=False)
+    def __init__(self, graphs: dict[str, Path], dims: dict, threads: int = 2, signed: dict[str, Path] | None = None):
+        """``signed``: graph -> the file to open where int8 weights run signed (its signed twin; see
+        asrquant.runtime.onnx_layout.signed_graph_files); without it, graphs are signed in memory."""
+        signed = signed or {}
+        self.encoder = _load(graphs["encoder"], threads, mem_pattern=False, signed=signed.get("encoder"))
         # {} unless the encoder's int8 weights are expanded at load (see asrquant.export.onnx.int8_matmul)
         self.encoder_weights = load_time_weights(self.encoder, graphs["encoder"], {"mel"}, graphs.get(ENCODER_WEIGHTS),
                                                  threads)
-        self.step_graph = _load(graphs["decoder_step"], threads)
+        self.step_graph = _load(graphs["decoder_step"], threads, signed=signed.get("decoder_step"))
         self.n_layer = dims["n_text_layer"]
         self.n_vocab = dims["n_vocab"]
         self.max_positions = dims["n_text_ctx"]
@@ -188,7 +191,9 @@ def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | N
     manifest, name, files = open_variant(directory, variant, FAMILY)
     listed = manifest["files"]
     config = read_json(directory / "config.json")
-    session = OnnxWhisperSession({g: directory / f for g, f in files.items()}, config["dims"], threads)
+    signed = signed_graph_files(directory, manifest, name, files)
+    session = OnnxWhisperSession({g: directory / f for g, f in files.items()}, config["dims"], threads,
+                                 {g: directory / f for g, f in signed.items()})
     tokenizer = WhisperTokenizer(directory / "tokenizer.json", multilingual=config["multilingual"])
     generation = WhisperGeneration(tuple(config["suppress_ids"]), tuple(config["suppress_ids_begin"]), config["n_mels"])
     return WhisperTranscriber(session, tokenizer, generation), _runtime_bytes(files, name, listed)
