@@ -40,7 +40,8 @@ def write(path: Path) -> dict[str, float]:
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, K])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, N])],
                               [numpy_helper.from_array(b, "b"), numpy_helper.from_array(s, "s")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
     onnx.save(model, path, save_as_external_data=True, location=path.name + ".data", size_threshold=0)
     return {"codes_mb": round(b.nbytes / 2**20, 1), "scales_mb": round(s.nbytes / 2**20, 1)}
 
