@@ -64,16 +64,18 @@ def test_every_layer_reads_int8_keys_through_one_integer_product(keys, small_ckp
     assert variants["default"]["attention"] == {"encoder": "unfused"}
 
 
-def test_the_codes_are_the_float_keys_rounded_with_one_scale_per_layer_and_window(keys, monkeypatch):
+def test_the_codes_are_the_float_keys_rounded_with_one_scale_per_channel(keys, monkeypatch):
     """Two windows through one encoder run: each window's codes and scales are those of its own
-    float keys (the other window changes nothing), max|k| / 127 per layer, rounded half to even."""
+    float keys (the other window changes nothing), max|k| / 127 over the frames of each layer,
+    head and channel, rounded half to even."""
     monkeypatch.setenv(ENV, "u8")  # the codes as the encoder writes them, uint8 + 128
     float_keys = [c.k for c in opened(keys).session.encode_batch(mels())]
     crosses = opened(keys, "xk").session.encode_batch(mels())
     for k, cross in zip(float_keys, crosses):
-        scale = np.abs(k).max(axis=(2, 3, 4)) / np.float32(127)
-        assert np.array_equal(cross.k_scale, scale.astype(np.float32))
-        codes = np.rint(k / scale[:, :, None, None, None]) + 128
+        scale = np.abs(k).max(axis=4, keepdims=True) / np.float32(127)  # [L, 1, H, dh, 1]
+        assert np.array_equal(cross.k_scale, scale.reshape(cross.k_scale.shape).astype(np.float32))
+        assert cross.k_scale.shape == k.shape[:3] + (1, k.shape[3])  # the queries' layout
+        codes = np.rint(k / scale) + 128
         assert cross.k.dtype == np.uint8 and np.array_equal(cross.k, codes.astype(np.uint8))
         assert cross.k.min() >= 1  # |code| <= 127: the symmetric range, no clipping
 

@@ -11,12 +11,17 @@ The keys are also a quarter of the float32 cache a clip holds (whisper-base: 4.6
 The rewrite, on the traced graphs of :mod:`asrquant.models.whisper.onnx_graphs`:
 
 - the encoder's ``cross_k`` output [L, B, H, dh, A] becomes its codes, uint8 + 128, with one scale
-  per layer and window, ``cross_k_scale`` [L, B] = max|k| / 127 over the window's keys of that
-  layer (a window's codes do not depend on the other windows of its batch);
+  per key channel: ``cross_k_scale`` [L, B, H, 1, dh] = max|k| / 127 over the window's 1500 frames
+  of that layer, head and channel (a window's codes do not depend on the other windows of its
+  batch). Keys have outlier channels (KIVI, "quantize keys per channel"); one scale per layer
+  measured +0.9 pp WER and 2 more loops on the tuning clips (benchmarks/onnx-speed/README.md);
 - in each decoder graph, input ``cross_k_i`` takes those codes (batch 1, broadcast over the
-  beams, as the float keys were) and ``cross_k_scale_i`` [1] its scale; the scores
-  ``MatMul(Mul(q, 1/sqrt(dh)), cross_k_i)`` become ``MatMulIntegerToFloat(q8, cross_k_i)`` with
-  the queries quantized per step, one scale for the step's tensor, as :mod:`.int8_scores` does.
+  beams, as the float keys were) and ``cross_k_scale_i`` [1, H, 1, dh] their scales. The scores
+  ``MatMul(Mul(q, 1/sqrt(dh)), cross_k_i)`` become
+  ``MatMulIntegerToFloat(q8, cross_k_i) * s_q``: the channel scales multiply the queries first
+  (sum_d q_d s_d k8_d = q . k, so the codes' channel scales cost a product over dh values, not
+  over the scores), then each query row (beam, head, token) is quantized with its own scale s_q,
+  which multiplies the row's scores after the integer product.
 
 Codes are uint8 + 128 with zero point 128, exact on every CPU; on a CPU with VNNI or AMX the
 runner reads them as int8 (:mod:`asrquant.runtime.int8_weights`). Not the fake-quant numbers: an
@@ -30,13 +35,13 @@ import onnx
 from onnx import TensorProto, helper
 
 from .int8_matmul import ZERO
-from .int8_scores import absmax_scale, shared_constants
+from .int8_scores import shared_constants
 from .matmulnbits import DOMAIN, const_node
 
 P = "int8_cross"
 KEYS, SCALE = "cross_k", "cross_k_scale"
-OP_NOTE = ("MatMulIntegerToFloat for the decoder's cross-attention scores: keys int8 per layer and window "
-           "(uint8 + 128, computed by the encoder), queries int8 per step; values float32")
+OP_NOTE = ("MatMulIntegerToFloat for the decoder's cross-attention scores: keys int8 per channel (uint8 + 128, "
+           "computed by the encoder), queries int8 per row; values float32")
 
 
 def scale_input(layer: int) -> str:
@@ -55,9 +60,8 @@ def quantize_encoder_keys(proto: onnx.ModelProto) -> None:
     nodes = [c for c in shared_constants(P) if c.output[0] in (f"{P}/qmax", f"{P}/tiny")] + [
         const_node(f"{P}/offset", float(ZERO), np.float32),
         helper.make_node("Abs", [k], [f"{P}/abs"], name=f"/{P}/Abs"),
-        # one scale per (layer, window): the maximum over heads, channels and frames
-        helper.make_node("ReduceMax", [f"{P}/abs"], [f"{P}/amax"], name=f"/{P}/ReduceMax", axes=[2, 3, 4],
-                         keepdims=1),
+        # one scale per (layer, window, head, channel): the maximum over the frames
+        helper.make_node("ReduceMax", [f"{P}/abs"], [f"{P}/amax"], name=f"/{P}/ReduceMax", axes=[4], keepdims=1),
         helper.make_node("Max", [f"{P}/amax", f"{P}/tiny"], [f"{P}/amax_pos"], name=f"/{P}/Max"),
         helper.make_node("Div", [f"{P}/amax_pos", f"{P}/qmax"], [f"{P}/scale5"], name=f"/{P}/Scale"),
         # |k| / scale <= 127, so the codes + 128 lie in [1, 255]: no clipping needed
@@ -65,12 +69,13 @@ def quantize_encoder_keys(proto: onnx.ModelProto) -> None:
         helper.make_node("Round", [f"{P}/ratio"], [f"{P}/rounded"], name=f"/{P}/Round"),  # half to even
         helper.make_node("Add", [f"{P}/rounded", f"{P}/offset"], [f"{P}/shifted"], name=f"/{P}/Add"),
         helper.make_node("Cast", [f"{P}/shifted"], [KEYS], name=f"/{P}/Cast", to=TensorProto.UINT8),
-        const_node(f"{P}/scale_shape", [0, 0], np.int64),  # [L, B, 1, 1, 1] -> [L, B]
+        # [L, B, H, dh, 1] -> [L, B, H, 1, dh], the queries' layout (the same order in memory)
+        const_node(f"{P}/scale_shape", [0, 0, 0, 1, -1], np.int64),
         helper.make_node("Reshape", [f"{P}/scale5", f"{P}/scale_shape"], [SCALE], name=f"/{P}/ScaleShape")]
     g.node.extend(nodes)
     out.type.tensor_type.elem_type = TensorProto.UINT8
-    dims = [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim][:2]
-    g.output.append(helper.make_tensor_value_info(SCALE, TensorProto.FLOAT, dims))
+    dims = [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim]
+    g.output.append(helper.make_tensor_value_info(SCALE, TensorProto.FLOAT, dims[:3] + [1, dims[3]]))
 
 
 def quantize_decoder_scores(proto: onnx.ModelProto, n_layer: int) -> int:
@@ -95,23 +100,31 @@ def quantize_decoder_scores(proto: onnx.ModelProto, n_layer: int) -> int:
                 raise ValueError(f"{mm.name}: not the traced MatMul(Mul(q, c), {name}) of an asrquant decoder")
             alpha = float(onnx.numpy_helper.to_array(helper.get_attribute_value(constants[mul.input[1]].attribute[0])))
             p = f"{P}/layer{i}/{len(before)}"
-            q = mul.input[0]
-            before[id(mm)] = absmax_scale(q, p, P) + [
-                helper.make_node("QuantizeLinear", [q, f"{p}/scale", f"{P}/zero"], [f"{p}/q8"], name=f"/{p}/Quantize"),
+            before[id(mm)] = [
+                helper.make_node("Mul", [mul.input[0], scale_input(i)], [f"{p}/qs"], name=f"/{p}/ChannelScales"),
+                helper.make_node("Abs", [f"{p}/qs"], [f"{p}/abs"], name=f"/{p}/Abs"),
+                helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"/{p}/ReduceMax", axes=[-1],
+                                 keepdims=1),
+                helper.make_node("Max", [f"{p}/amax", f"{P}/tiny"], [f"{p}/amax_pos"], name=f"/{p}/Max"),
+                helper.make_node("Div", [f"{p}/amax_pos", f"{P}/qmax"], [f"{p}/row_scale"], name=f"/{p}/RowScale"),
+                helper.make_node("Div", [f"{p}/qs", f"{p}/row_scale"], [f"{p}/ratio"], name=f"/{p}/Div"),
+                helper.make_node("Round", [f"{p}/ratio"], [f"{p}/rounded"], name=f"/{p}/Round"),
+                helper.make_node("Add", [f"{p}/rounded", f"{P}/offset"], [f"{p}/shifted"], name=f"/{p}/Add"),
+                helper.make_node("Cast", [f"{p}/shifted"], [f"{p}/q8"], name=f"/{p}/Cast", to=TensorProto.UINT8),
                 const_node(f"{p}/alpha", alpha, np.float32),
-                helper.make_node("Mul", [f"{p}/scale", scale_input(i)], [f"{p}/qk_scale"], name=f"/{p}/QKScale"),
-                helper.make_node("Mul", [f"{p}/qk_scale", f"{p}/alpha"], [f"{p}/out_scale"], name=f"/{p}/OutScale"),
-                helper.make_node("MatMulIntegerToFloat", [f"{p}/q8", name, f"{p}/out_scale", f"{P}/one", f"{P}/zero",
-                                                          f"{P}/zero"], [mm.output[0]],
-                                 name=f"/{p}/MatMulIntegerToFloat", domain=DOMAIN)]
+                helper.make_node("MatMulIntegerToFloat", [f"{p}/q8", name, f"{p}/alpha", f"{P}/one", f"{P}/zero",
+                                                          f"{P}/zero"], [f"{p}/scores"],
+                                 name=f"/{p}/MatMulIntegerToFloat", domain=DOMAIN),
+                helper.make_node("Mul", [f"{p}/scores", f"{p}/row_scale"], [mm.output[0]], name=f"/{p}/Scores")]
             dropped |= {id(mm), id(mul)}
         inputs[name].type.tensor_type.elem_type = TensorProto.UINT8
-        g.input.append(helper.make_tensor_value_info(scale_input(i), TensorProto.FLOAT, [1]))
+        heads, head_dim = (d.dim_value for d in inputs[name].type.tensor_type.shape.dim[1:3])
+        g.input.append(helper.make_tensor_value_info(scale_input(i), TensorProto.FLOAT, [1, heads, 1, head_dim]))
     # a Mul's 1/sqrt(dh) constant read by nothing else goes with it
     used = {x for n in g.node if id(n) not in dropped for x in n.input}
     dropped |= {id(c) for name, c in constants.items() if name not in used}
     # each product's nodes take the place of the MatMul they replace
-    nodes = shared_constants(P) + [x for n in g.node
+    nodes = shared_constants(P) + [const_node(f"{P}/offset", float(ZERO), np.float32)] + [x for n in g.node
                                    for x in before.get(id(n), []) + ([] if id(n) in dropped else [n])]
     del g.node[:]
     g.node.extend(nodes)
