@@ -50,6 +50,8 @@ def test_every_layer_reads_int8_keys_through_one_integer_product(keys, small_ckp
     outputs = {o.name: o.type.tensor_type.elem_type for o in encoder.output}
     assert outputs == {"cross_k": onnx.TensorProto.UINT8, "cross_v": onnx.TensorProto.FLOAT,
                        "cross_k_scale": onnx.TensorProto.FLOAT}
+    read = {i for x in encoder.node for i in x.input} | set(outputs)
+    assert all(any(o in read for o in x.output) for x in encoder.node), "no node left computing nothing"
     for graph in ("decoder_step", "decoder_prefill"):
         g = onnx.load(keys / f"{graph}.xk.onnx", load_external_data=False).graph
         inputs = {i.name: i.type.tensor_type.elem_type for i in g.input}

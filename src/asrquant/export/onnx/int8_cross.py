@@ -48,6 +48,27 @@ def scale_input(layer: int) -> str:
     return f"{SCALE}_{layer}"
 
 
+def _codes(x: str, p: str, axis: int, codes: str) -> list[onnx.NodeProto]:
+    """``codes`` = uint8 ``round(x / {p}/scale) + 128``, with ``{p}/scale`` = max|x| / 127 along
+    ``axis`` (kept as a dimension of 1). |x| / scale <= 127, so the codes lie in [1, 255] and need
+    no clipping; Round is half to even, as numpy's rint."""
+    return [helper.make_node("Abs", [x], [f"{p}/abs"], name=f"/{p}/Abs"),
+            helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"/{p}/ReduceMax", axes=[axis],
+                             keepdims=1),
+            helper.make_node("Max", [f"{p}/amax", f"{P}/tiny"], [f"{p}/amax_pos"], name=f"/{p}/Max"),
+            helper.make_node("Div", [f"{p}/amax_pos", f"{P}/qmax"], [f"{p}/scale"], name=f"/{p}/Scale"),
+            helper.make_node("Div", [x, f"{p}/scale"], [f"{p}/ratio"], name=f"/{p}/Div"),
+            helper.make_node("Round", [f"{p}/ratio"], [f"{p}/rounded"], name=f"/{p}/Round"),
+            helper.make_node("Add", [f"{p}/rounded", f"{P}/offset"], [f"{p}/shifted"], name=f"/{p}/Add"),
+            helper.make_node("Cast", [f"{p}/shifted"], [codes], name=f"/{p}/Cast", to=TensorProto.UINT8)]
+
+
+def _constants(gemm: bool) -> list[onnx.NodeProto]:
+    """What :func:`_codes` reads, and with ``gemm`` what the integer product reads too."""
+    return [c for c in shared_constants(P) if gemm or c.output[0] in (f"{P}/qmax", f"{P}/tiny")] + [
+        const_node(f"{P}/offset", float(ZERO), np.float32)]
+
+
 def quantize_encoder_keys(proto: onnx.ModelProto) -> None:
     """Rewrite, in place, the encoder graph's ``cross_k`` output as codes plus ``cross_k_scale``."""
     g = proto.graph
@@ -57,21 +78,11 @@ def quantize_encoder_keys(proto: onnx.ModelProto) -> None:
     k = f"{P}/keys"
     for n in g.node:
         n.output[:] = [k if o == KEYS else o for o in n.output]
-    nodes = [c for c in shared_constants(P) if c.output[0] in (f"{P}/qmax", f"{P}/tiny")] + [
-        const_node(f"{P}/offset", float(ZERO), np.float32),
-        helper.make_node("Abs", [k], [f"{P}/abs"], name=f"/{P}/Abs"),
-        # one scale per (layer, window, head, channel): the maximum over the frames
-        helper.make_node("ReduceMax", [f"{P}/abs"], [f"{P}/amax"], name=f"/{P}/ReduceMax", axes=[4], keepdims=1),
-        helper.make_node("Max", [f"{P}/amax", f"{P}/tiny"], [f"{P}/amax_pos"], name=f"/{P}/Max"),
-        helper.make_node("Div", [f"{P}/amax_pos", f"{P}/qmax"], [f"{P}/scale5"], name=f"/{P}/Scale"),
-        # |k| / scale <= 127, so the codes + 128 lie in [1, 255]: no clipping needed
-        helper.make_node("Div", [k, f"{P}/scale5"], [f"{P}/ratio"], name=f"/{P}/Div"),
-        helper.make_node("Round", [f"{P}/ratio"], [f"{P}/rounded"], name=f"/{P}/Round"),  # half to even
-        helper.make_node("Add", [f"{P}/rounded", f"{P}/offset"], [f"{P}/shifted"], name=f"/{P}/Add"),
-        helper.make_node("Cast", [f"{P}/shifted"], [KEYS], name=f"/{P}/Cast", to=TensorProto.UINT8),
+    # one scale per (layer, window, head, channel): the maximum over the frames
+    nodes = _constants(gemm=False) + _codes(k, P, 4, KEYS) + [
         # [L, B, H, dh, 1] -> [L, B, H, 1, dh], the queries' layout (the same order in memory)
         const_node(f"{P}/scale_shape", [0, 0, 0, 1, -1], np.int64),
-        helper.make_node("Reshape", [f"{P}/scale5", f"{P}/scale_shape"], [SCALE], name=f"/{P}/ScaleShape")]
+        helper.make_node("Reshape", [f"{P}/scale", f"{P}/scale_shape"], [SCALE], name=f"/{P}/ScaleShape")]
     g.node.extend(nodes)
     out.type.tensor_type.elem_type = TensorProto.UINT8
     dims = [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim]
@@ -96,26 +107,18 @@ def quantize_decoder_scores(proto: onnx.ModelProto, n_layer: int) -> int:
         for mm in readers:
             mul = producer.get(mm.input[0])
             if not (mm.op_type == "MatMul" and mm.input[1] == name and mul is not None and mul.op_type == "Mul"
-                    and mul.input[1] in constants):
+                    and mul.input[1] in constants and [n for n in g.node if mul.output[0] in n.input] == [mm]):
                 raise ValueError(f"{mm.name}: not the traced MatMul(Mul(q, c), {name}) of an asrquant decoder")
             alpha = float(onnx.numpy_helper.to_array(helper.get_attribute_value(constants[mul.input[1]].attribute[0])))
             p = f"{P}/layer{i}/{len(before)}"
             before[id(mm)] = [
                 helper.make_node("Mul", [mul.input[0], scale_input(i)], [f"{p}/qs"], name=f"/{p}/ChannelScales"),
-                helper.make_node("Abs", [f"{p}/qs"], [f"{p}/abs"], name=f"/{p}/Abs"),
-                helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"/{p}/ReduceMax", axes=[-1],
-                                 keepdims=1),
-                helper.make_node("Max", [f"{p}/amax", f"{P}/tiny"], [f"{p}/amax_pos"], name=f"/{p}/Max"),
-                helper.make_node("Div", [f"{p}/amax_pos", f"{P}/qmax"], [f"{p}/row_scale"], name=f"/{p}/RowScale"),
-                helper.make_node("Div", [f"{p}/qs", f"{p}/row_scale"], [f"{p}/ratio"], name=f"/{p}/Div"),
-                helper.make_node("Round", [f"{p}/ratio"], [f"{p}/rounded"], name=f"/{p}/Round"),
-                helper.make_node("Add", [f"{p}/rounded", f"{P}/offset"], [f"{p}/shifted"], name=f"/{p}/Add"),
-                helper.make_node("Cast", [f"{p}/shifted"], [f"{p}/q8"], name=f"/{p}/Cast", to=TensorProto.UINT8),
+                *_codes(f"{p}/qs", p, -1, f"{p}/q8"),  # one scale per query row
                 const_node(f"{p}/alpha", alpha, np.float32),
                 helper.make_node("MatMulIntegerToFloat", [f"{p}/q8", name, f"{p}/alpha", f"{P}/one", f"{P}/zero",
                                                           f"{P}/zero"], [f"{p}/scores"],
                                  name=f"/{p}/MatMulIntegerToFloat", domain=DOMAIN),
-                helper.make_node("Mul", [f"{p}/scores", f"{p}/row_scale"], [mm.output[0]], name=f"/{p}/Scores")]
+                helper.make_node("Mul", [f"{p}/scores", f"{p}/scale"], [mm.output[0]], name=f"/{p}/Scores")]
             dropped |= {id(mm), id(mul)}
         inputs[name].type.tensor_type.elem_type = TensorProto.UINT8
         heads, head_dim = (d.dim_value for d in inputs[name].type.tensor_type.shape.dim[1:3])
@@ -124,8 +127,7 @@ def quantize_decoder_scores(proto: onnx.ModelProto, n_layer: int) -> int:
     used = {x for n in g.node if id(n) not in dropped for x in n.input}
     dropped |= {id(c) for name, c in constants.items() if name not in used}
     # each product's nodes take the place of the MatMul they replace
-    nodes = shared_constants(P) + [const_node(f"{P}/offset", float(ZERO), np.float32)] + [x for n in g.node
-                                   for x in before.get(id(n), []) + ([] if id(n) in dropped else [n])]
+    nodes = _constants(gemm=True) + [x for n in g.node for x in before.get(id(n), []) + ([] if id(n) in dropped else [n])]
     del g.node[:]
     g.node.extend(nodes)
     if not any(o.domain == DOMAIN for o in proto.opset_import):
