@@ -127,7 +127,8 @@ def quantize_decoder_scores(proto: onnx.ModelProto, n_layer: int) -> int:
     used = {x for n in g.node if id(n) not in dropped for x in n.input}
     dropped |= {id(c) for name, c in constants.items() if name not in used}
     # each product's nodes take the place of the MatMul they replace
-    nodes = _constants(gemm=True) + [x for n in g.node for x in before.get(id(n), []) + ([] if id(n) in dropped else [n])]
+    kept = [x for n in g.node for x in before.get(id(n), []) + ([] if id(n) in dropped else [n])]
+    nodes = _constants(gemm=True) + kept
     del g.node[:]
     g.node.extend(nodes)
     if not any(o.domain == DOMAIN for o in proto.opset_import):
