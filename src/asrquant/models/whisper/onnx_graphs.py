@@ -7,8 +7,8 @@
                      cross_k_i, cross_v_i -> logits [B, V], new_k [L, B, H, dh, T], new_v [L, B, H, T, dh]
                      (T = 1 per decoding step; the runner also feeds it the prompt, see below)
 
-With ``cross_keys="int8"`` the encoder writes cross_k as uint8 codes plus cross_k_scale [L, B],
-and the decoders take cross_k_i as codes plus cross_k_scale_i [1]
+With ``cross_keys="int8"`` the encoder writes cross_k as uint8 codes plus cross_k_scale
+[L, B, H, 1, dh], and the decoders take cross_k_i as codes plus cross_k_scale_i [1, H, 1, dh]
 (:mod:`asrquant.export.onnx.int8_cross`).
 
 Choices, and why:
