@@ -34,7 +34,7 @@ class Cross:
 
     k: np.ndarray  # [L, 1, H, dh, A]: float32, or int8 codes (uint8 + 128, or int8 where the graph reads int8)
     v: np.ndarray  # [L, 1, H, A, dh]
-    k_scale: np.ndarray | None = None  # [L, 1, H, 1, dh]: the codes' scale per channel (asrquant.export.onnx.int8_cross)
+    k_scale: np.ndarray | None = None  # [L, 1, H, 1, dh]: the codes' scales (asrquant.export.onnx.int8_cross)
 
     def feeds(self, i: int) -> dict[str, np.ndarray]:
         """Layer ``i``'s inputs of a decoder graph."""
