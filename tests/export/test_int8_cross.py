@@ -66,20 +66,50 @@ def test_every_layer_reads_int8_keys_through_one_integer_product(keys, small_ckp
     assert variants["default"]["attention"] == {"encoder": "unfused"}
 
 
-def test_the_codes_are_the_float_keys_rounded_with_one_scale_per_channel(keys, monkeypatch):
+def test_the_codes_are_the_float_keys_rounded_per_channel_between_their_min_and_max(keys, monkeypatch):
     """Two windows through one encoder run: each window's codes and scales are those of its own
-    float keys (the other window changes nothing), max|k| / 127 over the frames of each layer,
-    head and channel, rounded half to even."""
-    monkeypatch.setenv(ENV, "u8")  # the codes as the encoder writes them, uint8 + 128
+    float keys (the other window changes nothing): per layer, head and channel over the frames,
+    (k - min) / s rounded half to even, s = (max - min) / 255."""
+    monkeypatch.setenv(ENV, "u8")  # the codes as the encoder writes them
     float_keys = [c.k for c in opened(keys).session.encode_batch(mels())]
     crosses = opened(keys, "xk").session.encode_batch(mels())
     for k, cross in zip(float_keys, crosses):
-        scale = np.abs(k).max(axis=4, keepdims=True) / np.float32(127)  # [L, 1, H, dh, 1]
-        assert np.array_equal(cross.k_scale, scale.reshape(cross.k_scale.shape).astype(np.float32))
+        lo = k.min(axis=4, keepdims=True)
+        scale = (k.max(axis=4, keepdims=True) - lo) / np.float32(255)  # [L, 1, H, dh, 1]
         assert cross.k_scale.shape == k.shape[:3] + (1, k.shape[3])  # the queries' layout
-        codes = np.rint(k / scale) + 128
+        assert np.array_equal(cross.k_scale, scale.reshape(cross.k_scale.shape))
+        codes = np.rint((k - lo) / scale)
         assert cross.k.dtype == np.uint8 and np.array_equal(cross.k, codes.astype(np.uint8))
-        assert cross.k.min() >= 1  # |code| <= 127: the symmetric range, no clipping
+        assert cross.k.min() == 0 and cross.k.max() == 255  # each channel spans the whole range
+
+
+def test_the_scores_differ_from_the_float_ones_by_a_constant_per_row_and_int8_error(keys):
+    """The keys' offsets and the zero point add one number per query row to its scores, which the
+    Softmax ignores: the probabilities, not the scores, are close to the float ones."""
+    import onnxruntime as ort
+
+    from asrquant.export.onnx.int8_cross import quantize_decoder_scores
+
+    rng = np.random.default_rng(0)
+    h, dh, a = 2, 32, 1500
+    q = rng.standard_normal((1, h, 1, dh)).astype(np.float32)
+    k = (rng.standard_normal((1, h, dh, a)) + 3 * rng.standard_normal((1, h, dh, 1))).astype(np.float32)
+    g = onnx.helper
+    nodes = [g.make_node("Constant", [], ["c"], value=onnx.numpy_helper.from_array(np.array(dh ** -0.5, np.float32))),
+             g.make_node("Mul", ["q", "c"], ["qc"]), g.make_node("MatMul", ["qc", "cross_k_0"], ["s"]),
+             g.make_node("Softmax", ["s"], ["p"], axis=-1)]
+    graph = g.make_graph(nodes, "g", [g.make_tensor_value_info("q", onnx.TensorProto.FLOAT, [1, h, 1, dh]),
+                                      g.make_tensor_value_info("cross_k_0", onnx.TensorProto.FLOAT, [1, h, dh, a])],
+                         [g.make_tensor_value_info("p", onnx.TensorProto.FLOAT, None)])
+    model = g.make_model(graph, opset_imports=[g.make_opsetid("", 17)])
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"q": q, "cross_k_0": k})[0]
+    assert quantize_decoder_scores(model, 1) == 1
+    lo = k.min(axis=3, keepdims=True)
+    scale = (k.max(axis=3, keepdims=True) - lo) / np.float32(255)
+    codes = np.rint((k - lo) / scale).astype(np.uint8)
+    got = ort.InferenceSession(model.SerializeToString()).run(
+        None, {"q": q, "cross_k_0": codes, "cross_k_scale_0": scale.reshape(1, h, 1, dh)})[0]
+    assert np.abs(got - ref).max() < 0.02 * ref.max()
 
 
 def test_int8_keys_stay_close_to_the_float_keys_logits(keys):
@@ -109,9 +139,19 @@ def test_the_option_is_refused_where_it_has_no_meaning(small_ckpt, tmp_path):
 
     with pytest.raises(ValueError, match="cross_keys must be one of"):
         export_onnx(small_ckpt, tmp_path / "a", cross_keys="int4")
-    graph = onnx.helper.make_graph([], "g", [], [])
+    g = onnx.helper
+    graph = g.make_graph([], "g", [], [])
     with pytest.raises(ValueError, match="no input cross_k_0"):
-        quantize_decoder_scores(onnx.helper.make_model(graph), 1)
+        quantize_decoder_scores(g.make_model(graph), 1)
+    nodes = [g.make_node("Constant", [], ["c"], value=onnx.numpy_helper.from_array(np.array(0.5, np.float32))),
+             g.make_node("Mul", ["q", "c"], ["qc"]), g.make_node("MatMul", ["qc", "cross_k_0"], ["s"]),
+             g.make_node("Relu", ["s"], ["r"])]
+    f32 = onnx.TensorProto.FLOAT
+    graph = g.make_graph(nodes, "g", [g.make_tensor_value_info("q", f32, [1, 2, 1, 4]),
+                                      g.make_tensor_value_info("cross_k_0", f32, [1, 2, 4, 8])],
+                         [g.make_tensor_value_info("r", f32, None)])
+    with pytest.raises(ValueError, match="not one Softmax"):  # a constant per row would change a Relu's output
+        quantize_decoder_scores(g.make_model(graph), 1)
 
 
 def test_the_command_line_takes_it_for_onnx_only(small_ckpt, tmp_path, capsys):
