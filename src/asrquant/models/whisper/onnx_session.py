@@ -32,7 +32,7 @@ MIN_CAPACITY = 32
 class Cross:
     """One clip's cross-attention keys/values (batch 1: the graphs broadcast it over beams)."""
 
-    k: np.ndarray  # [L, 1, H, dh, A]: float32, or int8 codes (uint8 + 128, or int8 where the graph reads int8)
+    k: np.ndarray  # [L, 1, H, dh, A]: float32, or uint8 codes (int8, code XOR 0x80, where the graph reads int8)
     v: np.ndarray  # [L, 1, H, A, dh]
     k_scale: np.ndarray | None = None  # [L, 1, H, 1, dh]: the codes' scales (asrquant.export.onnx.int8_cross)
 
