@@ -22,8 +22,9 @@ PY=${PYTHON:-python}
 read -r CALIB REPORT < <($PY "$HERE/../tools/sets.py")
 read -r TUNE _ < <($PY "$HERE/../onnx-speed/tune_sets.py")
 for lr in 0.00025 0.001; do
-  r="$WORK/lr$lr-e2e-int8.toml"
-  sed "s/lr = 0.0005/lr = $lr/" "$WORK/lr5e-4-e2e-int8.toml" > "$r"
+  r="$WORK/lr$lr-e2e-int8.toml"  # the committed recipe with lr set in its three rules
+  sed "s/refine_options = { level = \"e2e\", activations = \"int8\" }/refine_options = { level = \"e2e\", lr = $lr, activations = \"int8\" }/; s/refine_options = { level = \"e2e\" }/refine_options = { level = \"e2e\", lr = $lr }/" \
+      "$HERE/recipes/gptq-int4-g64-enc32-emb4-dwq-e2e-int8.toml" > "$r"
   [ -f "$WORK/q-lr$lr-e2e-int8/manifest.json" ] || OMP_NUM_THREADS=1 $PY -m asrquant.cli quantize whisper-base \
       --recipe "$r" --calib "$CALIB" --out "$WORK/q-lr$lr-e2e-int8" --threads 1 --verbose --quiet \
       > "$WORK/q-lr$lr-e2e-int8.md" &
