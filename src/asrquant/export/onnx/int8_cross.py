@@ -43,13 +43,11 @@ import onnx
 from onnx import TensorProto, helper
 
 from .int8_matmul import ZERO
-from .int8_scores import shared_constants
+from .int8_scores import absmax_scale, shared_constants
 from .matmulnbits import DOMAIN, const_node
 
 P = "int8_cross"
 KEYS, SCALE = "cross_k", "cross_k_scale"
-OP_NOTE = ("MatMulIntegerToFloat for the decoder's cross-attention scores: keys int8 per channel (uint8 + 128, "
-           "computed by the encoder), queries int8 per row; values float32")
 
 
 def scale_input(layer: int) -> str:
@@ -60,15 +58,11 @@ def _query_codes(x: str, p: str, codes: str) -> list[onnx.NodeProto]:
     """``codes`` = uint8 ``round(x / {p}/scale) + 128``, ``{p}/scale`` = max|x| / 127 over the last
     axis (kept as a dimension of 1). |x| / scale <= 127, so the codes lie in [1, 255] and need no
     clipping; Round is half to even, as numpy's rint."""
-    return [helper.make_node("Abs", [x], [f"{p}/abs"], name=f"/{p}/Abs"),
-            helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"/{p}/ReduceMax", axes=[-1],
-                             keepdims=1),
-            helper.make_node("Max", [f"{p}/amax", f"{P}/tiny"], [f"{p}/amax_pos"], name=f"/{p}/Max"),
-            helper.make_node("Div", [f"{p}/amax_pos", f"{P}/qmax"], [f"{p}/scale"], name=f"/{p}/Scale"),
-            helper.make_node("Div", [x, f"{p}/scale"], [f"{p}/ratio"], name=f"/{p}/Div"),
-            helper.make_node("Round", [f"{p}/ratio"], [f"{p}/rounded"], name=f"/{p}/Round"),
-            helper.make_node("Add", [f"{p}/rounded", f"{P}/offset"], [f"{p}/shifted"], name=f"/{p}/Add"),
-            helper.make_node("Cast", [f"{p}/shifted"], [codes], name=f"/{p}/Cast", to=TensorProto.UINT8)]
+    return absmax_scale(x, p, P, axis=-1) + [
+        helper.make_node("Div", [x, f"{p}/scale"], [f"{p}/ratio"], name=f"/{p}/Div"),
+        helper.make_node("Round", [f"{p}/ratio"], [f"{p}/rounded"], name=f"/{p}/Round"),
+        helper.make_node("Add", [f"{p}/rounded", f"{P}/offset"], [f"{p}/shifted"], name=f"/{p}/Add"),
+        helper.make_node("Cast", [f"{p}/shifted"], [codes], name=f"/{p}/Cast", to=TensorProto.UINT8)]
 
 
 def _key_codes(x: str, p: str) -> list[onnx.NodeProto]:

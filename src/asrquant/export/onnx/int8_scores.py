@@ -38,10 +38,12 @@ OP_NOTE = ("MatMulIntegerToFloat for the encoder's attention scores: queries int
            "(uint8 + 128), probabilities' product float32")
 
 
-def absmax_scale(x: str, p: str, shared: str = P) -> list[onnx.NodeProto]:
-    """``{p}/scale = max(max|x|, tiny) / 127`` (a scalar), from the constants of :func:`shared_constants`."""
+def absmax_scale(x: str, p: str, shared: str = P, axis: int | None = None) -> list[onnx.NodeProto]:
+    """``{p}/scale = max(max|x|, tiny) / 127`` from the constants of :func:`shared_constants` under
+    ``shared``: a scalar, or with ``axis`` one per slice along it (kept as a dimension of 1)."""
+    reduce = {"keepdims": 0} if axis is None else {"axes": [axis], "keepdims": 1}
     return [helper.make_node("Abs", [x], [f"{p}/abs"], name=f"/{p}/Abs"),
-            helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"/{p}/ReduceMax", keepdims=0),
+            helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"/{p}/ReduceMax", **reduce),
             helper.make_node("Max", [f"{p}/amax", f"{shared}/tiny"], [f"{p}/amax_pos"], name=f"/{p}/Max"),
             helper.make_node("Div", [f"{p}/amax_pos", f"{shared}/qmax"], [f"{p}/scale"], name=f"/{p}/Scale")]
 
