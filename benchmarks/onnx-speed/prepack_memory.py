@@ -16,14 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from memory import status  # this directory's memory.py: VmRSS and VmHWM of this process
+
 N, K, BLOCK = 51865, 512, 64
-
-
-def rss_mb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def write(path: Path) -> dict[str, float]:
@@ -54,11 +49,11 @@ def measure(path: str, prepack: bool) -> dict[str, float]:
     options.intra_op_num_threads = 1
     if not prepack:
         options.add_session_config_entry("session.disable_prepacking", "1")
-    before = rss_mb()
+    before = status()["VmRSS"]
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    opened = rss_mb()
+    opened = status()["VmRSS"]
     session.run(None, {"a": np.ones((1, K), np.float32)})
-    return {"opened_mb": round(opened - before, 1), "after_a_run_mb": round(rss_mb() - before, 1)}
+    return {"opened_mb": round(opened - before, 1), "after_a_run_mb": round(status()["VmRSS"] - before, 1)}
 
 
 def main() -> None:
