@@ -97,6 +97,15 @@ def signed_weights_file(graph: str, variant: str | None = None) -> str:
     return f"{WEIGHTS_STEM[graph]}{_suffix(variant)}{SIGNED}.onnx.data"
 
 
+def runtime_bytes(files: dict[str, str], variant: str, listed: dict) -> int:
+    """Bytes of the graphs a runner opens (graph -> file, as resolved for ``variant``) and of the
+    weights files they read, by the layout's names: no graph is parsed, so no ``onnx`` import."""
+    used = set(files.values())
+    for g, f in files.items():
+        used.add(weights_file(g, None if f == graph_file(g) else variant))
+    return sum(listed[f]["bytes"] for f in used if f in listed)
+
+
 def check_variant_name(variant: str) -> str:
     if not variant or not all(c.isalnum() or c in "-_" for c in variant):
         raise ValueError(f"variant name {variant!r}: use letters, digits, '-' and '_' only")

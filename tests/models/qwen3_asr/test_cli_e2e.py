@@ -150,7 +150,8 @@ def test_onnx_engine_runs_without_torch(work):
     code = ("import sys; from asrquant.engines import open_engine; import numpy as np; "
             f"e = open_engine({str(work['onnx'])!r}); "
             "out = e.transcribe(np.zeros(16000, np.float32) + 0.01, 'en', 1, 3); "
-            "assert 'torch' not in sys.modules, 'torch imported'; print(len(out.tokens))")
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert 'onnx' not in sys.modules, 'onnx imported'; print(len(out.tokens))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert int(r.stdout.strip()) > 0
@@ -205,6 +206,22 @@ def test_float_export_added_as_a_variant_runs_as_the_float_model(work, tmp_path)
     assert set(variants) == {"default", "float"} and variants["float"]["recipe"] is None
     want = _tokens(open_engine(str(work["ckpt"])), work)
     assert _tokens(open_engine(f"{onnx_dir}@float"), work) == want
+    for spec, variant in ((str(onnx_dir), "default"), (f"{onnx_dir}@float", "float")):
+        assert open_engine(spec).size_bytes == _bytes_read(onnx_dir, variant)
+
+
+def _bytes_read(directory, variant: str) -> int:
+    """What a runner of ``variant`` reads, from its graphs' own external-data locations (the size
+    the runner reports by the layout's file names, without parsing a graph)."""
+    import onnx
+
+    manifest = json.loads((directory / "manifest.json").read_text())
+    graphs = manifest["variants"][variant]["graphs"]
+    used = set(graphs.values())
+    for f in graphs.values():
+        proto = onnx.load(str(directory / f), load_external_data=False)
+        used |= {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
+    return sum(manifest["files"][f]["bytes"] for f in used)
 
 
 def test_saved_quantized_dir_exports_to_compressed_tensors_with_the_hf_config(work, tmp_path):
@@ -235,6 +252,7 @@ def test_int8_compute_variant_runs_the_audio_encoder_in_int8(work, tmp_path, mon
     assert "MatMulNBits" not in {n.op_type for n in encoder.graph.node}
     tokens = _tokens(open_engine(f"{onnx_dir}@i8"), work)
     assert all(tokens) and all(len(t) <= MAX_NEW for t in tokens)
+    assert open_engine(f"{onnx_dir}@i8").size_bytes == _bytes_read(onnx_dir, "i8")
     # the shared writer gives the audio encoder its signed twin; opened signed, it runs as the in-memory edit
     assert variant["signed_graphs"] == {"encoder": "encoder.i8+s8.onnx"}
     monkeypatch.setenv(ENV, "s8")

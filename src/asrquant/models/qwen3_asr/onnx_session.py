@@ -18,7 +18,7 @@ from ...errors import ArtifactError
 from ...runtime.int8_weights import open_graph
 from ...runtime.load_time_weights import load_time_weights
 from ...runtime.onnx import session_options
-from ...runtime.onnx_layout import ENCODER_WEIGHTS, open_variant, signed_graph_files
+from ...runtime.onnx_layout import ENCODER_WEIGHTS, open_variant, runtime_bytes, signed_graph_files
 from .detect import FAMILY
 from .features import chunk_mel
 from .tokenizer import Qwen3ASRTokenizer
@@ -93,19 +93,7 @@ def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | N
                                   signed=signed_graph_files(directory, manifest, name, files))
     transcriber = Qwen3ASRTranscriber(session, Qwen3ASRTokenizer(directory / "tokenizer.json"), config["n_window"],
                                       config["n_mels"])
-    return transcriber, _runtime_bytes(directory, files, listed)
-
-
-def _runtime_bytes(directory: Path, files: dict[str, str], listed: dict) -> int:
-    """Bytes of the graphs and of the external weights files they read."""
-    import onnx
-
-    used = set(files.values())
-    for f in files.values():
-        proto = onnx.load(str(directory / f), load_external_data=False)
-        for t in proto.graph.initializer:
-            used.update(e.value for e in t.external_data if e.key == "location")
-    return sum(listed[f]["bytes"] for f in used if f in listed)
+    return transcriber, runtime_bytes(files, name, listed)
 
 
 def open_transcriber(directory: Path, threads: int, variant: str | None, spec: str):

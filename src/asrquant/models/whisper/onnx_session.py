@@ -20,7 +20,7 @@ from ...artifact import read_json
 from ...runtime.int8_weights import as_graph_takes, open_graph
 from ...runtime.load_time_weights import load_time_weights
 from ...runtime.onnx import session_options
-from ...runtime.onnx_layout import ENCODER_WEIGHTS, graph_file, open_variant, signed_graph_files, weights_file
+from ...runtime.onnx_layout import ENCODER_WEIGHTS, open_variant, runtime_bytes, signed_graph_files
 from .detect import FAMILY
 from .tokenizer import WhisperTokenizer
 from .transcribe import WhisperGeneration, WhisperTranscriber
@@ -196,15 +196,7 @@ def open_onnx_artifact(directory: str | Path, threads: int = 2, variant: str | N
                                  {g: directory / f for g, f in signed.items()})
     tokenizer = WhisperTokenizer(directory / "tokenizer.json", multilingual=config["multilingual"])
     generation = WhisperGeneration(tuple(config["suppress_ids"]), tuple(config["suppress_ids_begin"]), config["n_mels"])
-    return WhisperTranscriber(session, tokenizer, generation), _runtime_bytes(files, name, listed)
-
-
-def _runtime_bytes(files: dict[str, str], variant: str, listed: dict) -> int:
-    """Bytes of the graphs and of the weights files they read."""
-    used = set(files.values())
-    for g, f in files.items():
-        used.add(weights_file(g, None if f == graph_file(g) else variant))
-    return sum(listed[f]["bytes"] for f in used if f in listed)
+    return WhisperTranscriber(session, tokenizer, generation), runtime_bytes(files, name, listed)
 
 
 def open_transcriber(directory: Path, threads: int, variant: str | None, spec: str):
