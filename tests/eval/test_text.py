@@ -31,7 +31,11 @@ def test_chinese_code_switch_latin_is_lowercased_characters():
 
 
 def test_character_language_codes():
-    for lang in ("zh", "ZH", "cmn", "yue", "zh-CN", "zh_TW", "cmn_hans_cn"):
+    for lang in ("zh", "ZH", "cmn", "yue", "zh-CN", "zh_TW", "cmn_hans_cn", "ja", "ja_jp", "jpn", "th"):
         assert is_character_lang(lang), lang
-    for lang in ("en", "de", "ja", "eng"):
+    for lang in ("en", "de", "ko", "eng"):  # Korean is written with spaces between words
         assert not is_character_lang(lang), lang
+
+
+def test_japanese_is_scored_by_characters_not_as_one_word():
+    assert normalize("今日は、いい天気です。", "ja") == list("今日はいい天気です")
