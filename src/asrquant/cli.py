@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="registry name, HF or CTranslate2 Whisper directory, or a Qwen3-ASR / Mega-ASR directory")
     p.add_argument("--recipe", required=True, help="built-in recipe name or a recipe .toml")
     p.add_argument("--calib", help="calibration manifest.jsonl (real or synthetic audio, not the eval set)")
+    options.add_calib_clips(p)
     p.add_argument("--out", required=True, help="output directory (written atomically)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out if it exists (it is refused otherwise, and never the input itself)")

@@ -63,3 +63,10 @@ def variant_name(text: str) -> str:
         return check_variant_name(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_calib_clips(parser: argparse.ArgumentParser) -> None:
+    """``--calib-clips N`` (quantize, export): one definition, since both quantize by a recipe."""
+    parser.add_argument("--calib-clips", type=positive_int, metavar="N",
+                        help="calibration clips to use, spread over --calib's manifest (default: the recipe's "
+                             "[calibration] clips)")

@@ -45,6 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--calib", metavar="MANIFEST",
                    help="calibration clips (manifest.jsonl): for recipes that need them, and with --compute int8 "
                         "for the encoder's input smoothing (Whisper)")
+    options.add_calib_clips(p)
     p.add_argument("--variant", type=options.variant_name,
                    help="add the export to DIR as this variant (suffixed files beside the default); "
                         "DIR must be an ONNX export of ours from the same source, or absent")
@@ -186,8 +187,11 @@ def checkpoint(args):
         raise AsrQuantError(f"{args.model}: already quantized; --target {args.target} quantizes the float model "
                             "by its own recipe")
     if parsed.kind == "model" and (args.recipe or parsed.recipe) and not (args.recipe and parsed.recipe):
-        qm = quantize(parsed.model, args.recipe or parsed.recipe, args.calib, progress=not args.quiet)
+        qm = quantize(parsed.model, args.recipe or parsed.recipe, args.calib, progress=not args.quiet,
+                      clips=args.calib_clips)
         return qm, qm.ckpt, qm.recipe
+    if args.calib_clips is not None:
+        raise AsrQuantError(f"--calib-clips: {args.model} is not quantized by this export (no recipe to calibrate)")
     ckpt, recipe = load_checkpoint(args.model, args.recipe, args.calib, progress=not args.quiet)
     return None, ckpt, recipe
 

@@ -6,6 +6,7 @@ calibrate on real audio -> quantize by recipe, for any family (found by asrquant
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -20,10 +21,12 @@ from .saved import QuantizedModel, load_quantized, save_quantized
 
 
 def quantize(model: str, recipe: str | Recipe, calib: str | Path | None = None,
-             progress: bool = True) -> QuantizedModel:
+             progress: bool = True, clips: int | None = None) -> QuantizedModel:
     """Load ``model`` (a checkpoint of any family), calibrate on the clips of ``calib`` and
-    quantize by ``recipe``."""
+    quantize by ``recipe``; ``clips`` replaces the recipe's ``[calibration] clips`` (and is
+    recorded with it)."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    recipe = with_clips(recipe, clips, calib)
     family = families.get(families.family_of(model))
     calib_role = family.module("calib")
     calib_role.check_recipe(recipe)
@@ -35,6 +38,18 @@ def quantize(model: str, recipe: str | Recipe, calib: str | Path | None = None,
         samples, cal = calib_role.calibration_samples(ckpt, calib, recipe.clips or 32, progress)
     report = quantize_model(ckpt.model, recipe, samples, progress=progress)
     return QuantizedModel(ckpt, recipe, report, cal)
+
+
+def with_clips(recipe: Recipe, clips: int | None, calib) -> Recipe:
+    """``recipe`` taking ``clips`` calibration clips (``--calib-clips``), or as it is for None."""
+    if clips is None:
+        return recipe
+    if clips < 1:
+        raise AsrQuantError(f"--calib-clips must be at least 1, not {clips}")
+    if calib is None or not recipe.needs_calibration:
+        raise AsrQuantError(f"--calib-clips: recipe {recipe.name!r} "
+                            + ("calibrates on no clips" if not recipe.needs_calibration else "needs --calib as well"))
+    return dataclasses.replace(recipe, clips=clips)
 
 
 def load_checkpoint(spec: str, recipe: str | None = None, calib: str | None = None, progress: bool = True):
@@ -75,7 +90,7 @@ def cmd_quantize(args) -> int:
     prepare_out(args.out, overwrite=args.overwrite, inputs=input_paths(args.model, args.recipe, args.calib))
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    qm = quantize(args.model, args.recipe, args.calib, progress=not args.quiet)
+    qm = quantize(args.model, args.recipe, args.calib, progress=not args.quiet, clips=args.calib_clips)
     save_quantized(qm, args.out)
     report = qm.report
     size = (Path(args.out) / "model.safetensors").stat().st_size
