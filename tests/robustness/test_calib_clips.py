@@ -34,6 +34,9 @@ def test_calib_clips_without_a_calibrated_recipe_is_refused(capsys, small_dir, t
     refused(cli(capsys, "quantize", small_dir, "--recipe", "gptq-int4-g64", "--calib-clips", "2", "--out", out,
                 "--quiet"), "--calib-clips", "--calib")
     refused(cli(capsys, "export", small_dir, "--calib-clips", "2", "--out", out, "--quiet"), "--calib-clips")
+    q = tmp_path / "q32"  # already quantized: the clips it was calibrated on cannot change
+    assert cli(capsys, "quantize", small_dir, "--recipe", "rtn-int4-g64", "--out", q, "--quiet")[0] == 0
+    refused(cli(capsys, "export", q, "--calib-clips", "2", "--out", out, "--quiet"), "--calib-clips", str(q))
     refused(cli(capsys, "quantize", small_dir, "--recipe", "gptq-int4-g64", "--calib", calib, "--calib-clips", "0",
                 "--out", out), "--calib-clips", "at least 1")
     assert not out.exists() and not leftovers(tmp_path)

@@ -180,6 +180,8 @@ def checkpoint(args):
     from ..spec import parse
 
     parsed = parse(args.model)
+    if args.calib_clips is not None and not (parsed.kind == "model" and (args.recipe or parsed.recipe)):
+        raise AsrQuantError(f"--calib-clips: {args.model} is not quantized by this export (no recipe to calibrate)")
     if parsed.kind == "quantized" and not args.recipe:
         saved = load_quantized(parsed.model)
         return saved, saved.ckpt, saved.recipe
@@ -190,8 +192,6 @@ def checkpoint(args):
         qm = quantize(parsed.model, args.recipe or parsed.recipe, args.calib, progress=not args.quiet,
                       clips=args.calib_clips)
         return qm, qm.ckpt, qm.recipe
-    if args.calib_clips is not None:
-        raise AsrQuantError(f"--calib-clips: {args.model} is not quantized by this export (no recipe to calibrate)")
     ckpt, recipe = load_checkpoint(args.model, args.recipe, args.calib, progress=not args.quiet)
     return None, ckpt, recipe
 
