@@ -20,11 +20,7 @@ for m in whisper-base whisper-tiny.en; do
   [ -f "$OUT/$m-tune-float.json" ] || $PY -m asrquant.cli bench --model "$m" --model "$WORK/$m-float32" \
       --data "$WORK/tune-all.jsonl" --threads 1 --jobs 2 --json "$OUT/$m-tune-float.json" --markdown "$OUT/$m-tune-float.md"
   $PY "$HERE/merge.py" "$OUT/$m-tune-float.json" "$OUT/$m-tune.json" --out "$OUT/$m-tune-merged.md"
-  $PY - "$OUT/$m-tune-float.json" "$OUT/$m-tune.json" "$OUT/$m-tune-all.json" <<'PYEOF'
-import json, sys  # both runs' rows in one report, for paired.py
-a, b = (json.load(open(p)) for p in sys.argv[1:3])
-json.dump({**a, "runs": a["runs"] + b["runs"]}, open(sys.argv[3], "w"))
-PYEOF
+  $PY "$HERE/join_reports.py" "$OUT/$m-tune-float.json" "$OUT/$m-tune.json" --out "$OUT/$m-tune-all.json"  # for paired.py
   { for row in "$WORK/$m-float32" "$WORK/$m-cpu32" "$WORK/$m-cpuall"; do
       echo "$row vs fp32:"; $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$m-tune-all.json" "$m" "$row"; done
     echo "cpu32 (int8 compute) vs float32 (float compute):"

@@ -47,8 +47,7 @@ if [ -n "${ONE_BENCH:-}" ]; then
 else
   bench bench-a --model "$M" --model "$OUT/cpu-gptq"
   bench bench-b --model "$OUT/cpu-e2e" --model "$OUT/cpu-e2e-int8"
-  $PY -c "import json,sys; a,b=(json.load(open(p)) for p in sys.argv[1:3]); a['runs']+=b['runs']; json.dump(a,open(sys.argv[3],'w'))" \
-      "$OUT/bench-a.json" "$OUT/bench-b.json" "$OUT/combined.json"
+  $PY "$HERE/join_reports.py" "$OUT/bench-a.json" "$OUT/bench-b.json" --out "$OUT/combined.json"
 fi
 $PY "$HERE/merge.py" "$OUT/combined.json" --out "$OUT/merged.md"
 for pair in "$M $OUT/cpu-gptq" "$M $OUT/cpu-e2e" "$M $OUT/cpu-e2e-int8" "$OUT/cpu-gptq $OUT/cpu-e2e-int8" \

@@ -9,6 +9,8 @@ row's rate, its delta and whether that delta exceeds the float interval's half-w
 import json
 import sys
 
+from merge import _failed  # this folder's merge.py: what counts as a failed clip, one definition
+
 from asrquant.eval.metrics import bootstrap_ci
 
 
@@ -33,7 +35,7 @@ def main(path: str) -> None:
         print(f"| {lang} | {len(idx)} | {sum(refs)} | {100 * w0:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | "
               + " | ".join(cells) + " |")
     for r in runs:
-        failed = [c["id"] for c in r["clips"] if set(c["stops"]) - {"eot"} or not c["hyp"].strip()]
+        failed = [c["id"] for c in r["clips"] if _failed(c)]
         print(f"\n{r['spec']}: failures {len(failed)} {failed}", end="")
     print()
 

@@ -35,11 +35,7 @@ PYEOF
     --attention int8 --out "$WORK/$M-cpu-realloc" --quiet
 [ -f "$OUT/$M-tune-realloc.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-realloc" --data "$WORK/tune-all.jsonl" \
     --threads 1 --json "$OUT/$M-tune-realloc.json" --markdown "$OUT/$M-tune-realloc.md"
-$PY - "$OUT/$M-tune.json" "$OUT/$M-tune-realloc.json" "$OUT/$M-tune-realloc-all.json" <<'PYEOF'
-import json, sys  # q32's row and the candidate's in one report, for the rule and paired.py
-a, b = (json.load(open(p)) for p in sys.argv[1:3])
-json.dump({**a, "runs": a["runs"] + b["runs"]}, open(sys.argv[3], "w"))
-PYEOF
+$PY "$HERE/join_reports.py" "$OUT/$M-tune.json" "$OUT/$M-tune-realloc.json" --out "$OUT/$M-tune-realloc-all.json"
 verdict=$($PY "$HERE/calib_size_choose.py" "$OUT/$M-tune-realloc-all.json" "$WORK/$M-cpu32" "$WORK/$M-cpu-realloc")
 bits=$(grep -o -E "[0-9.]+ bits/weight on average" "$OUT/$M-q-realloc.md" | cut -d' ' -f1)
 mb=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['runs'][0]['size_bytes'] / 1e6)" "$OUT/$M-tune-realloc.json")
