@@ -5,6 +5,11 @@
 # clips and paired clip by clip with compute-gap.sh's fp32 and `q32` float-compute rows:
 #   enc8: the encoder's Linears int8 per output channel;  dec8: the decoder's Linears (self- and
 #   cross-attention, MLP) int8 per output channel;  emb8: the token table int8 in groups of 64.
+# Then within the decoder, one part of dec8 at a time (int8 per output channel, the rest as shipped):
+#   dsa8: the self-attention Linears;  dca8: the cross-attention Linears;  dmlp8: the MLPs.
+# Then what 8 bits leave: decemb8, dec8 and emb8 together (the encoder as shipped); int8, the
+# built-in `int8` recipe (every Linear int8 per channel, round to nearest, the table float): how far
+# a benign 8-bit quantization moves these words.
 # The parts at 8 bits exceed the 4.5 bits per weight: this asks where the loss is, not
 # what to ship.
 #
@@ -26,15 +31,22 @@ variants = {
     "enc8": shipped.replace(enc_rule, 'kind = "encoder"\n' + eight),
     "dec8": shipped.replace("[[rules]]\n", '[[rules]]\nkind = "decoder"\n' + eight + 'scale_dtype = "float16"\n'
                             'algorithm = "gptq"\noptions = { damp = 0.01, block_size = 128, act_order = true }\n\n[[rules]]\n', 1),
+    **{name: shipped.replace("[[rules]]\n", f'[[rules]]\nmatch = "decoder.blocks.*.{part}.*"\n' + eight
+                             + 'scale_dtype = "float16"\nalgorithm = "gptq"\n'
+                             'options = { damp = 0.01, block_size = 128, act_order = true }\n\n[[rules]]\n', 1)
+       for name, part in (("dsa8", "attn"), ("dca8", "cross_attn"), ("dmlp8", "mlp"))},
+    "int8": (Path(sys.argv[1]).parent / "int8.toml").read_text(),
     "emb8": shipped.replace('[embedding]\nmatch = "decoder.token_embedding"\nformat = "int"\nbits = 4',
                             '[embedding]\nmatch = "decoder.token_embedding"\nformat = "int"\nbits = 8'),
 }
+variants["decemb8"] = variants["dec8"].replace(shipped[shipped.index("[embedding]"):],
+                                               variants["emb8"][variants["emb8"].index("[embedding]"):])
 for name, text in variants.items():
     assert text != shipped, name
     (work / f"attr-{name}.toml").write_text(text)
 PYEOF
 M=whisper-base
-for v in enc8 dec8 emb8; do
+for v in enc8 dec8 emb8 dsa8 dca8 dmlp8 decemb8 int8; do
   [ -f "$WORK/$M-q-$v/manifest.json" ] || $PY -m asrquant.cli quantize $M --recipe "$WORK/attr-$v.toml" --calib "$CALIB" \
       --out "$WORK/$M-q-$v" --threads 2 --quiet > "$OUT/$M-q-$v.md"
   [ -f "$WORK/$M-float-$v/manifest.json" ] || $PY -m asrquant.cli export "$WORK/$M-q-$v" --fp16 --out "$WORK/$M-float-$v" --quiet
@@ -44,3 +56,15 @@ done
     --json "$OUT/$M-tune-attr.json" --markdown "$OUT/$M-tune-attr.md"
 $PY "$HERE/merge.py" "$OUT/$M-tune-float.json" "$OUT/$M-tune-attr.json" --out "$OUT/$M-tune-attr-merged.md"
 $PY "$HERE/merge.py" "$OUT/$M-tune-float.json" "$OUT/$M-tune-attr.json" --base float32 --out "$OUT/$M-tune-attr-vs-q32.md"
+[ -f "$OUT/$M-tune-attr-dec.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-float-dsa8" --model "$WORK/$M-float-dca8" \
+    --model "$WORK/$M-float-dmlp8" --data "$WORK/tune-all.jsonl" --threads 1 --jobs 2 \
+    --json "$OUT/$M-tune-attr-dec.json" --markdown "$OUT/$M-tune-attr-dec.md"
+$PY "$HERE/merge.py" "$OUT/$M-tune-float.json" "$OUT/$M-tune-attr.json" "$OUT/$M-tune-attr-dec.json" \
+    --out "$OUT/$M-tune-attr-dec-merged.md"
+$PY "$HERE/merge.py" "$OUT/$M-tune-float.json" "$OUT/$M-tune-attr.json" "$OUT/$M-tune-attr-dec.json" --base float32 \
+    --out "$OUT/$M-tune-attr-dec-vs-q32.md"
+[ -f "$OUT/$M-tune-attr-8.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-float-decemb8" --model "$WORK/$M-float-int8" \
+    --data "$WORK/tune-all.jsonl" --threads 1 --jobs 2 --json "$OUT/$M-tune-attr-8.json" --markdown "$OUT/$M-tune-attr-8.md"
+ALL=("$OUT/$M-tune-float.json" "$OUT/$M-tune-attr.json" "$OUT/$M-tune-attr-dec.json" "$OUT/$M-tune-attr-8.json")
+$PY "$HERE/merge.py" "${ALL[@]}" --out "$OUT/$M-tune-attr-8-merged.md"
+$PY "$HERE/merge.py" "${ALL[@]}" --base float32 --out "$OUT/$M-tune-attr-8-vs-q32.md"

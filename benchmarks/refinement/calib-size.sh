@@ -28,14 +28,12 @@ read -r TUNE_A TUNE_B < <($PY "$HERE/../onnx-speed/tune_sets.py")
 read -r POOL H1 H2 < <($PY "$HERE/calib_pool.py" "$WORK")
 $PY -c "from asrquant.cpu import describe_cpu; print(describe_cpu())" > "$OUT/cpu.txt"
 # One tuning manifest (audio paths absolute).
-$PY - "$TUNE_A" "$TUNE_B" "$WORK/tune-all.jsonl" <<'PYEOF'
+$PY - "$TUNE_A" "$TUNE_B" "$WORK/tune-all.jsonl" "$HERE" <<'PYEOF'
 import json, sys
 from pathlib import Path
-rows = []
-for m in map(Path, sys.argv[1:3]):
-    for line in m.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line); r["audio"] = str((m.parent / r["audio"]).resolve()); rows.append(r)
+sys.path.insert(0, sys.argv[4])
+from calib_pool import rows_of
+rows = rows_of(Path(sys.argv[1])) + rows_of(Path(sys.argv[2]))
 Path(sys.argv[3]).write_text("".join(json.dumps(r) + "\n" for r in rows))
 PYEOF
 recipe() {  # the shipped recipe with `clips = N`

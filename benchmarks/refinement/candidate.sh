@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Issue 19: one whisper-base recipe under the size budget, judged by the rule every allocation
+# candidate of this campaign shares (realloc.sh, decoder-bits.sh), fixed before their runs:
+# quantized on the default calibration set, exported as the `cpu` artifact (--compute int8 --fp16
+# --attention int8), benched greedy with one thread on calib-size.sh's 384 tuning clips; it is
+# chosen if it has fewer word errors than calib-size.sh's `q32` row there and no more failures, its
+# quantization report says at most 4.5 bits per weight and its artifact is at most 0.30 x fp16
+# (43.6 MB). Only then is it benched on the reporting clips (fp32 of calib-size-report.sh's run
+# pairs with it by merge.py).
+#
+#   bash benchmarks/refinement/candidate.sh WORK NAME RECIPE.toml   (after calib-size.sh and calib-size-report.sh WORK)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=${1:?usage: candidate.sh WORK NAME RECIPE}
+N=${2:?usage: candidate.sh WORK NAME RECIPE}
+RECIPE=${3:?usage: candidate.sh WORK NAME RECIPE}
+PY=${PYTHON:-python}
+OUT=$HERE/results/calib-size
+M=whisper-base
+read -r CALIB REPORT < <($PY "$HERE/../tools/sets.py")
+[ -f "$WORK/$M-q-$N/manifest.json" ] || $PY -m asrquant.cli quantize $M --recipe "$RECIPE" --calib "$CALIB" \
+    --out "$WORK/$M-q-$N" --threads 2 --verbose --quiet > "$OUT/$M-q-$N.md"
+[ -f "$WORK/$M-cpu-$N/manifest.json" ] || $PY -m asrquant.cli export "$WORK/$M-q-$N" --compute int8 --fp16 \
+    --attention int8 --out "$WORK/$M-cpu-$N" --quiet
+[ -f "$OUT/$M-tune-$N.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-$N" --data "$WORK/tune-all.jsonl" \
+    --threads 1 --json "$OUT/$M-tune-$N.json" --markdown "$OUT/$M-tune-$N.md"
+$PY "$HERE/join_reports.py" "$OUT/$M-tune.json" "$OUT/$M-tune-$N.json" --out "$OUT/$M-tune-$N-all.json"
+verdict=$($PY "$HERE/calib_size_choose.py" "$OUT/$M-tune-$N-all.json" "$WORK/$M-cpu32" "$WORK/$M-cpu-$N")
+bits=$(grep -o -E "[0-9.]+ bits/weight on average" "$OUT/$M-q-$N.md" | cut -d' ' -f1)
+mb=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['runs'][0]['size_bytes'] / 1e6)" "$OUT/$M-tune-$N.json")
+$PY -c "import sys; sys.exit(0 if float(sys.argv[1]) <= 4.5 and float(sys.argv[2]) <= 43.6 else 1)" "$bits" "$mb" \
+    || verdict="not chosen: over the budget ($bits bits per weight, $mb MB); $verdict"
+verdict="$verdict; $bits bits per weight, $mb MB"
+echo "$N: $verdict" | tee "$OUT/$M-$N-choice.txt"
+$PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-tune-$N-all.json" "$WORK/$M-cpu32" "$WORK/$M-cpu-$N" \
+    | tee "$OUT/$M-tune-$N-paired.txt"
+case $verdict in chosen*)
+  [ -f "$OUT/$M-report-$N.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-$N" --data "$REPORT" \
+      --threads 1 --json "$OUT/$M-report-$N.json" --markdown "$OUT/$M-report-$N.md"
+  $PY "$HERE/merge.py" "$OUT/$M-report.json" "$OUT/$M-report-$N.json" --out "$OUT/$M-report-$N-merged.md";;
+esac
