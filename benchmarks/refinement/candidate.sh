@@ -8,7 +8,9 @@
 # (43.6 MB). Only then is it benched on the reporting clips (fp32 of calib-size-report.sh's run
 # pairs with it by merge.py).
 #
-#   bash benchmarks/refinement/candidate.sh WORK NAME RECIPE.toml   (after calib-size.sh and calib-size-report.sh WORK)
+# CALIB (optional): a calibration manifest other than the default set (the same rule).
+#
+#   bash benchmarks/refinement/candidate.sh WORK NAME RECIPE.toml [CALIB]   (after calib-size.sh and calib-size-report.sh WORK)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${1:?usage: candidate.sh WORK NAME RECIPE}
@@ -18,6 +20,7 @@ PY=${PYTHON:-python}
 OUT=$HERE/results/calib-size
 M=whisper-base
 read -r CALIB REPORT < <($PY "$HERE/../tools/sets.py")
+CALIB=${4:-$CALIB}
 [ -f "$WORK/$M-q-$N/manifest.json" ] || $PY -m asrquant.cli quantize $M --recipe "$RECIPE" --calib "$CALIB" \
     --out "$WORK/$M-q-$N" --threads 2 --verbose --quiet > "$OUT/$M-q-$N.md"
 [ -f "$WORK/$M-cpu-$N/manifest.json" ] || $PY -m asrquant.cli export "$WORK/$M-q-$N" --compute int8 --fp16 \
