@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 19: GPTQ's dampening in the decoder. A decoder Linear's Hessian comes from the teacher-forced
-# token positions of the calibration clips: some 640 for the `cpu` target's 32 short clips, against
+# Issue 19: GPTQ's dampening in the decoder. A decoder Linear's Hessian (cross-attention keys and
+# values aside) comes from the teacher-forced token positions of the calibration clips: some 640 for the `cpu` target's 32 short clips, against
 # 512 inputs (attention, fc1) and 2048 (fc2). fc2's Hessian is then rank-deficient and the others
 # barely full, so with damp = 0.01 (the recipe's, LLM practice with 10^5 tokens) GPTQ's error
 # compensation moves weights along directions the calibration never saw. The encoder's Linears see
