@@ -8,7 +8,8 @@
 # (43.6 MB). Only then is it benched on the reporting clips (fp32 of calib-size-report.sh's run
 # pairs with it by merge.py).
 #
-# CALIB (optional): a calibration manifest other than the default set (the same rule).
+# CALIB (optional): a calibration manifest other than the default set (the same rule). BASE (in
+# the environment): the row it must beat, another of calib-size.sh's (default its `q32`).
 #
 #   bash benchmarks/refinement/candidate.sh WORK NAME RECIPE.toml [CALIB]   (after calib-size.sh and calib-size-report.sh WORK)
 set -euo pipefail
@@ -21,6 +22,7 @@ OUT=$HERE/results/calib-size
 M=whisper-base
 read -r CALIB REPORT < <($PY "$HERE/../tools/sets.py")
 CALIB=${4:-$CALIB}
+BASE=${BASE:-$WORK/$M-cpu32}
 [ -f "$WORK/$M-q-$N/manifest.json" ] || $PY -m asrquant.cli quantize $M --recipe "$RECIPE" --calib "$CALIB" \
     --out "$WORK/$M-q-$N" --threads 2 --verbose --quiet > "$OUT/$M-q-$N.md"
 [ -f "$WORK/$M-cpu-$N/manifest.json" ] || $PY -m asrquant.cli export "$WORK/$M-q-$N" --compute int8 --fp16 \
@@ -28,14 +30,14 @@ CALIB=${4:-$CALIB}
 [ -f "$OUT/$M-tune-$N.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-$N" --data "$WORK/tune-all.jsonl" \
     --threads 1 --json "$OUT/$M-tune-$N.json" --markdown "$OUT/$M-tune-$N.md"
 $PY "$HERE/join_reports.py" "$OUT/$M-tune.json" "$OUT/$M-tune-$N.json" --out "$OUT/$M-tune-$N-all.json"
-verdict=$($PY "$HERE/calib_size_choose.py" "$OUT/$M-tune-$N-all.json" "$WORK/$M-cpu32" "$WORK/$M-cpu-$N")
+verdict=$($PY "$HERE/calib_size_choose.py" "$OUT/$M-tune-$N-all.json" "$BASE" "$WORK/$M-cpu-$N")
 bits=$(grep -o -E "[0-9.]+ bits/weight on average" "$OUT/$M-q-$N.md" | cut -d' ' -f1)
 mb=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['runs'][0]['size_bytes'] / 1e6)" "$OUT/$M-tune-$N.json")
 $PY -c "import sys; sys.exit(0 if float(sys.argv[1]) <= 4.5 and float(sys.argv[2]) <= 43.6 else 1)" "$bits" "$mb" \
     || verdict="not chosen: over the budget ($bits bits per weight, $mb MB); $verdict"
 verdict="$verdict; $bits bits per weight, $mb MB"
 echo "$N: $verdict" | tee "$OUT/$M-$N-choice.txt"
-$PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-tune-$N-all.json" "$WORK/$M-cpu32" "$WORK/$M-cpu-$N" \
+$PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-tune-$N-all.json" "$BASE" "$WORK/$M-cpu-$N" \
     | tee "$OUT/$M-tune-$N-paired.txt"
 case $verdict in chosen*)
   [ -f "$OUT/$M-report-$N.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-$N" --data "$REPORT" \
