@@ -1,15 +1,12 @@
 #!/usr/bin/env bash
-# Issue 19: one whisper-base recipe under the size budget, judged by the rule every allocation
-# candidate of this campaign shares (realloc.sh, decoder-bits.sh), fixed before their runs:
-# quantized on the default calibration set, exported as the `cpu` artifact (--compute int8 --fp16
-# --attention int8), benched greedy with one thread on calib-size.sh's 384 tuning clips; it is
-# chosen if it has fewer word errors than calib-size.sh's `q32` row there and no more failures, its
-# quantization report says at most 4.5 bits per weight and its artifact is at most 0.30 x fp16
-# (43.6 MB). Only then is it benched on the reporting clips (fp32 of calib-size-report.sh's run
-# pairs with it by merge.py).
-#
-# CALIB (optional): a calibration manifest other than the default set (the same rule). BASE (in
-# the environment): the row it must beat, another of calib-size.sh's (default its `q32`).
+# Issue 19: one whisper-base recipe under the size budget, judged by the rule this campaign's
+# candidates share (realloc.sh, decoder-damp.sh, pseudo-labels.sh, dwq-pool.sh), fixed before
+# their runs: quantized (on the default calibration set, or CALIB), exported as the `cpu` artifact
+# (--compute int8 --fp16 --attention int8), benched greedy with one thread on calib-size.sh's 384
+# tuning clips; it is chosen if it has fewer word errors than calib-size.sh's `q32` row there (or
+# BASE, in the environment: another of its rows) and no more failures, its quantization report
+# says at most 4.5 bits per weight and its artifact is at most 0.30 x fp16 (43.6 MB). Only then is
+# it benched on the reporting clips (fp32 of calib-size-report.sh's run pairs with it by merge.py).
 #
 #   bash benchmarks/refinement/candidate.sh WORK NAME RECIPE.toml [CALIB]   (after calib-size.sh and calib-size-report.sh WORK)
 set -euo pipefail

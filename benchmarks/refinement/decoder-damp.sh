@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Issue 19: GPTQ's dampening in the decoder. A decoder Linear's Hessian (cross-attention keys and
-# values aside) comes from the teacher-forced token positions of the calibration clips: some 640 for the `cpu` target's 32 short clips, against
-# 512 inputs (attention, fc1) and 2048 (fc2). fc2's Hessian is then rank-deficient and the others
-# barely full, so with damp = 0.01 (the recipe's, LLM practice with 10^5 tokens) GPTQ's error
-# compensation moves weights along directions the calibration never saw. The encoder's Linears see
+# values aside) comes from the teacher-forced token positions of the calibration clips: some 640
+# for the `cpu` target's 32 short clips, against 512 inputs (attention, fc1) and 2048 (fc2).
+# fc2's Hessian is then rank-deficient and the others barely full, so with damp = 0.01 (the
+# recipe's, LLM practice with 10^5 tokens) GPTQ's error compensation moves weights along
+# directions the calibration never saw. The encoder's Linears see
 # 48,000 frames and keep theirs. attribution.sh put the loss in the decoder (and the table), and
 # no single part of it at 8 bits recovers much (self-attention +8 words, cross-attention -13,
 # MLPs -16 against -40 for all), so bits moved under the budget cannot; the decoder's 4-bit codes
