@@ -7,15 +7,17 @@
 # are not check clips (steps = 344), at lr-choice.sh's lowest step size (0.00025), the best-check
 # and early-stop rules of quant/refine.py as they are. Judged by candidate.sh's rule, fixed
 # before the run, against `qall` (GPTQ alone on the same clips), so the rule judges the refinement
-# and not the clips.
+# and not the clips. MODEL (second argument, default whisper-base): whisper-tiny.en the same way,
+# against its own `qall`, by the same rule, written before its run.
 #
-#   bash benchmarks/refinement/dwq-pool.sh WORK     (after calib-size.sh and calib-size-report.sh WORK)
+#   bash benchmarks/refinement/dwq-pool.sh WORK [MODEL]     (after calib-size.sh and calib-size-report.sh WORK)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${1:?usage: dwq-pool.sh WORK}
 PY=${PYTHON:-python}
+M=${2:-whisper-base}
 sed -e 's/^clips = 32$/clips = 348/' \
     -e 's/^refine_options = { level = "e2e" }$/refine_options = { level = "e2e", steps = 344, lr = 0.00025 }/' \
     "$HERE/recipes/gptq-int4-g64-enc32-emb4-dwq-e2e.toml" > "$WORK/dwq348.toml"
 [ "$(grep -c -E '^clips = 348$|steps = 344, lr = 0.00025' "$WORK/dwq348.toml")" = 3 ]
-BASE="$WORK/whisper-base-cpuall" bash "$HERE/candidate.sh" "$WORK" dwq348 "$WORK/dwq348.toml" "$WORK/pool-all.jsonl"
+MODEL=$M BASE="$WORK/$M-cpuall" bash "$HERE/candidate.sh" "$WORK" dwq348 "$WORK/dwq348.toml" "$WORK/pool-all.jsonl"
