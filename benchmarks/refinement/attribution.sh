@@ -27,20 +27,29 @@ shipped, work = Path(sys.argv[1]).read_text(), Path(sys.argv[2])
 enc_rule = 'kind = "encoder"\nformat = "int"\nbits = 4\ngroup_size = 32\nsymmetric = false\n'
 eight = 'format = "int"\nbits = 8\ngroup_size = -1\nsymmetric = true\n'
 assert enc_rule in shipped and shipped.count("[[rules]]") == 2
+table = '[embedding]\nmatch = "decoder.token_embedding"\nformat = "int"\nbits = '
+assert table + "4" in shipped
+
+
+def first_rule_8bit(text: str, selector: str) -> str:
+    """``text`` with a rule before its first: the Linears ``selector`` picks, int8 per channel, GPTQ."""
+    return text.replace("[[rules]]\n", "[[rules]]\n" + selector + eight + 'scale_dtype = "float16"\nalgorithm = "gptq"\n'
+                        'options = { damp = 0.01, block_size = 128, act_order = true }\n\n[[rules]]\n', 1)
+
+
+def table_8bit(text: str) -> str:
+    return text.replace(table + "4", table + "8")
+
+
 variants = {
     "enc8": shipped.replace(enc_rule, 'kind = "encoder"\n' + eight),
-    "dec8": shipped.replace("[[rules]]\n", '[[rules]]\nkind = "decoder"\n' + eight + 'scale_dtype = "float16"\n'
-                            'algorithm = "gptq"\noptions = { damp = 0.01, block_size = 128, act_order = true }\n\n[[rules]]\n', 1),
-    **{name: shipped.replace("[[rules]]\n", f'[[rules]]\nmatch = "decoder.blocks.*.{part}.*"\n' + eight
-                             + 'scale_dtype = "float16"\nalgorithm = "gptq"\n'
-                             'options = { damp = 0.01, block_size = 128, act_order = true }\n\n[[rules]]\n', 1)
+    "dec8": first_rule_8bit(shipped, 'kind = "decoder"\n'),
+    **{name: first_rule_8bit(shipped, f'match = "decoder.blocks.*.{part}.*"\n')
        for name, part in (("dsa8", "attn"), ("dca8", "cross_attn"), ("dmlp8", "mlp"))},
     "int8": (Path(sys.argv[1]).parent / "int8.toml").read_text(),
-    "emb8": shipped.replace('[embedding]\nmatch = "decoder.token_embedding"\nformat = "int"\nbits = 4',
-                            '[embedding]\nmatch = "decoder.token_embedding"\nformat = "int"\nbits = 8'),
+    "emb8": table_8bit(shipped),
+    "decemb8": table_8bit(first_rule_8bit(shipped, 'kind = "decoder"\n')),
 }
-variants["decemb8"] = variants["dec8"].replace(shipped[shipped.index("[embedding]"):],
-                                               variants["emb8"][variants["emb8"].index("[embedding]"):])
 for name, text in variants.items():
     assert text != shipped, name
     (work / f"attr-{name}.toml").write_text(text)

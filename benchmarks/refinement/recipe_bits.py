@@ -8,29 +8,18 @@ before spending a quantization and a bench on it.
 
 import sys
 
-from torch import nn
-
 from asrquant import families
 from asrquant.quant.recipe import parse_recipe
-from asrquant.quant.scheme import bits_per_weight
+from asrquant.quant.sensitivity import candidates_of, mean_bits
 
 
-def recipe_bits(model: nn.Module, recipe) -> tuple[float, int]:
-    """Mean bits per quantized weight, and the quantized weights' count."""
-    bits = params = 0
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Linear):
-            rule = recipe.rule_for(name)
-            n_in = m.in_features
-        elif isinstance(m, nn.Embedding):
-            rule = recipe.embedding_rule_for(name)
-            n_in = m.embedding_dim
-        else:
-            continue
-        if rule is not None:
-            bits += bits_per_weight(rule.scheme, n_in) * m.weight.numel()
-            params += m.weight.numel()
-    return bits / params, params
+def recipe_bits(model, recipe) -> tuple[float, int]:
+    """Mean bits per quantized weight, and the quantized weights' count: `recipe auto`'s tensors
+    and bit count (sensitivity.py), at the schemes of the recipe's rules."""
+    candidates = candidates_of(model)
+    rules = {t.name: (recipe.embedding_rule_for if t.table else recipe.rule_for)(t.name) for t in candidates}
+    tensors = [t for t in candidates if rules[t.name] is not None]
+    return mean_bits(tensors, {t.name: rules[t.name].scheme for t in tensors}), sum(t.params for t in tensors)
 
 
 if __name__ == "__main__":
