@@ -2,11 +2,12 @@ import pytest
 
 from asrquant.errors import AsrQuantError
 from asrquant.quant.recipe import DEFAULT_IGNORE, builtin_recipes, load_recipe, module_kinds, parse_recipe
+from asrquant.quant.refine import CHECK_UNITS
 from asrquant.quant.scheme import QuantScheme
 
 BUILTINS = ["int8", "rtn-int4-g64", "gptq-int4-g64", "gptq-int4-g64-emb8", "gptq-int4-g64-emb4",
             "gptq-int4-g64-enc32", "gptq-int4-g64-enc32-emb4", "awq-int4-g64", "mixed-8attn-4mlp",
-            "nvfp4-awq-lite", "mxfp4"]
+            "nvfp4-awq-lite", "mxfp4", "gptq-int4-g64-enc32-emb4-dwq"]
 
 
 def test_builtins_load():
@@ -24,6 +25,14 @@ def test_builtins_load():
         assert r.rule_for("decoder.blocks.0.cross_attn.key").scheme.group_size == 64
         assert r.rule_for("thinker.model.layers.0.mlp.down_proj").scheme.group_size == 64
     assert load_recipe("gptq-int4-g64-enc32-emb4").embedding is not None
+    # The refined recipe is the cpu target's recipe plus end-to-end DWQ, on more clips: nothing else.
+    base, dwq = load_recipe("gptq-int4-g64-enc32-emb4"), load_recipe("gptq-int4-g64-enc32-emb4-dwq")
+    assert dwq.embedding == base.embedding and (base.clips, dwq.clips) == (32, 348)
+    for b, d in zip(base.rules, dwq.rules, strict=True):
+        assert (d.scheme, d.algorithm, d.match, d.kinds, dict(d.options)) == (b.scheme, b.algorithm, b.match, b.kinds,
+                                                                              dict(b.options))
+        assert d.refine == "dwq" and d.refine_levels() == ("e2e",)
+        assert d.all_refine_options()["steps"] == dwq.clips - CHECK_UNITS  # one pass: no step trains on a check clip
 
 
 def test_kinds_for_both_families():
