@@ -21,7 +21,8 @@ def main(path: str) -> None:
         return {**run, "clips": [c for c in run["clips"] if cat is None or c["category"] == cat]}
 
     print(f"Δ WER pp from `{short_label(base['spec'])}` [95% paired bootstrap over clips] (words); new failures\n")
-    print("| condition | clips | words | base WER % | " + " | ".join(f"`{short_label(r['spec'])}`" for r in rows) + " |")
+    names = " | ".join(f"`{short_label(r['spec'])}`" for r in rows)
+    print(f"| condition | clips | words | base WER % | {names} |")
     print("|---|---:|---:|---:|" + "---|" * len(rows))
     for cat in [*cats, None]:
         b = part(base, cat)
