@@ -10,7 +10,10 @@
 # and paired.py gives the halves' difference on each (the issue asks for at most 0.2 pp).
 # Cost (wall, peak RSS) of each quantization in $M-q-dwqh{1,2}.time.txt.
 #
-#   bash benchmarks/refinement/dwq-halves.sh WORK [MODEL]   (after calib-size.sh and calib-size-report.sh WORK)
+# With WIDE (third argument, wide_set.py's directory) the halves are also benched on the wide
+# reporting set (15,093 words; paired with wide-report.sh's fp32): the first two sets disagreed.
+#
+#   bash benchmarks/refinement/dwq-halves.sh WORK [MODEL [WIDE]]   (after calib-size.sh and calib-size-report.sh WORK)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${1:?usage: dwq-halves.sh WORK [MODEL]}
@@ -37,8 +40,18 @@ rows=(--model "$WORK/$M-cpu-dwqh1" --model "$WORK/$M-cpu-dwqh2")
 $PY "$HERE/merge.py" "$OUT/$M-report.json" "$OUT/$M-report-dwqh.json" --out "$OUT/$M-report-dwqh-merged.md"
 [ -f "$OUT/$M-tune-dwqh.json" ] || $PY -m asrquant.cli bench "${rows[@]}" --data "$WORK/tune-all.jsonl" --threads 1 \
     --jobs 2 --json "$OUT/$M-tune-dwqh.json" --markdown "$OUT/$M-tune-dwqh.md"
-for set in report tune; do
-  $PY "$HERE/join_reports.py" "$OUT/$M-$set.json" "$OUT/$M-$set-dwqh.json" --out "$OUT/$M-$set-dwqh-all.json"
+sets=(report tune)
+if [ -n "${3:-}" ]; then
+  sets+=(wide)
+  [ -f "$OUT/$M-wide-dwqh.json" ] || $PY -m asrquant.cli bench "${rows[@]}" --data "$($PY "$HERE/wide_set.py" "$3")" \
+      --threads 1 --jobs 2 --json "$OUT/$M-wide-dwqh.json" --markdown "$OUT/$M-wide-dwqh.md"
+fi
+# fp32 and the GPTQ rows: the reporting bench holds both; on the tuning clips fp32 is compute-gap.sh's,
+# on the wide set wide-report.sh's (its file under results/wide).
+for set in "${sets[@]}"; do
+  base=("$OUT/$M-$set.json"); [ $set = tune ] && base=("$OUT/$M-tune-float.json" "$OUT/$M-tune.json")
+  [ $set = wide ] && base=("$HERE/results/wide/$M-wide.json")
+  $PY "$HERE/join_reports.py" "${base[@]}" "$OUT/$M-$set-dwqh.json" --out "$OUT/$M-$set-dwqh-all.json"
   { echo "halves (dwqh1 -> dwqh2):"; $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-$set-dwqh-all.json" "$WORK/$M-cpu-dwqh1" "$WORK/$M-cpu-dwqh2"
     for h in 1 2; do echo "fp32 -> dwqh$h:"; $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-$set-dwqh-all.json" $M "$WORK/$M-cpu-dwqh$h"; done
   } | tee "$OUT/$M-$set-dwqh-paired.txt"
