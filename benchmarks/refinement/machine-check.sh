@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Issue 19: do bench rows from two machines pair clip by clip? The wide set's first rows were benched
 # on one machine (results/wide/cpu.txt) and later rows on another, from audio rebuilt there
-# (wide_set.py; the clips' durations match to the sample). fp32 (torch, greedy) on every 9th clip of
-# the wide set here (120 clips, every condition), its text compared clip by clip with the first
+# (wide_set.py; the clips' durations match to the sample). fp32 (torch, greedy) on one clip of each
+# sentence and seed of the wide set here, the condition turning from one to the next (120 clips,
+# 13 or 14 of each of the 9; wide_set.py lists a sentence's 9 clips in a row), its text compared
+# clip by clip with the first
 # machine's fp32 row: identical text means the rebuilt audio and the float engine give the same
 # transcripts, and rows from both machines may be paired. MODEL default whisper-base.
 #
@@ -14,7 +16,7 @@ WIDE=${2:?usage: machine-check.sh WORK WIDE [MODEL]}
 M=${3:-whisper-base}
 PY=${PYTHON:-python}
 OUT=$HERE/results/wide
-awk 'NR % 9 == 1' "$($PY "$HERE/wide_set.py" "$WIDE")" > "$WORK/wide-every9.jsonl"
+awk '(NR - 1) % 9 == int((NR - 1) / 9) % 9' "$($PY "$HERE/wide_set.py" "$WIDE")" > "$WORK/wide-every9.jsonl"
 $PY -c "from asrquant.cpu import describe_cpu; print(describe_cpu())" > "$OUT/cpu-check.txt"
 [ -f "$OUT/$M-wide-every9.json" ] || $PY -m asrquant.cli bench --model "$M" --data "$WORK/wide-every9.jsonl" \
     --threads 1 --json "$OUT/$M-wide-every9.json" --markdown "$OUT/$M-wide-every9.md"
