@@ -21,6 +21,8 @@ for set in report tune; do
   data=$REPORT; [ $set = tune ] && data=$WORK/tune-all.jsonl
   [ -f "$OUT/$M-$set-dwqh-run2.json" ] || $PY -m asrquant.cli bench "${rows[@]}" --data "$data" --threads 1 \
       --jobs 2 --json "$OUT/$M-$set-dwqh-run2.json" --markdown "$OUT/$M-$set-dwqh-run2.md"
+  base=("$OUT/$M-$set.json"); [ $set = tune ] && base=("$OUT/$M-tune-float.json")  # fp32 first (dwq-halves.sh)
+  $PY "$HERE/merge.py" "${base[@]}" "$OUT/$M-$set-dwqh-run2.json" --out "$OUT/$M-$set-dwqh-run2-merged.md"
   $PY "$HERE/join_reports.py" "$OUT/$M-$set-dwqh-all.json" "$OUT/$M-$set-dwqh-run2.json" --last-suffix "#run2" \
       --out "$OUT/$M-$set-dwqh-run2-all.json"
   { for h in 1 2; do q=$WORK/$M-cpu-dwqh$h

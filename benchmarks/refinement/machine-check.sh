@@ -4,9 +4,9 @@
 # (wide_set.py; the clips' durations match to the sample). fp32 (torch, greedy) on one clip of each
 # sentence and seed of the wide set here, the condition turning from one to the next (120 clips,
 # 13 or 14 of each of the 9; wide_set.py lists a sentence's 9 clips in a row), its text compared
-# clip by clip with the first
-# machine's fp32 row: identical text means the rebuilt audio and the float engine give the same
-# transcripts, and rows from both machines may be paired. MODEL default whisper-base.
+# clip by clip with the first machine's fp32 row: identical text means the rebuilt audio and the
+# float engine give the same transcripts, and rows from both machines may be paired. MODEL default
+# whisper-base.
 #
 #   bash benchmarks/refinement/machine-check.sh WORK WIDE [MODEL]
 set -euo pipefail
