@@ -5,7 +5,9 @@
 # benched alone on wide_set.py's 1080 clips (greedy, one thread) and joined with wide-finish.sh's
 # run of fp32, q32 and faster-whisper int8 on the same machine and the same audio files (greedy
 # decoding is deterministic there). Cost of the quantization (wall, peak RSS) in $M-builtin-dwq.time.txt.
-# A measurement, no choice.
+# Its rules and clips are dwq-pool.sh's `dwq348`: against wide-report.sh's `dwq348` row (quantized
+# on another machine; fp32 gives the same text on both, machine-check.sh) it is the same recipe
+# built twice. A measurement, no choice.
 #
 #   bash benchmarks/refinement/builtin-dwq.sh WORK WIDE MODEL   (after wide-finish.sh WORK WIDE MODEL)
 set -euo pipefail
@@ -27,3 +29,8 @@ q=$WORK/$M-q-builtin-dwq
 $PY "$HERE/join_reports.py" "$OUT/$M-wide-rest.json" "$OUT/$M-wide-builtin-dwq.json" --out "$OUT/$M-wide-here.json"
 $PY "$HERE/merge.py" "$OUT/$M-wide-here.json" --out "$OUT/$M-wide-here-merged.md"
 $PY "$HERE/by_condition.py" "$OUT/$M-wide-here.json" | tee "$OUT/$M-wide-here-conditions.md"
+$PY "$HERE/join_reports.py" "$OUT/$M-wide.json" "$OUT/$M-wide-builtin-dwq.json" --out "$OUT/$M-wide-dwq-builds-all.json"
+{ echo "dwq348 (wide-report.sh) -> the built-in recipe:"
+  $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-wide-dwq-builds-all.json" "$WORK/$M-cpu-dwq348" "$WORK/$M-cpu-builtin-dwq"
+} | tee "$OUT/$M-wide-dwq-builds.txt"
+$PY "$HERE/merge.py" "$OUT/$M-wide-here.json" --base "$M-cpu32" --out "$OUT/$M-wide-here-vs-q32.md"
