@@ -26,11 +26,11 @@ q=$WORK/$M-q-builtin-dwq
 [ -f "$OUT/$M-wide-builtin-dwq.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-builtin-dwq" \
     --data "$($PY "$HERE/wide_set.py" "$WIDE")" --threads 1 --jobs 1 \
     --json "$OUT/$M-wide-builtin-dwq.json" --markdown "$OUT/$M-wide-builtin-dwq.md"
-$PY "$HERE/join_reports.py" "$OUT/$M-wide-rest.json" "$OUT/$M-wide-builtin-dwq.json" --out "$OUT/$M-wide-here.json"
-$PY "$HERE/merge.py" "$OUT/$M-wide-here.json" --out "$OUT/$M-wide-here-merged.md"
-$PY "$HERE/by_condition.py" "$OUT/$M-wide-here.json" | tee "$OUT/$M-wide-here-conditions.md"
+$PY "$HERE/join_reports.py" "$OUT/$M-wide-rest.json" "$OUT/$M-wide-builtin-dwq.json" --out "$OUT/$M-wide-here-all.json"
+$PY "$HERE/merge.py" "$OUT/$M-wide-here-all.json" --out "$OUT/$M-wide-here-merged.md"
+$PY "$HERE/by_condition.py" "$OUT/$M-wide-here-all.json" | tee "$OUT/$M-wide-here-conditions.md"
 $PY "$HERE/join_reports.py" "$OUT/$M-wide.json" "$OUT/$M-wide-builtin-dwq.json" --out "$OUT/$M-wide-dwq-builds-all.json"
 { echo "dwq348 (wide-report.sh) -> the built-in recipe:"
   $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-wide-dwq-builds-all.json" "$WORK/$M-cpu-dwq348" "$WORK/$M-cpu-builtin-dwq"
 } | tee "$OUT/$M-wide-dwq-builds.txt"
-$PY "$HERE/merge.py" "$OUT/$M-wide-here.json" --base "$M-cpu32" --out "$OUT/$M-wide-here-vs-q32.md"
+$PY "$HERE/merge.py" "$OUT/$M-wide-here-all.json" --base "$M-cpu32" --out "$OUT/$M-wide-here-vs-q32.md"
