@@ -3,7 +3,7 @@
 # the same command on the same recipe and rebuilt calibration clips (calib_pool.py), and their
 # reports differ: GPTQ's relative weight errors in the 4th digit, the end-to-end check KL 0.0163 ->
 # 0.01186 in the first run and 0.01885 -> 0.01496 in the second (dwqh1). So the second run's
-# artifacts (which wide-report's halves bench used) are benched again on the reporting and tuning
+# artifacts (the ones dwq-halves.sh benched on the wide set) are benched again on the reporting and tuning
 # clips, greedy, one thread per row, two rows at once, and paired.py gives, per half, second run -
 # first run on the same clips (repeatability of one calibration), and the halves' difference in the
 # second run (beside the first run's, dwq-halves.sh). A measurement, no choice.

@@ -3,7 +3,7 @@
 # `partial` in its settings; it is kept as it is): bench the missing rows in one new run with fp32
 # first, and the shipped `q32` row again beside them (its artifact rebuilt if it was lost). Where
 # the `q32` row gives the first run's text on every clip, the rebuilt set and artifact are the
-# first run's, and the first run's other rows are joined to the new run ($M-wide-joined.json,
+# first run's, and the first run's other rows are joined to the new run ($M-wide-joined-all.json,
 # merged tables). Where it does not, nothing is joined: the first run's rows pair only with each
 # other, and the two builds of `q32` are compared clip by clip (paired.py: the spread of one
 # recipe quantized twice). Results in $M-wide-finish.txt.
@@ -22,7 +22,7 @@ SET=$($PY "$HERE/wide_set.py" "$WIDE")
     --model "faster-whisper:$M:int8" --data "$SET" --threads 1 --jobs 2 \
     --json "$OUT/$M-wide-rest.json" --markdown "$OUT/$M-wide-rest.md"
 {
-  if $PY - "$FIRST" "$OUT/$M-wide-rest.json" "$OUT/$M-wide-joined.json" <<'PYEOF'
+  if $PY - "$FIRST" "$OUT/$M-wide-rest.json" "$OUT/$M-wide-joined-all.json" <<'PYEOF'
 import json, sys
 first, rest = (json.load(open(p)) for p in sys.argv[1:3])
 new = {r["spec"]: r for r in rest["runs"]}
@@ -41,8 +41,8 @@ joined["settings"] = {**rest["settings"], "joined": f"{len(extra)} run(s) from t
 json.dump(joined, open(sys.argv[3], "w"))
 PYEOF
   then
-    $PY "$HERE/merge.py" "$OUT/$M-wide-joined.json" --out "$OUT/$M-wide-joined-merged.md"
-    $PY "$HERE/by_condition.py" "$OUT/$M-wide-joined.json"
+    $PY "$HERE/merge.py" "$OUT/$M-wide-joined-all.json" --out "$OUT/$M-wide-joined-merged.md"
+    $PY "$HERE/by_condition.py" "$OUT/$M-wide-joined-all.json"
   else
     $PY "$HERE/join_reports.py" "$FIRST" "$OUT/$M-wide-rest.json" --last-suffix "#rebuilt" --out "$OUT/$M-wide-builds-all.json"
     echo "q32, first build -> rebuilt:"
