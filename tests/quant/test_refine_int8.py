@@ -115,11 +115,13 @@ def test_the_benchmark_recipe_runs_exactly_the_encoder_graphs_linears_int8():
 @pytest.mark.parametrize("level", ["e2e", "block"])
 def test_int8_in_the_loop_brings_the_int8_model_closer_to_float(level, samples):
     """Measured by the int8 chain's teacher-forced KL to float: below the GPTQ start's by far at both
-    levels; end to end, on the check samples (those whose int8 KL the refinement keeps its best
-    step by), below the float-trained refinement's. Not asserted, because not so here: over all six
-    samples the two refinements are within a few percent and the int8-trained one is the higher,
-    at both levels (on this tiny model the chain costs a twentieth of the int4 error, and learned
-    weight scales cannot undo the rounding of the activations)."""
+    levels, over all six samples and on the check samples (those whose int8 KL the refinement keeps
+    its best step by). Against the float-trained refinement: not asserted, because the order is the
+    CPU's: over all six samples the two are within a few percent and the int8-trained one is the
+    higher, at both levels; end to end on the check samples it was the lower on one CPU (AVX512-VNNI)
+    and 23 % higher on another (AMX), whose float kernels round differently. On this tiny model the
+    chain costs a twentieth of the int4 error, and learned weight scales cannot undo the rounding
+    of the activations."""
     from asrquant.quant.refine import _check_units
 
     ref = [logits(listening_whisper(), s)[0] for s in samples]
@@ -127,7 +129,8 @@ def test_int8_in_the_loop_brings_the_int8_model_closer_to_float(level, samples):
     gptq = listening_whisper()
     quantize_model(gptq, parse_recipe(recipe().replace('refine = "dwq"\n', "").replace(
         "refine_options", "# refine_options")), samples, progress=False, device="cpu")
-    kls = {"gptq": int8_kl(gptq, ref, samples)}
+    kls = {"gptq": int8_kl(gptq, ref, samples),
+           "gptq on checks": int8_kl(gptq, [ref[i] for i in check], [samples[i] for i in check])}
     for act in ("float", "int8"):
         model = listening_whisper()
         report = quantize_model(model, parse_recipe(recipe(act, level=level)), samples, progress=False, device="cpu")
@@ -138,8 +141,7 @@ def test_int8_in_the_loop_brings_the_int8_model_closer_to_float(level, samples):
         assert all(isinstance(model.get_submodule(n), QuantLinear) for n in linear_names(model))
     print(level, kls)
     assert kls["int8"] < 0.5 * kls["gptq"], kls
-    if level == "e2e":
-        assert kls["int8 on checks"] < kls["float on checks"], kls
+    assert kls["int8 on checks"] < 0.5 * kls["gptq on checks"], kls
 
 
 def test_activations_option_is_validated():
