@@ -50,8 +50,8 @@ fi
 # on the wide set wide-report.sh's (its file under results/wide).
 for set in "${sets[@]}"; do
   base=("$OUT/$M-$set.json"); [ $set = tune ] && base=("$OUT/$M-tune-float.json" "$OUT/$M-tune.json")
-  [ $set = wide ] && base=("$HERE/results/wide/$M-wide.json") && $PY "$HERE/merge.py" "${base[@]}" \
-      "$OUT/$M-wide-dwqh.json" --out "$OUT/$M-wide-dwqh-merged.md"
+  [ $set = wide ] && base=("$HERE/results/wide/$M-wide.json")
+  [ $set = wide ] && $PY "$HERE/merge.py" "${base[@]}" "$OUT/$M-wide-dwqh.json" --out "$OUT/$M-wide-dwqh-merged.md"
   $PY "$HERE/join_reports.py" "${base[@]}" "$OUT/$M-$set-dwqh.json" --out "$OUT/$M-$set-dwqh-all.json"
   { echo "halves (dwqh1 -> dwqh2):"; $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-$set-dwqh-all.json" "$WORK/$M-cpu-dwqh1" "$WORK/$M-cpu-dwqh2"
     for h in 1 2; do echo "fp32 -> dwqh$h:"; $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-$set-dwqh-all.json" $M "$WORK/$M-cpu-dwqh$h"; done

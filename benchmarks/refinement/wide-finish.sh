@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 19: finish a wide-report.sh bench that was cut off (its JSON holds only its finished rows,
 # `partial` in its settings; it is kept as it is): bench the missing rows in one new run with fp32
-# first, and the shipped `q32` row again beside them (its artifact rebuilt if it was lost). Where
+# first, and the shipped `q32` row again beside them (WORK/$M-cpu32, calib-size.sh's; if that was
+# lost, calib-size.sh builds it again, and a build on another CPU is another artifact). Where
 # the `q32` row gives the first run's text on every clip, the rebuilt set and artifact are the
 # first run's, and the first run's other rows are joined to the new run ($M-wide-joined-all.json,
 # merged tables). Where it does not, nothing is joined: the first run's rows pair only with each
