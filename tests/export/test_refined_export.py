@@ -1,5 +1,5 @@
 """A refined model exports unchanged: the ONNX artifact's dequantized weights are, bit for bit,
-the DWQ-refined fake-quant weights."""
+the DWQ-refined fake-quant weights, the refined token table's too."""
 
 import numpy as np
 import onnx
@@ -24,6 +24,13 @@ scale_dtype = "float16"
 algorithm = "gptq"
 refine = "dwq"
 refine_options = { steps = 20 }
+[embedding]
+bits = 4
+group_size = 32
+scale_dtype = "float16"
+algorithm = "gptq"
+refine = "dwq"
+refine_options = { level = "e2e", steps = 10 }
 """
 
 
@@ -43,7 +50,7 @@ def test_artifact_weights_are_the_refined_fake_quant_weights(tmp_path):
     proto = onnx.load(str(out / "decoder_step.int4.onnx"))
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
     nodes = [n for n in proto.graph.node if n.op_type == "MatMulNBits"]
-    assert len(nodes) == 2 * 6
+    assert len(nodes) == 2 * 6 + 1  # the Linears and the tied table's logits
     refined = 0
     for node in nodes:
         linear = node.name.split("/")[1]
@@ -58,3 +65,5 @@ def test_artifact_weights_are_the_refined_fake_quant_weights(tmp_path):
         np.testing.assert_array_equal(ckpt.model.get_submodule(linear).weight.numpy().view(np.uint32),
                                       ref.view(np.uint32))
     assert refined > 0
+    assert ckpt.model.decoder.token_embedding.qweight.info.get("refined") == "dwq"
+    assert any(n.name.split("/")[1] == "decoder.token_embedding" for n in nodes)

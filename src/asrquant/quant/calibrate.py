@@ -27,7 +27,7 @@ Refinements (a rule's ``refine``, see quant/refine.py): for a block whose Linear
 block by block, the statistics pass also records the float block's outputs, and the block is
 trained to match them once its start algorithm has quantized it, before its outputs feed the
 next block; refinements end to end train after every block, on the float model's next-token
-distributions computed before anything was quantized.
+distributions computed before anything was quantized, the refined tables with them.
 
 Embedding tables (a recipe's ``[embedding]``) are rounded to nearest before the loop, so the
 decoder blocks are calibrated on the lookups they will get. A tied table is also the output
@@ -411,6 +411,12 @@ class _Quantizer:
         for n in targeted:
             self.single(n, rules[n], stats)
 
+    def rule_of(self, name: str) -> Rule | None:
+        """The rule of a Linear, or of a table (its ``[embedding]`` rule)."""
+        if _is_table(self.model, name):
+            return self.recipe.embedding_rule_for(name)
+        return self.recipe.rule_for(name)
+
     def refined(self, kept: dict[str, QuantizedWeight], level: str, before: float, after: float,
                 names: list[str], hessians: dict[str, Tensor | None]) -> None:
         """Report a refinement: the loss on every refined layer, and its errors anew where it was kept."""
@@ -418,11 +424,11 @@ class _Quantizer:
         for n in names:
             row = rows[n]
             row.refine_loss[level] = [before, after]
-            rule = self.recipe.rule_for(n)
+            rule = self.rule_of(n)
             if get_algorithm(rule.refine).int8_chain(rule.all_refine_options()) and INT8_NOTE not in row.note:
                 row.note = "; ".join(x for x in (row.note, INT8_NOTE) if x)  # its losses are the int8 chain's
             if n in kept:
-                suffix = f"+{self.recipe.rule_for(n).refine}"
+                suffix = f"+{rule.refine}"
                 row.algorithm += "" if row.algorithm.endswith(suffix) else suffix
                 w = self.float_weights.get(n)
                 if w is not None:
@@ -464,6 +470,12 @@ class _Quantizer:
 
 def _refined_by(recipe: Recipe, names, level: str) -> list[str]:
     return [n for n in names if (r := recipe.rule_for(n)) is not None and level in r.refine_levels()]
+
+
+def _tables_refined(model: nn.Module, recipe: Recipe) -> list[str]:
+    """The embedding tables whose ``[embedding]`` rule refines them (end to end: see quant.recipe)."""
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Embedding)
+            and (r := recipe.embedding_rule_for(n)) is not None and "e2e" in r.refine_levels()]
 
 
 def _linear_names(model: nn.Module) -> list[str]:
@@ -547,7 +559,7 @@ def quantize_model(
     was_training = model.training
     model.eval()
     q = _Quantizer(model, recipe, report, dev, fold_awq)
-    e2e = _refined_by(recipe, targeted, "e2e") if samples else []
+    e2e = (_refined_by(recipe, targeted, "e2e") + _tables_refined(model, recipe)) if samples else []
     try:
         teacher, logits = None, None
         if e2e:  # the float model's distributions, before anything is quantized
@@ -574,7 +586,7 @@ def quantize_model(
                 rule = Rule(rule.scheme, "rtn", rule.match, rule.kinds)
             q.single(n, rule, None)
         if e2e:
-            _refine_e2e(model, q, [n for n in e2e if n in q.done], logits, teacher, progress)
+            _refine_e2e(model, q, [n for n in e2e if n in q.done or _is_table(model, n)], logits, teacher, progress)
     finally:
         model.to(orig_device)
         model.train(was_training)
@@ -592,7 +604,7 @@ def _refine_e2e(model, q: _Quantizer, names: list[str], logits, teacher, progres
     if not names:
         return
     t = time.perf_counter()
-    items = [Item(n, q.float_weights[n], q.recipe.rule_for(n)) for n in names]
+    items = [Item(n, q.float_weights[n], q.rule_of(n)) for n in names]
     steps = max(it.rule.all_refine_options()["steps"] for it in items)
     with progress_bar("refine end to end", steps, progress) as advance:
         before, after, kept = refine_end_to_end(model, logits, teacher, items, advance)

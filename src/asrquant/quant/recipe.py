@@ -31,6 +31,8 @@ A recipe is a TOML file::
     group_size = -1
     algorithm = "rtn"                    # rtn | gptq (on the inputs of the tied output projection)
     options = { }                        # gptq's options
+    refine = "dwq"                       # optional: its scales learned end to end with the Linears'
+    refine_options = { level = "e2e" }   #   (level "e2e" only; see quant/refine.py)
 
 Rules target ``nn.Linear`` modules; a module matched by ``ignore`` or by no rule stays float.
 Embedding tables stay float unless the recipe has an ``[embedding]`` table (``ignore`` does not
@@ -308,12 +310,23 @@ class _Parser:
     def embedding(self, e) -> Rule:
         if not isinstance(e, dict):
             self.fail("embedding", "must be a table")
-        self.known(e, {"match", "format", "bits", "group_size", "symmetric", "scale_dtype", "algorithm", "options"},
-                   "embedding")
+        self.known(e, {"match", "format", "bits", "group_size", "symmetric", "scale_dtype", "algorithm", "options",
+                       "refine", "refine_options"}, "embedding")
         tables = _table_algorithms()
         if e.get("algorithm", "rtn") not in tables:
             self.fail("embedding.algorithm", f"must be one of: {', '.join(tables)}, not {e['algorithm']!r}")
-        return self.rule(e, "embedding")
+        rule = self.rule(e, "embedding")
+        if rule.refine is not None:
+            # A table belongs to no block (its lookups open the decoder, its tied projection closes
+            # it): only the end-to-end loss sees both of its uses.
+            if rule.refine_levels() != ("e2e",):
+                self.fail("embedding.refine_options.level", 'a table is refined end to end only: level = "e2e"')
+            # The int8 chain (--compute int8) is the encoder graph's Linears; a 4-bit table's lookups
+            # and tied logits are computed from its dequantized rows in float.
+            if get_algorithm(rule.refine).int8_chain(rule.all_refine_options()):
+                self.fail("embedding.refine_options.activations",
+                          "a table is not in the int8 chain (its lookups and logits are float); leave activations out")
+        return rule
 
     def rule(self, r, where: str) -> Rule:
         if not isinstance(r, dict):

@@ -13,7 +13,9 @@ End to end: after every block is quantized, the learned weights of all such Line
 together on the KL between the float model's next-token distributions (computed once, before
 anything was quantized) and the quantized model's, at every teacher-forced position of one clip
 per step, the encoder quantized. The family computes the logits
-(``models/<family>/calib.teacher_forced_logits``).
+(``models/<family>/calib.teacher_forced_logits``). A token table whose ``[embedding]`` rule
+refines (end to end only: it is no block's) learns with them, through its lookups and, where the
+model ties its logits to it (Whisper), through the logits themselves.
 
 Either level checks its loss on a few calibration samples (CHECK_UNITS) before training and
 CHECKS times during it, keeps the best check's learned numbers (the start's when none was
@@ -45,7 +47,7 @@ from torch import Tensor, nn
 
 from .algorithms import get_algorithm
 from .int8_chain import channels_int8_ste, keeps_own_codes, rows_int8_ste
-from .linear import QuantLinear
+from .linear import QuantEmbedding, QuantLinear
 from .qtensor import QuantizedWeight
 from .recipe import Rule
 
@@ -112,6 +114,23 @@ class _Learning(nn.Module):
         return F.linear(x, w, self.bias)
 
 
+class _LearningTable(nn.Module):
+    """Stands in for a QuantEmbedding while its table is learned. ``weight`` is the learned table,
+    so the lookups and a projection tied to the table (Whisper: ``logits = x @ weight.T``) both
+    read it and both give it gradients. Only the end-to-end level trains a table."""
+
+    def __init__(self, learned: nn.Module):
+        super().__init__()
+        self.learned = learned
+
+    @property
+    def weight(self) -> Tensor:
+        return self.learned()
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return F.embedding(tokens, self.weight)
+
+
 @dataclass
 class Item:
     name: str
@@ -120,7 +139,8 @@ class Item:
 
 
 class Session:
-    """The Linears (QuantLinears from a start) being refined in ``model``, and their optimisers."""
+    """The Linears (QuantLinears from a start) and tables (QuantEmbeddings) being refined in
+    ``model``, and their optimisers."""
 
     def __init__(self, model: nn.Module, items: Sequence[Item], steps: int, float_modules: Sequence[nn.Module] = ()):
         self.model, self.items = model, list(items)
@@ -132,13 +152,18 @@ class Session:
             opts = it.rule.all_refine_options()
             algo = get_algorithm(it.rule.refine)
             learned = algo.learner(it.weight.to(q.weight.device), q.qweight, **opts)
-            m = _Learning(learned, q.bias, train_float, algo.int8_chain(opts), keeps_own_codes(q.qweight))
+            if isinstance(q, QuantEmbedding):
+                if algo.int8_chain(opts):
+                    raise ValueError(f"{it.name}: a table is not in the int8 chain; it trains on float products")
+                m = _LearningTable(learned)
+            else:
+                m = _Learning(learned, q.bias, train_float, algo.int8_chain(opts), keeps_own_codes(q.qweight))
             set_module(model, it.name, m)
             self.starts[it.name] = q
             self.opts.append(algo.optimiser(learned, steps, **opts))
         self.floats: list[tuple[Tensor, Tensor]] = []
         if train_float:
-            ps = [model.get_submodule(it.name).bias for it in self.items]
+            ps = [getattr(model.get_submodule(it.name), "bias", None) for it in self.items]
             ps = [p for p in ps if isinstance(p, nn.Parameter)]
             for mod in float_modules:
                 ps += [p for n, p in mod.named_parameters(recurse=False)]
@@ -184,10 +209,13 @@ class Session:
                 if keep:
                     qw = m.learned.quantized()
                     qw.info = {**start.qweight.info, "refined": it.rule.refine}
-                    if m.int8:  # the per-layer report says which Linears learned for the int8 chain
-                        qw.info["refined_for"] = "int8 chain"
-                    bias = None if m.bias is None else m.bias.detach()
-                    new = QuantLinear(qw, bias).to(start.weight.device)
+                    if isinstance(m, _LearningTable):
+                        new = QuantEmbedding(qw).to(start.weight.device)
+                    else:
+                        if m.int8:  # the per-layer report says which Linears learned for the int8 chain
+                            qw.info["refined_for"] = "int8 chain"
+                        bias = None if m.bias is None else m.bias.detach()
+                        new = QuantLinear(qw, bias).to(start.weight.device)
                     out[it.name] = qw
                 else:
                     new = start
