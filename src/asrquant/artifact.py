@@ -35,6 +35,29 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def sort_safetensors_metadata(path: Path) -> None:
+    """Rewrite a safetensors file's header with its ``__metadata__`` keys in sorted order, in place.
+
+    The safetensors library writes that map in the order of a Rust HashMap, which is seeded anew
+    for every map: two files of the same tensors and metadata then differ in a few header bytes,
+    and so do their manifest sha256. Same keys and values, so the same header length: only those
+    bytes move, and the tensors (their names, offsets and data) are untouched. Written here because
+    the library has no option for it."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        raw = f.read(n)
+        header = json.loads(raw)
+        meta = header.get("__metadata__")
+        if not meta or len(meta) < 2:
+            return
+        header["__metadata__"] = dict(sorted(meta.items()))
+        new = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(new) > n:  # never grow the header: the data's offsets are counted from its end
+            raise ArtifactError(f"{path}: safetensors header would grow from {n} to {len(new)} bytes")
+        f.seek(8)
+        f.write(new + b" " * (n - len(new)))  # the format pads its header with spaces
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``out`` only if the block completes."""

@@ -53,6 +53,35 @@ def test_saved_model_round_trips_bit_for_bit(saved):
     assert back.ckpt.size_bytes < 0.75 * qm.ckpt.size_bytes
 
 
+def test_the_same_weights_save_to_the_same_bytes(saved, tmp_path):
+    """Saving one model again gives the same model.safetensors, byte for byte, so the manifests'
+    sha256 say when two quantizations made the same weights (the library writes its metadata keys
+    in a hash map's order, seeded anew for every file)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from asrquant.artifact import sha256_file, sort_safetensors_metadata
+
+    qm, out = saved
+    again = tmp_path / "again"
+    save_quantized(qm, again)
+    assert sha256_file(again / "model.safetensors") == sha256_file(out / "model.safetensors")
+    assert (json.loads((again / "manifest.json").read_text())["files"]["model.safetensors"]
+            == json.loads((out / "manifest.json").read_text())["files"]["model.safetensors"])
+    # The rule itself, on many keys and files: one header, the metadata and tensors intact.
+    tensors = {"b": torch.arange(6.0).reshape(2, 3), "a": torch.ones(4, dtype=torch.int8)}
+    meta = {f"key{i}": f"value {i}" for i in range(8)}
+    files = []
+    for i in range(6):
+        f = tmp_path / f"t{i}.safetensors"
+        save_file(tensors, str(f), metadata=meta)
+        sort_safetensors_metadata(f)
+        files.append(f.read_bytes())
+    assert len(set(files)) == 1
+    with safe_open(str(tmp_path / "t0.safetensors"), framework="pt") as f:
+        assert f.metadata() == meta and all(torch.equal(f.get_tensor(k), v) for k, v in tensors.items())
+
+
 def test_trained_encoder_positions_are_stored(saved, tmp_path):
     qm, _ = saved
     model = copy.deepcopy(qm.ckpt.model)

@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import families
-from ..artifact import atomic_dir, read_json, verify, write_manifest
+from ..artifact import atomic_dir, read_json, sort_safetensors_metadata, verify, write_manifest
 from ..errors import ArtifactError
 from ..weights import check_finite
 from .calibrate import Calibration, QuantReport, quantized_weights
@@ -100,6 +100,7 @@ def save_quantized(qm: QuantizedModel, out: str | Path) -> Path:
     }
     with atomic_dir(out) as tmp:
         save_file(saved.tensors(model), str(tmp / WEIGHTS), metadata={"format": "pt", "kind": KIND})
+        sort_safetensors_metadata(tmp / WEIGHTS)  # the same weights, the same sha256
         (tmp / "config.json").write_text(json.dumps(config, indent=1) + "\n")
         (tmp / "quantization.json").write_text(json.dumps(quantization, indent=1) + "\n")
         for name, path in saved.support_files(ckpt).items():
