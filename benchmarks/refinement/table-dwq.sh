@@ -11,9 +11,12 @@
 # The rule, fixed before the run: one bench of both on the tuning clips (tune-all.jsonl, 384
 # clips, 5202 words), greedy, one thread per row, two rows at once; dwqtab is chosen if it has
 # fewer word errors than dwqb there and no more failures (calib_size_choose.py). Then the wide
-# reporting set (wide_set.py, 1080 clips): dwqb always (a second whisper-base build of the built-in
-# recipe beside wide-report.sh's dwq348), dwqtab only if chosen; both joined with wide-report.sh's
-# fp32 / q32 / faster-whisper rows (fp32 gives the same text on both machines, machine-check.sh).
+# reporting set (wide_set.py, 1080 clips): dwqb always (another build of the built-in recipe), dwqtab
+# only if chosen; both joined with the model's earlier wide rows, fp32 first (fp32 gives the same
+# text on both machines, machine-check.sh): whisper-base wide-report.sh's fp32 / q32 / dwq348 /
+# faster-whisper (AMD EPYC), whisper-tiny.en wide-finish.sh's fp32 / q32 / faster-whisper and
+# builtin-dwq.sh's built-in recipe (this Intel machine). `PREV`: the earlier build of the built-in
+# recipe that dwqb is paired with.
 #
 #   bash benchmarks/refinement/table-dwq.sh WORK WIDE [MODEL]   (WORK/tune-all.jsonl: calib-size.sh)
 set -euo pipefail
@@ -23,6 +26,12 @@ WIDE=${2:?usage: table-dwq.sh WORK WIDE [MODEL]}
 M=${3:-whisper-base}
 PY=${PYTHON:-python}
 OUT=$HERE/results/table
+W=$HERE/results/wide
+case $M in
+  whisper-base) EARLIER=("$W/$M-wide.json"); PREV=$WORK/$M-cpu-dwq348 ;;
+  whisper-tiny.en) EARLIER=("$W/$M-wide-rest.json" "$W/$M-wide-builtin-dwq.json"); PREV=$WORK/$M-cpu-builtin-dwq ;;
+  *) echo "table-dwq.sh: no earlier wide rows for $M" >&2; exit 2 ;;
+esac
 mkdir -p "$OUT"
 $PY -c "from asrquant.cpu import describe_cpu; print(describe_cpu())" > "$OUT/cpu.txt"
 POOL=$($PY -m asrquant.cli data default --calib-pool)
@@ -46,11 +55,11 @@ $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-tune.json" "$B" "$C" | tee "$OUT/$
 rows=(--model "$B"); grep -q "^chosen" "$OUT/$M-choice.txt" && rows+=(--model "$C")
 [ -f "$OUT/$M-wide.json" ] || $PY -m asrquant.cli bench "${rows[@]}" --data "$($PY "$HERE/wide_set.py" "$WIDE")" \
     --threads 1 --jobs 2 --json "$OUT/$M-wide.json" --markdown "$OUT/$M-wide.md"
-$PY "$HERE/join_reports.py" "$HERE/results/wide/$M-wide.json" "$OUT/$M-wide.json" --out "$OUT/$M-wide-all.json"
+$PY "$HERE/join_reports.py" "${EARLIER[@]}" "$OUT/$M-wide.json" --out "$OUT/$M-wide-all.json"
 $PY "$HERE/merge.py" "$OUT/$M-wide-all.json" --out "$OUT/$M-wide-merged.md"
 $PY "$HERE/by_condition.py" "$OUT/$M-wide-all.json" | tee "$OUT/$M-wide-conditions.md"
-{ echo "dwq348 (wide-report.sh, the other CPU) -> dwqb (this run):"
-  $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-wide-all.json" "$WORK/$M-cpu-dwq348" "$B"
+{ echo "$(basename "$PREV") (the earlier build) -> dwqb (this run):"
+  $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-wide-all.json" "$PREV" "$B"
   if grep -q "^chosen" "$OUT/$M-choice.txt"; then
     echo "dwqb -> dwqtab:"; $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-wide-all.json" "$B" "$C"
     echo "fp32 -> dwqtab:"; $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-wide-all.json" "$M" "$C"
