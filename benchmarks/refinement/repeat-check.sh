@@ -3,9 +3,10 @@
 # (gptq-int4-g64-enc32-emb4, calib-size.sh's `q32`) quantized twice on the default calibration set,
 # the same command; the two artifacts' tensors compared element by element, and their files'
 # sha256. Across machines the same recipe gives other artifacts (dwq-rerun.sh, wide-finish.sh).
-# MODEL default whisper-tiny.en.
+# MODEL default whisper-tiny.en. TAG (environment) names the result file apart, for a run of the
+# same check after a change (`sorted`: after the saved model's metadata keys were written sorted).
 #
-#   bash benchmarks/refinement/repeat-check.sh WORK [MODEL]
+#   [TAG=...] bash benchmarks/refinement/repeat-check.sh WORK [MODEL]
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${1:?usage: repeat-check.sh WORK [MODEL]}
@@ -27,4 +28,4 @@ differ = sum(int((a[k] != b[k]).sum()) for k in a)
 print(f"{len(a)} tensors, {sum(v.size for v in a.values())} elements, {differ} differ")
 print("sha256 of the files:", *(hashlib.sha256(open(p, "rb").read()).hexdigest()[:16] for p in sys.argv[1:3]))
 PYEOF
-} | tee "$OUT/$M-repeat-check.txt"
+} | tee "$OUT/$M-repeat-check${TAG:+-$TAG}.txt"
