@@ -39,3 +39,12 @@ $PY "$HERE/join_reports.py" "$W/$M-wide-rest.json" "$W/$M-wide.json" "$W/$M-wide
     --out "$OUT/$M-builds-all.json"
 $PY "$HERE/builds_mean.py" "$OUT/$M-builds-all.json" $M "$WORK/$M-cpu-dwq348" "$WORK/$M-cpu-builtin-dwq" \
     "$WORK/$M-cpu-dwqb" | tee "$OUT/$M-builds.txt"
+# The builds benched on the tuning clips too (dwq-pool.sh's dwq348, table-dwq.sh's dwqb), each
+# against fp32 there (calib-size's tune-float.json): does a build's rank carry from set to set?
+C=$HERE/results/calib-size
+for M in whisper-base whisper-tiny.en; do
+  $PY "$HERE/join_reports.py" "$C/$M-tune-float.json" "$C/$M-tune-dwq348.json" "$T/$M-tune.json" \
+      --out "$OUT/$M-tune-builds-all.json"
+  $PY "$HERE/builds_mean.py" "$OUT/$M-tune-builds-all.json" $M "$WORK/$M-cpu-dwq348" "$WORK/$M-cpu-dwqb" \
+      | tee "$OUT/$M-tune-builds.txt"
+done
