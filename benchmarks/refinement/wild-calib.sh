@@ -7,7 +7,8 @@
 # statistics and the refinement's KL then come from degraded speech only.
 # Builds, on this machine: the candidate twice, at 1 and at 2 threads (`wild1`, `wild2`: a thread
 # count draws another build); the base is the built-in recipe's two builds on the same CPU model
-# at the same thread counts, table-dwq.sh's `dwqb` (1 thread) and builds.sh's `dwqc` (2 threads).
+# at the same thread counts: table-dwq.sh's `dwqb` (1 thread) and, at 2 threads, builds.sh's
+# `dwqc` (whisper-base) or builtin-dwq.sh's `builtin-dwq` (whisper-tiny.en).
 # The rule, fixed before the run: one bench of the tuning clips (tune-all.jsonl, 384 clips, 5202
 # words: fp32, dwqb, dwqc; then wild1, wild2, paired clip by clip: greedy decoding is
 # deterministic), greedy, one thread per row, two rows at once; `wild` is chosen if the mean of its
@@ -15,14 +16,19 @@
 # average (builds_choose.py). Only if chosen: both builds on the wide reporting set (1080 clips),
 # against the built-in recipe's three builds there (builds.sh) and fp32.
 #
-#   bash benchmarks/refinement/wild-calib.sh WORK WIDE   (after table-dwq.sh and builds.sh)
+#   bash benchmarks/refinement/wild-calib.sh WORK WIDE [MODEL]   (after table-dwq.sh and builds.sh)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-WORK=${1:?usage: wild-calib.sh WORK WIDE}
-WIDE=${2:?usage: wild-calib.sh WORK WIDE}
+WORK=${1:?usage: wild-calib.sh WORK WIDE [MODEL]}
+WIDE=${2:?usage: wild-calib.sh WORK WIDE [MODEL]}
+M=${3:-whisper-base}
 PY=${PYTHON:-python}
 OUT=$HERE/results/wild
-M=whisper-base
+case $M in
+  whisper-base) BASE2=dwqc ;;
+  whisper-tiny.en) BASE2=builtin-dwq ;;
+  *) echo "wild-calib.sh: no base builds for $M" >&2; exit 2 ;;
+esac
 mkdir -p "$OUT"
 $PY -c "from asrquant.cpu import describe_cpu; print(describe_cpu())" > "$OUT/cpu.txt"
 POOL=$($PY "$HERE/wild_pool.py" "$WORK")
@@ -35,7 +41,7 @@ quantize() {  # tag threads
   [ -f "$WORK/$M-cpu-$1/manifest.json" ] || $PY -m asrquant.cli export "$q" --compute int8 --fp16 --attention int8 \
       --out "$WORK/$M-cpu-$1" --quiet
 }
-B1=$WORK/$M-cpu-dwqb B2=$WORK/$M-cpu-dwqc C1=$WORK/$M-cpu-wild1 C2=$WORK/$M-cpu-wild2
+B1=$WORK/$M-cpu-dwqb B2=$WORK/$M-cpu-$BASE2 C1=$WORK/$M-cpu-wild1 C2=$WORK/$M-cpu-wild2
 quantize wild1 1 &
 quantize wild2 2 &
 # the base's rows meanwhile (they need no candidate)
