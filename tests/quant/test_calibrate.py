@@ -104,6 +104,17 @@ def test_rtn_needs_no_samples_and_ignores_are_kept():
         quantize_model(tiny_whisper(), load_recipe("gptq-int4-g64"), None, progress=False)
 
 
+def test_the_report_names_what_a_build_depends_on():
+    """Threads, processor and torch decide a build's last bits (a build repeats only where they
+    match), so the report records them, in its dict (quantization.json) and its markdown."""
+    from asrquant.cpu import describe_cpu
+
+    report = quantize_model(tiny_whisper(), load_recipe("rtn-int4-g64"), None, device="cpu", progress=False)
+    build = json.loads(json.dumps(report.to_dict()))["build"]
+    assert build == {"threads": torch.get_num_threads(), "processor": describe_cpu(), "torch": torch.__version__}
+    assert f"Built with {build['threads']} threads on {describe_cpu()}" in report.to_markdown()
+
+
 def test_gptq_and_awq_beat_rtn_end_to_end(samples):
     errs = {}
     for name in ("rtn-int4-g64", "gptq-int4-g64", "awq-int4-g64"):

@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import families
+from ..cpu import describe_cpu
 from ..errors import AsrQuantError
 from ..progress import bar as progress_bar
 from ..progress import track
@@ -182,6 +183,10 @@ class QuantReport:
     forward_seconds: float = 0.0  # of which: running blocks and collecting statistics
     refine_seconds: float = 0.0  # of which: training refinements
     device: str = "cpu"
+    # What the tensors' last bits depend on besides the recipe and the clips: the reductions'
+    # order follows the kernels and the thread count, and GPTQ's and the refinement's choices
+    # follow those bits, so a build repeats byte for byte only where all three match.
+    build: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -204,6 +209,7 @@ class QuantReport:
             "n_samples": self.n_samples,
             "n_tokens": self.n_tokens,
             "device": self.device,
+            "build": dict(self.build),
             "seconds": round(self.seconds, 3),
             "forward_seconds": round(self.forward_seconds, 3),
             "refine_seconds": round(self.refine_seconds, 3),
@@ -232,7 +238,9 @@ class QuantReport:
             f"{self.n_samples} calibration clips; {self.seconds:.1f} s on {self.device} "
             f"({self.forward_seconds:.1f} s running blocks"
             + (f", {self.refine_seconds:.1f} s refining" if refined else "") + ").",
-            "",
+            *([f"Built with {self.build['threads']} threads on {self.build['processor']}, torch "
+               f"{self.build['torch']}: the same recipe and clips give the same bytes only where these match.", ""]
+              if self.build else [""]),
             "| layer | scheme | algorithm | bits/weight | rel. output error | rel. weight error | s | note |"
             + (" refinement loss before → after |" if refined else ""),
             "|---|---|---|---:|---:|---:|---:|---|" + ("---|" if refined else ""),
@@ -482,6 +490,13 @@ def _linear_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
 
 
+def build_environment(device: torch.device) -> dict:
+    """The quantization report's ``build``: intra-op threads, the processor (the CPU's model and
+    instruction sets, or the GPU's name) and torch's version."""
+    chip = torch.cuda.get_device_name(device) if device.type == "cuda" else describe_cpu()
+    return {"threads": torch.get_num_threads(), "processor": chip, "torch": torch.__version__}
+
+
 def check_recipe_fits(model: nn.Module, recipe: Recipe) -> None:
     """Before any work: every rule that names modules hits one, something is quantized at all
     (else a float model would be saved as "quantized"), and every group divides the input width
@@ -540,7 +555,7 @@ def quantize_model(
     """
     t0 = time.perf_counter()
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    report = QuantReport(recipe=recipe.name, device=str(dev))
+    report = QuantReport(recipe=recipe.name, device=str(dev), build=build_environment(dev))
     check_recipe_fits(model, recipe)
     names = _linear_names(model)
     targeted = [n for n in names if recipe.rule_for(n) is not None]
