@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from asrquant.cpu import describe_cpu
 from asrquant.errors import AsrQuantError
 from asrquant.models.whisper.calib import WhisperCalibAdapter
 from asrquant.models.whisper.model import Whisper, WhisperDims
@@ -107,8 +108,6 @@ def test_rtn_needs_no_samples_and_ignores_are_kept():
 def test_the_report_names_what_a_build_depends_on():
     """Threads, processor and torch decide a build's last bits (a build repeats only where they
     match), so the report records them, in its dict (quantization.json) and its markdown."""
-    from asrquant.cpu import describe_cpu
-
     report = quantize_model(tiny_whisper(), load_recipe("rtn-int4-g64"), None, device="cpu", progress=False)
     build = json.loads(json.dumps(report.to_dict()))["build"]
     assert build == {"threads": torch.get_num_threads(), "processor": describe_cpu(), "torch": torch.__version__}
