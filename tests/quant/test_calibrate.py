@@ -114,6 +114,31 @@ def test_the_report_names_what_a_build_depends_on():
     assert f"Built with {build['threads']} threads on {describe_cpu()}" in report.to_markdown()
 
 
+def test_a_gptq_build_is_the_same_at_any_thread_count():
+    """At whisper-tiny's width, a 2-thread GEMM sums a batch's thousands of encoder frames (the
+    Hessians) and a decoder Linear's few tokens in another order than one thread does, and GPTQ's
+    roundings follow the last bits (without the fixed order this test fails). The statistics and
+    the decoder's calibration passes run in one order, so the codes and scales do not differ."""
+    dims = WhisperDims(n_mels=80, n_audio_ctx=1500, n_audio_state=384, n_audio_head=6, n_audio_layer=1,
+                       n_vocab=100, n_text_ctx=32, n_text_state=384, n_text_head=6, n_text_layer=1)
+    rng = np.random.default_rng(0)
+    clips = [CalibSample(rng.standard_normal((80, 3000)).astype(np.float32),
+                         rng.integers(0, 100, size=12).astype(np.int64)) for _ in range(4)]
+    builds = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            model = tiny_whisper(dims)
+            quantize_model(model, load_recipe("gptq-int4-g64"), clips, device="cpu", progress=False)
+            builds.append(quantized_weights(model))
+    finally:
+        torch.set_num_threads(threads)
+    for name, qw in builds[0].items():
+        assert torch.equal(qw.codes, builds[1][name].codes), name
+        assert torch.equal(qw.scales, builds[1][name].scales), name
+
+
 def test_gptq_and_awq_beat_rtn_end_to_end(samples):
     errs = {}
     for name in ("rtn-int4-g64", "gptq-int4-g64", "awq-int4-g64"):

@@ -54,6 +54,7 @@ from ..errors import AsrQuantError
 from ..progress import bar as progress_bar
 from ..progress import track
 from .algorithms import get_algorithm
+from .algorithms.gptq import one_cpu_thread
 from .algorithms.rtn import rtn
 from .linear import QuantEmbedding, QuantLinear
 from .qtensor import QuantizedWeight, dequantize, effective_weight
@@ -276,7 +277,11 @@ class _Stats:
 
     def add(self, x: Tensor) -> None:
         x2 = x.detach().reshape(-1, x.shape[-1]).float()
-        self.h += (x2.T @ x2).double()
+        # On one thread: a multi-threaded GEMM splits a long sum (thousands of frames) by the
+        # thread count, its last bits follow, and GPTQ's roundings follow those bits; one fixed
+        # order gives the same Hessian, so the same build, at any --threads.
+        with one_cpu_thread(x2.device):
+            self.h += (x2.T @ x2).double()
         self.abs_sum += x2.abs().sum(0).double()
         self.rows += x2.shape[0]
 

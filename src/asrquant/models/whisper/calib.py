@@ -24,6 +24,7 @@ from ...errors import AsrQuantError
 from ...eval.manifest import read_manifest
 from ...features import log_mel
 from ...progress import track
+from ...quant.algorithms.gptq import one_cpu_thread
 from ...quant.calibrate import CalibBlock, Calibration, CalibSample, InputGroup, spread, warn_single_language
 from ...quant.recipe import Recipe
 from .load import WhisperCheckpoint
@@ -107,7 +108,10 @@ class WhisperCalibAdapter:
             mask = torch.ones(t, t, dtype=torch.bool, device=h.device).tril() if t > 1 else None
             empty = h.new_zeros(1, 0, h.shape[2])
             ck, cv = block.cross_attn.key(a), block.cross_attn.value(a)
-            return block(h, empty, empty, ck, cv, mask)[0]
+            # On one thread: a Linear over a few tokens takes another GEMM path at another thread
+            # count (other last bits, other GPTQ roundings downstream); these products are small.
+            with one_cpu_thread(h.device):
+                return block(h, empty, empty, ck, cv, mask)[0]
 
         def run(block, hs):
             return [dec_one(block, h, a) for h, a in zip(hs, audio)]
