@@ -106,8 +106,8 @@ def test_rtn_needs_no_samples_and_ignores_are_kept():
 
 
 def test_the_report_names_what_a_build_depends_on():
-    """Threads, processor and torch decide a build's last bits (a build repeats only where they
-    match), so the report records them, in its dict (quantization.json) and its markdown."""
+    """The processor, torch and, for a learned refinement, the thread count decide a build's last
+    bits, so the report records them, in its dict (quantization.json) and its markdown."""
     report = quantize_model(tiny_whisper(), load_recipe("rtn-int4-g64"), None, device="cpu", progress=False)
     build = json.loads(json.dumps(report.to_dict()))["build"]
     assert build == {"threads": torch.get_num_threads(), "processor": describe_cpu(), "torch": torch.__version__}

@@ -184,9 +184,9 @@ class QuantReport:
     forward_seconds: float = 0.0  # of which: running blocks and collecting statistics
     refine_seconds: float = 0.0  # of which: training refinements
     device: str = "cpu"
-    # What the tensors' last bits depend on besides the recipe and the clips: the reductions'
-    # order follows the kernels and the thread count, and GPTQ's and the refinement's choices
-    # follow those bits, so a build repeats byte for byte only where all three match.
+    # What the tensors' last bits depend on besides the recipe and the clips: the processor's
+    # kernels, torch's, and for a learned refinement the thread count (its training's sums
+    # follow the threads; GPTQ's statistics are summed in one order at any thread count).
     build: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
