@@ -240,7 +240,8 @@ class QuantReport:
             f"({self.forward_seconds:.1f} s running blocks"
             + (f", {self.refine_seconds:.1f} s refining" if refined else "") + ").",
             *([f"Built with {self.build['threads']} threads on {self.build['processor']}, torch "
-               f"{self.build['torch']}: the same recipe and clips give the same bytes only where these match.", ""]
+               f"{self.build['torch']} (the same recipe and clips give the same bytes on the same processor and "
+               "torch; a refined build also needs the same thread count).", ""]
               if self.build else [""]),
             "| layer | scheme | algorithm | bits/weight | rel. output error | rel. weight error | s | note |"
             + (" refinement loss before → after |" if refined else ""),
