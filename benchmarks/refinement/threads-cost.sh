@@ -18,8 +18,10 @@ BEFORE=${4:-32ebbd2}
 PY=${PYTHON:-python}
 OUT=$HERE/results/threads
 mkdir -p "$OUT" "$WORK"
-[ -d "$WORK/before" ] || git -C "$ROOT" worktree add --detach "$WORK/before" "$BEFORE" >/dev/null
-trap 'git -C "$ROOT" worktree remove --force "$WORK/before"' EXIT  # the checkout is this run's only
+if [ ! -d "$WORK/before" ]; then  # a checkout of the code before, removed when this run ends
+  git -C "$ROOT" worktree add --detach "$WORK/before" "$BEFORE" >/dev/null
+  trap 'git -C "$ROOT" worktree remove --force "$WORK/before"' EXIT
+fi
 read -r CALIB _ < <($PY "$HERE/../tools/sets.py")
 log=$OUT/$M-cost.tsv
 echo -e "pair\tcode\twall_s\tcpu_s\tload1" > "$log"
