@@ -5,7 +5,8 @@ clips. One build reads up to ~1 pp apart from another of the same recipe on 15,0
 (builds.sh), so a choice between recipes compares means of builds, not one draw of each.
 
 The rule: "chosen" if the candidate's mean has fewer word errors than the base's and no more new
-failures (loops, length-limit stops, empty outputs where fp32 has none) on average over its builds.
+failures (the bench's own: a loop, the length limit or an empty output where fp32 has none) on
+average over its builds.
 
     python benchmarks/refinement/builds_choose.py REPORT.json FP32_SPEC --base B1 B2 --candidate C1 C2
 """
@@ -16,8 +17,7 @@ import json
 import numpy as np
 
 from asrquant.eval.metrics import bootstrap_ci
-
-FAILURES = ("loop", "max_length", "empty")
+from asrquant.eval.report import new_failures
 
 
 def main() -> None:
@@ -37,10 +37,8 @@ def main() -> None:
     def errors(spec: str) -> np.ndarray:
         return np.array([clips[spec][i]["errors"] for i in ids], dtype=float)
 
-    def new_failures(spec: str) -> int:
-        def failed(c: dict) -> bool:
-            return any(k in c["stops"] for k in FAILURES)
-        return sum(failed(clips[spec][i]) and not failed(clips[a.fp32][i]) for i in ids)
+    def failures(spec: str) -> int:
+        return len(new_failures(runs[a.fp32], runs[spec]))
 
     def delta(e_from: np.ndarray, e_to: np.ndarray) -> str:
         lo, hi = bootstrap_ci(e_from, refs, e_to)
@@ -50,9 +48,9 @@ def main() -> None:
     means, fails = {}, {}
     for side, specs in (("base", a.base), ("candidate", a.candidate)):
         for s in specs:
-            print(f"{side} build {s}: vs fp32 {delta(fp, errors(s))}, {new_failures(s)} new failures")
+            print(f"{side} build {s}: vs fp32 {delta(fp, errors(s))}, {failures(s)} new failures")
         means[side] = np.mean([errors(s) for s in specs], axis=0)
-        fails[side] = float(np.mean([new_failures(s) for s in specs]))
+        fails[side] = float(np.mean([failures(s) for s in specs]))
         print(f"{side}, mean of {len(specs)} builds: vs fp32 {delta(fp, means[side])}, "
               f"{fails[side]:.1f} new failures on average")
     d = means["candidate"].sum() - means["base"].sum()
