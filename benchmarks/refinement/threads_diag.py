@@ -17,12 +17,13 @@ from asrquant.data.default_set import default_calib_set
 from asrquant.quant import calibrate
 from asrquant.quant.algorithms import gptq
 from asrquant.quant.command import quantize
+from asrquant.quant.threads import one_cpu_thread
 
 if os.environ.get("PATCH"):
     cholesky = gptq.inverse_hessian_cholesky
 
     def one_thread(*a, **k):
-        with gptq.one_cpu_thread(torch.device("cpu")):
+        with one_cpu_thread(torch.device("cpu")):
             return cholesky(*a, **k)
     gptq.inverse_hessian_cholesky = one_thread
 

@@ -54,13 +54,13 @@ from ..errors import AsrQuantError
 from ..progress import bar as progress_bar
 from ..progress import track
 from .algorithms import get_algorithm
-from .algorithms.gptq import one_cpu_thread
 from .algorithms.rtn import rtn
 from .linear import QuantEmbedding, QuantLinear
 from .qtensor import QuantizedWeight, dequantize, effective_weight
 from .recipe import Recipe, Rule
 from .refine import BlockRecorder, Item, refine_block, refine_end_to_end, teacher_log_probs
 from .scheme import bits_per_weight
+from .threads import one_cpu_thread
 
 INT8_NOTE = "refined through the int8 chain"  # a refinement's losses are then the int8 artifact's
 

@@ -24,9 +24,9 @@ from ...errors import AsrQuantError
 from ...eval.manifest import read_manifest
 from ...features import log_mel
 from ...progress import track
-from ...quant.algorithms.gptq import one_cpu_thread
 from ...quant.calibrate import CalibBlock, Calibration, CalibSample, InputGroup, spread, warn_single_language
 from ...quant.recipe import Recipe
+from ...quant.threads import one_cpu_thread
 from .load import WhisperCheckpoint
 from .model import Whisper
 from .tokenizer import WhisperTokenizer

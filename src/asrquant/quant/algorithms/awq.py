@@ -25,7 +25,8 @@ from torch import Tensor
 
 from ..qtensor import QuantizedWeight
 from ..scheme import QuantScheme
-from .gptq import default_device, one_cpu_thread
+from ..threads import one_cpu_thread
+from .gptq import default_device
 from .registry import ScaleSearch, register
 from .rtn import fake_quantize, grouped, rtn, tensor_global_scale
 

@@ -17,7 +17,6 @@ q(w_j))^2``: a group with one outlier weight otherwise spends most of its 16 lev
 
 from __future__ import annotations
 
-import contextlib
 from types import MappingProxyType
 
 import torch
@@ -25,6 +24,7 @@ from torch import Tensor
 
 from ..qtensor import QuantizedWeight
 from ..scheme import QuantScheme
+from ..threads import one_cpu_thread
 from .registry import Algorithm, register
 from .rtn import QParams, decode, encode, find_params, grouped, tensor_global_scale
 
@@ -60,22 +60,6 @@ def clip_search(w: Tensor, h_diag: Tensor, scheme: QuantScheme, global_scale: Te
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@contextlib.contextmanager
-def one_cpu_thread(device: torch.device):
-    """GPTQ on the CPU runs on one thread: its column loop is thousands of tiny ops where thread
-    hand-offs cost more than the work, and on a busy machine a multi-threaded tiny op waits for
-    a descheduled peer."""
-    if device.type != "cpu":
-        yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def inverse_hessian_cholesky(h: Tensor, damp: float, retries: int = 4) -> tuple[Tensor, float]:
