@@ -64,8 +64,9 @@ def test_refined_whisper_is_closer_to_float_than_gptq(level, samples, gptq_kl):
 
 def test_a_refinement_is_repeatable_on_one_machine(samples):
     """The same recipe on the same clips gives the same codes, scales and zero points again: the
-    training units' order is seeded, nothing else draws. (Across CPUs or thread counts it does not
-    hold: float sums round differently and GPTQ's choices follow; benchmarks/refinement/README.md.)"""
+    training units' order is seeded, nothing else draws. (Across CPUs it does not hold, nor across
+    thread counts for a refinement: float sums round differently and GPTQ's and the training's
+    choices follow; benchmarks/refinement/README.md.)"""
     r = parse_recipe(recipe('refine = "dwq"\nrefine_options = { level = "e2e", steps = 20 }'))
     runs = []
     for draws in (1, 7):
