@@ -143,6 +143,7 @@ def test_recipe_fields_are_validated():
         'refine = "nope"': "unknown refinement",
         'refine = "dwq"\nrefine_options = { level = "layer" }': "refine_options.level",
         'refine = "dwq"\nrefine_options = { steps = 0 }': "refine_options.steps",
+        'refine = "dwq"\nrefine_options = { batch = 0 }': "refine_options.batch",
         'refine = "dwq"\nrefine_options = { lr = -1.0 }': "refine_options.lr",
         'refine = "dwq"\nrefine_options = { foo = 1 }': "refine_options.foo",
         'refine = "dwq"\nrefine_options = { steps = "many" }': "must be int",
@@ -171,6 +172,33 @@ def test_recipe_fields_are_validated():
     e2e = parse_recipe(table + 'refine_options = { level = "e2e", steps = 9 }\n')
     assert e2e.embedding.refine_levels() == ("e2e",)
     assert recipe_from_dict(e2e.to_dict()).embedding.all_refine_options() == e2e.embedding.all_refine_options()
+
+
+def test_a_step_sums_the_gradients_of_batch_units():
+    """With ``batch`` units a step, the sign is taken of the gradients of that many units summed."""
+    from asrquant.quant import refine
+
+    p = torch.zeros(1, requires_grad=True)
+    calls, grads = [], []
+
+    class Session:
+        def snapshot(self):
+            return [p.detach().clone()]
+
+        def restore(self, snap):
+            p.data.copy_(snap[0])
+
+        def step(self):
+            grads.append(p.grad.item())
+            p.grad = None
+
+    def step_loss(t):
+        calls.append(t)
+        return p * len(calls)  # the units' gradients 1, 2, 3, then 4, 5, 6, ...
+
+    refine.train(Session(), 4, step_loss, lambda: -len(calls), batch=3)  # the check always falls
+    assert calls == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert grads == [6, 15, 24, 33]
 
 
 @pytest.mark.parametrize("level", ["block", "e2e"])

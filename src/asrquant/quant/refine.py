@@ -4,7 +4,8 @@ Block: while calibration streams, the float block's outputs on its (already quan
 are recorded in the same pass that collects the statistics, and its inputs are held by the
 adapter; after the start algorithm has quantized the block, the learned weights are trained so
 the quantized block's outputs match them (relative squared error). Where the adapter gives
-``run_one`` (Whisper), each step is one calibration sample, and for a long input (the encoder's
+``run_one`` (Whisper), each step is one calibration sample (``batch`` of them, gradients summed),
+and for a long input (the encoder's
 1500 frames of a 30-s window) ``positions`` random positions of it: the float targets are never
 recomputed and a step costs a fraction of a pass over all clips. Otherwise (an adapter without
 ``run_one``, a head that is no module) each step is one call of the block within its ``run``.
@@ -12,7 +13,7 @@ recomputed and a step costs a fraction of a pass over all clips. Otherwise (an a
 End to end: after every block is quantized, the learned weights of all such Linears are trained
 together on the KL between the float model's next-token distributions (computed once, before
 anything was quantized) and the quantized model's, at every teacher-forced position of one clip
-per step, the encoder quantized. The family computes the logits
+per step (``batch`` clips, gradients summed), the encoder quantized. The family computes the logits
 (``models/<family>/calib.teacher_forced_logits``). A token table whose ``[embedding]`` rule
 refines (end to end only: it is no block's) learns with them, through its lookups and, where the
 model ties its logits to it (Whisper), through the logits themselves.
@@ -316,8 +317,9 @@ def _kept_if_better(session: Session, fit: Callable[[], tuple[float, float]]
 
 
 def train(session: Session, steps: int, step_loss: Callable[[int], Tensor], check_loss: Callable[[], float],
-          advance: Callable[[], None] | None = None) -> tuple[float, float]:
-    """``steps`` optimiser steps on ``step_loss(t)``, the loss on the check units measured CHECKS
+          advance: Callable[[], None] | None = None, batch: int = 1) -> tuple[float, float]:
+    """``steps`` optimiser steps, each on the gradients of ``batch`` calls of ``step_loss(t)``
+    summed (one unit each, backward one at a time: memory of one), the loss on the check units measured CHECKS
     times on the way; the learned numbers of the best check are put back (the start's when none
     was better). Past half the steps (the decaying step has halved), training stops once the
     loss has not fallen from one check to the next PATIENCE times in a row: the steps left would
@@ -329,7 +331,8 @@ def train(session: Session, steps: int, step_loss: Callable[[int], Tensor], chec
     every = max(1, steps // CHECKS)
     for t in range(steps):
         with torch.enable_grad():
-            step_loss(t).backward()
+            for _ in range(batch):
+                step_loss(t).backward()
         session.step()
         if advance is not None:
             advance()
@@ -398,7 +401,8 @@ def refine_block(model: nn.Module, run: Callable[[], object], rec: BlockRecorder
             return sum(rel_mse(first_tensor(run_one(i, None)), units[i]).item() for i in check) / len(check)
 
     session = Session(model, items, steps, floats)
-    return _kept_if_better(session, lambda: train(session, steps, step_loss, check_loss, advance))
+    batch = max(o["batch"] for o in opts)
+    return _kept_if_better(session, lambda: train(session, steps, step_loss, check_loss, advance, batch))
 
 
 def _refine_block_by_runs(model, run, rec, items, steps, floats, advance):
@@ -438,10 +442,11 @@ def teacher_log_probs(logits_fn: Callable[[int], Tensor], n: int) -> list[Tensor
 def refine_end_to_end(model: nn.Module, logits_fn: Callable[[int], Tensor], teacher: list[Tensor],
                       items: Sequence[Item], advance: Callable[[], None] | None = None
                       ) -> tuple[float, float, dict[str, QuantizedWeight]]:
-    """Train ``items`` together on the teacher-forced KL, one clip per step: (KL before, after, kept),
+    """Train ``items`` together on the teacher-forced KL, ``batch`` clips per step: (KL before, after, kept),
     both on the check clips (held out from the steps, ``_split_units``)."""
     n = len(teacher)
     steps = max(it.rule.all_refine_options()["steps"] for it in items)
+    batch = max(it.rule.all_refine_options()["batch"] for it in items)
     trained, check = _split_units(n)
     order = _Shuffled(trained, torch.Generator().manual_seed(0))
 
@@ -454,4 +459,4 @@ def refine_end_to_end(model: nn.Module, logits_fn: Callable[[int], Tensor], teac
             return sum(kl_per_position(logits_fn(i), teacher[i]).item() for i in check) / len(check)
 
     session = Session(model, items, steps)
-    return _kept_if_better(session, lambda: train(session, steps, step_loss, check_loss, advance))
+    return _kept_if_better(session, lambda: train(session, steps, step_loss, check_loss, advance, batch))

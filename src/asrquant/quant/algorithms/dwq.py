@@ -145,7 +145,11 @@ class DWQ(Refinement):
     name = "dwq"
     options = MappingProxyType({
         "level": (str, "block"),  # block | e2e | both
-        "steps": (int, 100),  # at most: optimiser steps per block (block) or in all (e2e), one sample each
+        "steps": (int, 100),  # at most: optimiser steps per block (block) or in all (e2e), `batch` samples each
+        # samples (clips) whose gradients are summed before a step's sign is taken: a single clip's
+        # sign is noisy where a number's gradient is small. Not where a block trains within its own
+        # run (adapters without a one-sample pass): a step is then one call of the block
+        "batch": (int, 1),
         # block level: positions of a long input (Whisper's 1500 encoder frames) trained on per step,
         # where the family can compute a block's output at chosen positions; 0 = every position
         "positions": (int, 256),
@@ -166,6 +170,8 @@ class DWQ(Refinement):
             return "level", f"must be one of: {', '.join(LEVELS)}, not {options['level']!r}"
         if options["steps"] < 1:
             return "steps", f"must be >= 1, not {options['steps']}"
+        if options["batch"] < 1:
+            return "batch", f"must be >= 1, not {options['batch']}"
         if options["positions"] < 0:
             return "positions", f"must be >= 0 (0: every position), not {options['positions']}"
         if not (options["lr"] > 0 and math.isfinite(options["lr"])):
