@@ -60,19 +60,19 @@ for v in enc8 dec8 emb8 dsa8 dca8 dmlp8 decemb8 int8; do
       --out "$WORK/$M-q-$v" --threads 2 --quiet > "$OUT/$M-q-$v.md"
   [ -f "$WORK/$M-float-$v/manifest.json" ] || $PY -m asrquant.cli export "$WORK/$M-q-$v" --fp16 --out "$WORK/$M-float-$v" --quiet
 done
-[ -f "$OUT/$M-tune-attr.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-float-enc8" --model "$WORK/$M-float-dec8" \
+$PY "$HERE/complete.py" "$OUT/$M-tune-attr.json" || $PY -m asrquant.cli bench --model "$WORK/$M-float-enc8" --model "$WORK/$M-float-dec8" \
     --model "$WORK/$M-float-emb8" --data "$WORK/tune-all.jsonl" --threads 1 --jobs 2 \
     --json "$OUT/$M-tune-attr.json" --markdown "$OUT/$M-tune-attr.md"
 $PY "$HERE/merge.py" "$OUT/$M-tune-float.json" "$OUT/$M-tune-attr.json" --out "$OUT/$M-tune-attr-merged.md"
 $PY "$HERE/merge.py" "$OUT/$M-tune-float.json" "$OUT/$M-tune-attr.json" --base float32 --out "$OUT/$M-tune-attr-vs-q32.md"
-[ -f "$OUT/$M-tune-attr-dec.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-float-dsa8" --model "$WORK/$M-float-dca8" \
+$PY "$HERE/complete.py" "$OUT/$M-tune-attr-dec.json" || $PY -m asrquant.cli bench --model "$WORK/$M-float-dsa8" --model "$WORK/$M-float-dca8" \
     --model "$WORK/$M-float-dmlp8" --data "$WORK/tune-all.jsonl" --threads 1 --jobs 2 \
     --json "$OUT/$M-tune-attr-dec.json" --markdown "$OUT/$M-tune-attr-dec.md"
 $PY "$HERE/merge.py" "$OUT/$M-tune-float.json" "$OUT/$M-tune-attr.json" "$OUT/$M-tune-attr-dec.json" \
     --out "$OUT/$M-tune-attr-dec-merged.md"
 $PY "$HERE/merge.py" "$OUT/$M-tune-float.json" "$OUT/$M-tune-attr.json" "$OUT/$M-tune-attr-dec.json" --base float32 \
     --out "$OUT/$M-tune-attr-dec-vs-q32.md"
-[ -f "$OUT/$M-tune-attr-8.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-float-decemb8" --model "$WORK/$M-float-int8" \
+$PY "$HERE/complete.py" "$OUT/$M-tune-attr-8.json" || $PY -m asrquant.cli bench --model "$WORK/$M-float-decemb8" --model "$WORK/$M-float-int8" \
     --data "$WORK/tune-all.jsonl" --threads 1 --jobs 2 --json "$OUT/$M-tune-attr-8.json" --markdown "$OUT/$M-tune-attr-8.md"
 ALL=("$OUT/$M-tune-float.json" "$OUT/$M-tune-attr.json" "$OUT/$M-tune-attr-dec.json" "$OUT/$M-tune-attr-8.json")
 $PY "$HERE/merge.py" "${ALL[@]}" --out "$OUT/$M-tune-attr-8-merged.md"

@@ -28,7 +28,7 @@ q=$WORK/$M-q-dwqc
     > "$OUT/$M-q-dwqc.md" 2> "$OUT/$M-q-dwqc.time.txt"
 [ -f "$WORK/$M-cpu-dwqc/manifest.json" ] || $PY -m asrquant.cli export "$q" --compute int8 --fp16 --attention int8 \
     --out "$WORK/$M-cpu-dwqc" --quiet
-[ -f "$OUT/$M-wide-dwqc.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-dwqc" \
+$PY "$HERE/complete.py" "$OUT/$M-wide-dwqc.json" || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-dwqc" \
     --data "$($PY "$HERE/wide_set.py" "$WIDE")" --threads 1 --jobs 1 \
     --json "$OUT/$M-wide-dwqc.json" --markdown "$OUT/$M-wide-dwqc.md"
 $PY "$HERE/join_reports.py" "$W/$M-wide.json" "$T/$M-wide.json" "$OUT/$M-wide-dwqc.json" --out "$OUT/$M-builds-all.json"

@@ -23,7 +23,7 @@ q=$WORK/$M-q-builtin-dwq
     > "$OUT/$M-builtin-dwq.md" 2> "$OUT/$M-builtin-dwq.time.txt"
 [ -f "$WORK/$M-cpu-builtin-dwq/manifest.json" ] || $PY -m asrquant.cli export "$q" --compute int8 --fp16 \
     --attention int8 --out "$WORK/$M-cpu-builtin-dwq" --quiet
-[ -f "$OUT/$M-wide-builtin-dwq.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-builtin-dwq" \
+$PY "$HERE/complete.py" "$OUT/$M-wide-builtin-dwq.json" || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-builtin-dwq" \
     --data "$($PY "$HERE/wide_set.py" "$WIDE")" --threads 1 --jobs 1 \
     --json "$OUT/$M-wide-builtin-dwq.json" --markdown "$OUT/$M-wide-builtin-dwq.md"
 $PY "$HERE/join_reports.py" "$OUT/$M-wide-rest.json" "$OUT/$M-wide-builtin-dwq.json" --out "$OUT/$M-wide-here-all.json"

@@ -23,7 +23,7 @@ for m in whisper-base whisper-tiny.en; do
   for set in report real; do
     if [ $set = report ]; then data=(--data "$REPORT"); else
       data=(--data "$DATA/vitw8/manifest.jsonl" --data "$DATA/dev/manifest.jsonl" --data "$DATA/real/manifest.jsonl"); fi
-    [ -f "$OUT/$m-$set.json" ] || $PY -m asrquant.cli bench "${rows[@]}" "${data[@]}" --threads 1 --jobs 2 \
+    $PY "$HERE/complete.py" "$OUT/$m-$set.json" || $PY -m asrquant.cli bench "${rows[@]}" "${data[@]}" --threads 1 --jobs 2 \
         --json "$OUT/$m-$set.json" --markdown "$OUT/$m-$set.md"
   done
 done

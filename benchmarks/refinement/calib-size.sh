@@ -62,7 +62,7 @@ make whisper-base h2 172 "$H2"
 for m in whisper-base whisper-tiny.en; do
   rows=(--model "$WORK/$m-cpu32" --model "$WORK/$m-cpuall")
   [ "$m" = whisper-base ] && rows+=(--model "$WORK/$m-cpuh1" --model "$WORK/$m-cpuh2")
-  [ -f "$OUT/$m-tune.json" ] || $PY -m asrquant.cli bench "${rows[@]}" --data "$WORK/tune-all.jsonl" --threads 1 --jobs 2 \
+  $PY "$HERE/complete.py" "$OUT/$m-tune.json" || $PY -m asrquant.cli bench "${rows[@]}" --data "$WORK/tune-all.jsonl" --threads 1 --jobs 2 \
       --json "$OUT/$m-tune.json" --markdown "$OUT/$m-tune.md"
   { echo "qall vs q32:"; $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$m-tune.json" "$WORK/$m-cpu32" "$WORK/$m-cpuall"
     if [ "$m" = whisper-base ]; then

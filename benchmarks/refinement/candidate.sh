@@ -26,7 +26,7 @@ BASE=${BASE:-$WORK/$M-cpu32}
     --out "$WORK/$M-q-$N" --threads 2 --verbose --quiet > "$OUT/$M-q-$N.md"
 [ -f "$WORK/$M-cpu-$N/manifest.json" ] || $PY -m asrquant.cli export "$WORK/$M-q-$N" --compute int8 --fp16 \
     --attention int8 --out "$WORK/$M-cpu-$N" --quiet
-[ -f "$OUT/$M-tune-$N.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-$N" --data "$WORK/tune-all.jsonl" \
+$PY "$HERE/complete.py" "$OUT/$M-tune-$N.json" || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-$N" --data "$WORK/tune-all.jsonl" \
     --threads 1 --json "$OUT/$M-tune-$N.json" --markdown "$OUT/$M-tune-$N.md"
 $PY "$HERE/join_reports.py" "$OUT/$M-tune.json" "$OUT/$M-tune-$N.json" --out "$OUT/$M-tune-$N-all.json"
 verdict=$($PY "$HERE/calib_size_choose.py" "$OUT/$M-tune-$N-all.json" "$BASE" "$WORK/$M-cpu-$N")
@@ -40,11 +40,11 @@ echo "$N: $verdict" | tee "$OUT/$M-$N-choice.txt"
 $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-tune-$N-all.json" "$BASE" "$WORK/$M-cpu-$N" \
     | tee "$OUT/$M-tune-$N-paired.txt"
 case $verdict in chosen*)
-  [ -f "$OUT/$M-report-$N.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-$N" --data "$REPORT" \
+  $PY "$HERE/complete.py" "$OUT/$M-report-$N.json" || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-$N" --data "$REPORT" \
       --threads 1 --json "$OUT/$M-report-$N.json" --markdown "$OUT/$M-report-$N.md"
   $PY "$HERE/merge.py" "$OUT/$M-report.json" "$OUT/$M-report-$N.json" --out "$OUT/$M-report-$N-merged.md"
   DATA=${DATA:-$HERE/../../../shared/data}
-  [ -f "$OUT/$M-real-$N.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-$N" --data "$DATA/vitw8/manifest.jsonl" \
+  $PY "$HERE/complete.py" "$OUT/$M-real-$N.json" || $PY -m asrquant.cli bench --model "$WORK/$M-cpu-$N" --data "$DATA/vitw8/manifest.jsonl" \
       --data "$DATA/dev/manifest.jsonl" --data "$DATA/real/manifest.jsonl" --threads 1 \
       --json "$OUT/$M-real-$N.json" --markdown "$OUT/$M-real-$N.md"
   $PY "$HERE/join_reports.py" "$OUT/$M-real.json" "$OUT/$M-real-$N.json" --out "$OUT/$M-real-$N-all.json"

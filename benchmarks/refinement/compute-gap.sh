@@ -17,7 +17,7 @@ PY=${PYTHON:-python}
 OUT=$HERE/results/calib-size
 for m in whisper-base whisper-tiny.en; do
   [ -f "$WORK/$m-float32/manifest.json" ] || $PY -m asrquant.cli export "$WORK/$m-q32" --fp16 --out "$WORK/$m-float32" --quiet
-  [ -f "$OUT/$m-tune-float.json" ] || $PY -m asrquant.cli bench --model "$m" --model "$WORK/$m-float32" \
+  $PY "$HERE/complete.py" "$OUT/$m-tune-float.json" || $PY -m asrquant.cli bench --model "$m" --model "$WORK/$m-float32" \
       --data "$WORK/tune-all.jsonl" --threads 1 --jobs 2 --json "$OUT/$m-tune-float.json" --markdown "$OUT/$m-tune-float.md"
   $PY "$HERE/merge.py" "$OUT/$m-tune-float.json" "$OUT/$m-tune.json" --out "$OUT/$m-tune-merged.md"
   $PY "$HERE/join_reports.py" "$OUT/$m-tune-float.json" "$OUT/$m-tune.json" --out "$OUT/$m-tune-all.json"  # for paired.py

@@ -35,15 +35,15 @@ for h in 1 2; do
       --attention int8 --out "$WORK/$M-cpu-dwqh$h" --quiet
 done
 rows=(--model "$WORK/$M-cpu-dwqh1" --model "$WORK/$M-cpu-dwqh2")
-[ -f "$OUT/$M-report-dwqh.json" ] || $PY -m asrquant.cli bench "${rows[@]}" --data "$REPORT" --threads 1 --jobs 2 \
+$PY "$HERE/complete.py" "$OUT/$M-report-dwqh.json" || $PY -m asrquant.cli bench "${rows[@]}" --data "$REPORT" --threads 1 --jobs 2 \
     --json "$OUT/$M-report-dwqh.json" --markdown "$OUT/$M-report-dwqh.md"
 $PY "$HERE/merge.py" "$OUT/$M-report.json" "$OUT/$M-report-dwqh.json" --out "$OUT/$M-report-dwqh-merged.md"
-[ -f "$OUT/$M-tune-dwqh.json" ] || $PY -m asrquant.cli bench "${rows[@]}" --data "$WORK/tune-all.jsonl" --threads 1 \
+$PY "$HERE/complete.py" "$OUT/$M-tune-dwqh.json" || $PY -m asrquant.cli bench "${rows[@]}" --data "$WORK/tune-all.jsonl" --threads 1 \
     --jobs 2 --json "$OUT/$M-tune-dwqh.json" --markdown "$OUT/$M-tune-dwqh.md"
 sets=(report tune)
 if [ -n "${3:-}" ]; then
   sets+=(wide)
-  [ -f "$OUT/$M-wide-dwqh.json" ] || $PY -m asrquant.cli bench "${rows[@]}" --data "$($PY "$HERE/wide_set.py" "$3")" \
+  $PY "$HERE/complete.py" "$OUT/$M-wide-dwqh.json" || $PY -m asrquant.cli bench "${rows[@]}" --data "$($PY "$HERE/wide_set.py" "$3")" \
       --threads 1 --jobs 2 --json "$OUT/$M-wide-dwqh.json" --markdown "$OUT/$M-wide-dwqh.md"
 fi
 # fp32 and the GPTQ rows: the reporting bench holds both; on the tuning clips fp32 is compute-gap.sh's,

@@ -19,7 +19,7 @@ read -r _ REPORT < <($PY "$HERE/../tools/sets.py")
 rows=(--model "$WORK/$M-cpu-dwqh1" --model "$WORK/$M-cpu-dwqh2")
 for set in report tune; do
   data=$REPORT; [ $set = tune ] && data=$WORK/tune-all.jsonl
-  [ -f "$OUT/$M-$set-dwqh-run2.json" ] || $PY -m asrquant.cli bench "${rows[@]}" --data "$data" --threads 1 \
+  $PY "$HERE/complete.py" "$OUT/$M-$set-dwqh-run2.json" || $PY -m asrquant.cli bench "${rows[@]}" --data "$data" --threads 1 \
       --jobs 2 --json "$OUT/$M-$set-dwqh-run2.json" --markdown "$OUT/$M-$set-dwqh-run2.md"
   base=("$OUT/$M-$set.json"); [ $set = tune ] && base=("$OUT/$M-tune-float.json")  # fp32 first (dwq-halves.sh)
   $PY "$HERE/merge.py" "${base[@]}" "$OUT/$M-$set-dwqh-run2.json" --out "$OUT/$M-$set-dwqh-run2-merged.md"

@@ -15,6 +15,6 @@ OUT=$HERE/results/calib-size
 [ -f "$WORK/$M-q-int8/manifest.json" ] || $PY -m asrquant.cli quantize "$M" --recipe int8 --out "$WORK/$M-q-int8" \
     --threads 1 --quiet > "$OUT/$M-q-int8.md"
 [ -f "$WORK/$M-float-int8/manifest.json" ] || $PY -m asrquant.cli export "$WORK/$M-q-int8" --fp16 --out "$WORK/$M-float-int8" --quiet
-[ -f "$OUT/$M-tune-int8.json" ] || $PY -m asrquant.cli bench --model "$WORK/$M-float-int8" --data "$WORK/tune-all.jsonl" \
+$PY "$HERE/complete.py" "$OUT/$M-tune-int8.json" || $PY -m asrquant.cli bench --model "$WORK/$M-float-int8" --data "$WORK/tune-all.jsonl" \
     --threads 1 --json "$OUT/$M-tune-int8.json" --markdown "$OUT/$M-tune-int8.md"
 $PY "$HERE/merge.py" "$OUT/$M-tune-float.json" "$OUT/$M-tune-int8.json" --out "$OUT/$M-tune-int8-merged.md"

@@ -18,7 +18,7 @@ PY=${PYTHON:-python}
 OUT=$HERE/results/wide
 awk '(NR - 1) % 9 == int((NR - 1) / 9) % 9' "$($PY "$HERE/wide_set.py" "$WIDE")" > "$WORK/wide-every9.jsonl"
 $PY -c "from asrquant.cpu import describe_cpu; print(describe_cpu())" > "$OUT/cpu-check.txt"
-[ -f "$OUT/$M-wide-every9.json" ] || $PY -m asrquant.cli bench --model "$M" --data "$WORK/wide-every9.jsonl" \
+$PY "$HERE/complete.py" "$OUT/$M-wide-every9.json" || $PY -m asrquant.cli bench --model "$M" --data "$WORK/wide-every9.jsonl" \
     --threads 1 --json "$OUT/$M-wide-every9.json" --markdown "$OUT/$M-wide-every9.md"
 $PY - "$OUT/$M-wide.json" "$OUT/$M-wide-every9.json" "$M" <<'PYEOF' | tee "$OUT/$M-machine-check.txt"
 import json, sys

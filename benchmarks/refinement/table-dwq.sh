@@ -48,12 +48,12 @@ quantize dwqb gptq-int4-g64-enc32-emb4-dwq &
 quantize dwqtab "$HERE/recipes/gptq-int4-g64-enc32-emb4-dwq-table.toml" &
 wait %1 && wait %2
 B=$WORK/$M-cpu-dwqb C=$WORK/$M-cpu-dwqtab
-[ -f "$OUT/$M-tune.json" ] || $PY -m asrquant.cli bench --model "$B" --model "$C" --data "$WORK/tune-all.jsonl" \
+$PY "$HERE/complete.py" "$OUT/$M-tune.json" || $PY -m asrquant.cli bench --model "$B" --model "$C" --data "$WORK/tune-all.jsonl" \
     --threads 1 --jobs 2 --json "$OUT/$M-tune.json" --markdown "$OUT/$M-tune.md"
 $PY "$HERE/calib_size_choose.py" "$OUT/$M-tune.json" "$B" "$C" | tee "$OUT/$M-choice.txt"
 $PY "$HERE/../whisper-cpp/paired.py" "$OUT/$M-tune.json" "$B" "$C" | tee "$OUT/$M-tune-paired.txt"
 rows=(--model "$B"); grep -q "^chosen" "$OUT/$M-choice.txt" && rows+=(--model "$C")
-[ -f "$OUT/$M-wide.json" ] || $PY -m asrquant.cli bench "${rows[@]}" --data "$($PY "$HERE/wide_set.py" "$WIDE")" \
+$PY "$HERE/complete.py" "$OUT/$M-wide.json" || $PY -m asrquant.cli bench "${rows[@]}" --data "$($PY "$HERE/wide_set.py" "$WIDE")" \
     --threads 1 --jobs 2 --json "$OUT/$M-wide.json" --markdown "$OUT/$M-wide.md"
 $PY "$HERE/join_reports.py" "${EARLIER[@]}" "$OUT/$M-wide.json" --out "$OUT/$M-wide-all.json"
 $PY "$HERE/merge.py" "$OUT/$M-wide-all.json" --out "$OUT/$M-wide-merged.md"

@@ -19,7 +19,7 @@ PY=${PYTHON:-python}
 OUT=$HERE/results/wide
 FIRST=$OUT/$M-wide.json
 SET=$($PY "$HERE/wide_set.py" "$WIDE")
-[ -f "$OUT/$M-wide-rest.json" ] || $PY -m asrquant.cli bench --model "$M" --model "$WORK/$M-cpu32" \
+$PY "$HERE/complete.py" "$OUT/$M-wide-rest.json" || $PY -m asrquant.cli bench --model "$M" --model "$WORK/$M-cpu32" \
     --model "faster-whisper:$M:int8" --data "$SET" --threads 1 --jobs 2 \
     --json "$OUT/$M-wide-rest.json" --markdown "$OUT/$M-wide-rest.md"
 {

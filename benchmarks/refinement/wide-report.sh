@@ -18,7 +18,7 @@ mkdir -p "$OUT"
 SET=$($PY "$HERE/wide_set.py" "$WIDE")
 $PY -c "from asrquant.cpu import describe_cpu; print(describe_cpu())" > "$OUT/cpu.txt"
 for m in ${MODELS:-whisper-base whisper-tiny.en}; do
-  [ -f "$OUT/$m-wide.json" ] || $PY -m asrquant.cli bench --model "$m" --model "$WORK/$m-cpu32" \
+  $PY "$HERE/complete.py" "$OUT/$m-wide.json" || $PY -m asrquant.cli bench --model "$m" --model "$WORK/$m-cpu32" \
       --model "$WORK/$m-cpu-dwq348" --model "faster-whisper:$m:int8" --data "$SET" --threads 1 --jobs 2 \
       --json "$OUT/$m-wide.json" --markdown "$OUT/$m-wide.md"
   $PY "$HERE/merge.py" "$OUT/$m-wide.json" --out "$OUT/$m-wide-merged.md"

@@ -45,17 +45,17 @@ B1=$WORK/$M-cpu-dwqb B2=$WORK/$M-cpu-$BASE2 C1=$WORK/$M-cpu-wild1 C2=$WORK/$M-cp
 quantize wild1 1 &
 quantize wild2 2 &
 # the base's rows meanwhile (they need no candidate)
-[ -f "$OUT/$M-tune-base.json" ] || $PY -m asrquant.cli bench --model "$M" --model "$B1" --model "$B2" \
+$PY "$HERE/complete.py" "$OUT/$M-tune-base.json" || $PY -m asrquant.cli bench --model "$M" --model "$B1" --model "$B2" \
     --data "$WORK/tune-all.jsonl" --threads 1 --jobs 1 --json "$OUT/$M-tune-base.json" --markdown "$OUT/$M-tune-base.md"
 wait %1 && wait %2
-[ -f "$OUT/$M-tune-wild.json" ] || $PY -m asrquant.cli bench --model "$C1" --model "$C2" \
+$PY "$HERE/complete.py" "$OUT/$M-tune-wild.json" || $PY -m asrquant.cli bench --model "$C1" --model "$C2" \
     --data "$WORK/tune-all.jsonl" --threads 1 --jobs 2 --json "$OUT/$M-tune-wild.json" --markdown "$OUT/$M-tune-wild.md"
 $PY "$HERE/join_reports.py" "$OUT/$M-tune-base.json" "$OUT/$M-tune-wild.json" --out "$OUT/$M-tune-all.json"
 $PY "$HERE/builds_choose.py" "$OUT/$M-tune-all.json" "$M" --base "$B1" "$B2" --candidate "$C1" "$C2" \
     | tee "$OUT/$M-tune-choice.txt"
 $PY "$HERE/by_condition.py" "$OUT/$M-tune-all.json" > "$OUT/$M-tune-conditions.md"
 grep -q "^chosen" "$OUT/$M-tune-choice.txt" || exit 0
-[ -f "$OUT/$M-wide.json" ] || $PY -m asrquant.cli bench --model "$C1" --model "$C2" \
+$PY "$HERE/complete.py" "$OUT/$M-wide.json" || $PY -m asrquant.cli bench --model "$C1" --model "$C2" \
     --data "$($PY "$HERE/wide_set.py" "$WIDE")" --threads 1 --jobs 2 --json "$OUT/$M-wide.json" --markdown "$OUT/$M-wide.md"
 $PY "$HERE/join_reports.py" "$HERE/results/builds/$M-builds-all.json" "$OUT/$M-wide.json" --out "$OUT/$M-wide-all.json"
 $PY "$HERE/builds_choose.py" "$OUT/$M-wide-all.json" "$M" --base "$WORK/$M-cpu-dwq348" "$B1" "$B2" \
