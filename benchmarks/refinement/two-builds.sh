@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Issue 19: a candidate recipe judged on two builds against the built-in refined recipe's two, as
+# batch-steps.sh judged dwq-b4 (that script is this one for one recipe). The candidate RECIPE is
+# built twice on the built-in calibration pool, at 1 and at 2 threads, at once (TAG1, TAG2: a
+# thread count draws another build); the base is the built-in gptq-int4-g64-enc32-emb4-dwq's two
+# builds on this CPU model at the same thread counts, `dwqb` (1 thread) and `builtin-dwq`
+# (tiny.en) or `dwqc` (whisper-base), whose tuning rows wild-calib.sh benched
+# (results/wild/$M-tune-base.json: fp32 and both builds).
+# The rule, fixed before a run by committing the candidate's recipe: one bench of the tuning clips
+# (tune-all.jsonl, 384 clips, 5202 words) for both candidate builds, greedy, one thread per row,
+# two rows at once, joined to the base rows clip by clip (greedy decoding is deterministic on one
+# CPU model); the candidate is chosen if the mean of its two builds has fewer word errors than the
+# mean of the base's two and no more new failures on average (builds_choose.py). Only if chosen:
+# both builds on the wide reporting set (1080 clips), against the built-in recipe's three builds
+# there (builds.sh) and fp32.
+#
+#   bash benchmarks/refinement/two-builds.sh WORK WIDE MODEL TAG RECIPE   (after wild-calib.sh)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+USAGE="usage: two-builds.sh WORK WIDE MODEL TAG RECIPE"
+WORK=${1:?$USAGE}
+WIDE=${2:?$USAGE}
+M=${3:?$USAGE}
+TAG=${4:?$USAGE}
+RECIPE=${5:?$USAGE}
+PY=${PYTHON:-python}
+OUT=$HERE/results/$TAG
+BASE_ROWS=$HERE/results/wild/$M-tune-base.json
+case $M in
+  whisper-base) BASE2=dwqc ;;
+  whisper-tiny.en) BASE2=builtin-dwq ;;
+  *) echo "two-builds.sh: no base builds for $M" >&2; exit 2 ;;
+esac
+[ -f "$BASE_ROWS" ] || { echo "two-builds.sh: $BASE_ROWS missing: run wild-calib.sh first" >&2; exit 2; }
+mkdir -p "$OUT"
+$PY -c "from asrquant.cpu import describe_cpu; print(describe_cpu())" > "$OUT/cpu.txt"
+POOL=$($PY -m asrquant.cli data default --calib-pool)
+quantize() {  # tag threads
+  local q="$WORK/$M-q-$1"
+  [ -f "$q/manifest.json" ] || { uptime > "$OUT/$M-$1.load.txt"
+    /usr/bin/time -v $PY -m asrquant.cli quantize "$M" --recipe "$RECIPE" --calib "$POOL" \
+        --out "$q" --threads "$2" --verbose --quiet > "$OUT/$M-q-$1.md" 2> "$OUT/$M-q-$1.time.txt"
+    uptime >> "$OUT/$M-$1.load.txt"; }
+  [ -f "$WORK/$M-cpu-$1/manifest.json" ] || $PY -m asrquant.cli export "$q" --compute int8 --fp16 --attention int8 \
+      --out "$WORK/$M-cpu-$1" --quiet
+}
+B1=$WORK/$M-cpu-dwqb B2=$WORK/$M-cpu-$BASE2 C1=$WORK/$M-cpu-${TAG}t1 C2=$WORK/$M-cpu-${TAG}t2
+quantize "${TAG}t1" 1 &
+quantize "${TAG}t2" 2 &
+wait %1 && wait %2
+$PY "$HERE/complete.py" "$OUT/$M-tune.json" || $PY -m asrquant.cli bench --model "$C1" --model "$C2" \
+    --data "$WORK/tune-all.jsonl" --threads 1 --jobs 2 --json "$OUT/$M-tune.json" --markdown "$OUT/$M-tune.md"
+$PY "$HERE/join_reports.py" "$BASE_ROWS" "$OUT/$M-tune.json" --out "$OUT/$M-tune-all.json"
+$PY "$HERE/builds_choose.py" "$OUT/$M-tune-all.json" "$M" --base "$B1" "$B2" --candidate "$C1" "$C2" \
+    | tee "$OUT/$M-tune-choice.txt"
+$PY "$HERE/by_condition.py" "$OUT/$M-tune-all.json" > "$OUT/$M-tune-conditions.md"
+grep -q "^chosen" "$OUT/$M-tune-choice.txt" || exit 0
+$PY "$HERE/complete.py" "$OUT/$M-wide.json" || $PY -m asrquant.cli bench --model "$C1" --model "$C2" \
+    --data "$($PY "$HERE/wide_set.py" "$WIDE")" --threads 1 --jobs 2 --json "$OUT/$M-wide.json" --markdown "$OUT/$M-wide.md"
+$PY "$HERE/join_reports.py" "$HERE/results/builds/$M-builds-all.json" "$OUT/$M-wide.json" --out "$OUT/$M-wide-all.json"
+$PY "$HERE/builds_choose.py" "$OUT/$M-wide-all.json" "$M" --base "$WORK/$M-cpu-dwq348" "$B1" "$B2" \
+    --candidate "$C1" "$C2" | tee "$OUT/$M-wide-builds.txt"
+$PY "$HERE/by_condition.py" "$OUT/$M-wide-all.json" > "$OUT/$M-wide-conditions.md"
