@@ -5,10 +5,10 @@ are recorded in the same pass that collects the statistics, and its inputs are h
 adapter; after the start algorithm has quantized the block, the learned weights are trained so
 the quantized block's outputs match them (relative squared error). Where the adapter gives
 ``run_one`` (Whisper), each step is one calibration sample (``batch`` of them, gradients summed),
-and for a long input (the encoder's
-1500 frames of a 30-s window) ``positions`` random positions of it: the float targets are never
-recomputed and a step costs a fraction of a pass over all clips. Otherwise (an adapter without
-``run_one``, a head that is no module) each step is one call of the block within its ``run``.
+and for a long input (the encoder's 1500 frames of a 30-s window) ``positions`` random positions
+of it: the float targets are never recomputed and a step costs a fraction of a pass over all clips.
+Otherwise (an adapter without ``run_one``, a head that is no module) each step is one call of the
+block within its ``run``.
 
 End to end: after every block is quantized, the learned weights of all such Linears are trained
 together on the KL between the float model's next-token distributions (computed once, before
@@ -318,12 +318,12 @@ def _kept_if_better(session: Session, fit: Callable[[], tuple[float, float]]
 
 def train(session: Session, steps: int, step_loss: Callable[[int], Tensor], check_loss: Callable[[], float],
           advance: Callable[[], None] | None = None, batch: int = 1) -> tuple[float, float]:
-    """``steps`` optimiser steps, each on the gradients of ``batch`` calls of ``step_loss(t)``
-    summed (one unit each, backward one at a time: memory of one), the loss on the check units measured CHECKS
-    times on the way; the learned numbers of the best check are put back (the start's when none
-    was better). Past half the steps (the decaying step has halved), training stops once the
-    loss has not fallen from one check to the next PATIENCE times in a row: the steps left would
-    only cost time. Not before: the first, largest steps often raise the loss before the smaller
+    """``steps`` optimiser steps, each on the gradients of ``batch`` calls of ``step_loss(t)`` summed
+    (a unit each, one backward pass at a time: the memory of one), the loss on the check units
+    measured CHECKS times on the way; the learned numbers of the best check are put back (the
+    start's when none was better). Past half the steps (the decaying step has halved), training
+    stops once the loss has not fallen from one check to the next PATIENCE times in a row: the
+    steps left would only cost time. Not before: the first, largest steps often raise the loss before the smaller
     ones bring it below the start.
     Returns (check loss before, best check loss)."""
     before = check_loss()
