@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 19: a candidate recipe judged on two builds against the built-in refined recipe's two, as
-# batch-steps.sh judged dwq-b4 (that script is this one for one recipe). The candidate RECIPE is
+# batch-steps.sh judged dwq-b4 (that script calls this one). The candidate RECIPE is
 # built twice on the built-in calibration pool, at 1 and at 2 threads, at once (TAG1, TAG2: a
 # thread count draws another build); the base is the built-in gptq-int4-g64-enc32-emb4-dwq's two
 # builds on this CPU model at the same thread counts, `dwqb` (1 thread) and `builtin-dwq`
