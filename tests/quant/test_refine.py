@@ -1,6 +1,8 @@
 """The DWQ refinement: recipes name it, it brings a tiny random Whisper closer to float than its
 GPTQ start (block by block and end to end), and it yields ordinary QuantizedWeights."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -145,6 +147,9 @@ def test_recipe_fields_are_validated():
         'refine = "dwq"\nrefine_options = { steps = 0 }': "refine_options.steps",
         'refine = "dwq"\nrefine_options = { batch = 0 }': "refine_options.batch",
         'refine = "dwq"\nrefine_options = { lr = -1.0 }': "refine_options.lr",
+        'refine = "dwq"\nrefine_options = { check_clips = 0 }': "refine_options.check_clips",
+        'refine = "dwq"\nrefine_options = { level = "e2e", check = "wer" }': "refine_options.check",
+        'refine = "dwq"\nrefine_options = { check = "greedy" }': "it needs level = \"e2e\"",
         'refine = "dwq"\nrefine_options = { foo = 1 }': "refine_options.foo",
         'refine = "dwq"\nrefine_options = { steps = "many" }': "must be int",
         'refine_options = { steps = 3 }': "given without refine",
@@ -227,10 +232,10 @@ def test_check_units_are_never_trained_on(level, monkeypatch):
         seen.append((n, trained, checked))
         return refine.refine_block(model, run, rec, items, advance, run_one)
 
-    def e2e(model, logits_fn, teacher, items, advance=None):
+    def e2e(model, logits_fn, teacher, items, advance=None, free_run=None):
         logits_fn, trained, checked = recording(logits_fn)
-        seen.append((len(teacher), trained, checked))
-        return refine.refine_end_to_end(model, logits_fn, teacher, items, advance)
+        seen.append((len(teacher.log_probs), trained, checked))
+        return refine.refine_end_to_end(model, logits_fn, teacher, items, advance, free_run)
 
     monkeypatch.setattr(calibrate, "refine_block", block)
     monkeypatch.setattr(calibrate, "refine_end_to_end", e2e)
@@ -242,3 +247,55 @@ def test_check_units_are_never_trained_on(level, monkeypatch):
         assert checked == set(refine._check_units(n)) and trained, (n, trained, checked)
         assert not trained & checked, (n, trained, checked)
     assert refine._split_units(2 * refine.CHECK_UNITS)[0] == list(range(2 * refine.CHECK_UNITS))
+
+
+def test_a_greedy_check_keeps_the_least_check_in_its_order():
+    """FreeRunCheck values compare disagreement first, the KL on ties: the snapshot kept is the least."""
+    from asrquant.quant import refine
+
+    p = torch.zeros(1, requires_grad=True)
+    c = refine.FreeRunCheck
+    checks = itertools.chain([c(0.5, 1.0), c(0.4, 2.0), c(0.4, 0.9), c(0.6, 0.1), c(0.4, 0.95)],
+                             itertools.repeat(c(0.7, 0.0)))
+
+    class Session:
+        def snapshot(self):
+            return [p.detach().clone()]
+
+        def restore(self, snap):
+            p.data.copy_(snap[0])
+
+        def step(self):
+            p.data += 1  # p counts the steps taken
+            p.grad = None
+
+    before, best = refine.train(Session(), refine.CHECKS * 4, lambda t: p.sum(), lambda: next(checks))
+    assert before == (0.5, 1.0) and best == (0.4, 0.9)
+    assert p.item() == 2 * 4  # the snapshot of the second check (two checks of every 4 steps)
+
+
+def test_a_greedy_check_never_keeps_what_decodes_further_from_float():
+    """check = "greedy": the float model's greedy tokens on the held-out check clips are the
+    reference, and the refined model decodes them no further from it than its GPTQ start does."""
+    from asrquant.eval.metrics import edit_distance
+    from asrquant.models.whisper.calib import free_running_tokens
+
+    held = [CalibSample(s.mel, s.tokens, 2) for s in random_samples(12)]  # 12 > 2 * 4: check clips held out
+    check = [held[i] for i in (0, 4, 7, 11)]  # refine._check_units(12, 4)
+    float_model = tiny_whisper()
+    ref = [free_running_tokens(float_model, s) for s in check]
+
+    def disagreement(model) -> float:
+        return sum(edit_distance(r, free_running_tokens(model, s)) for r, s in zip(ref, check)) / sum(map(len, ref))
+
+    start = tiny_whisper()
+    quantize_model(start, parse_recipe(recipe(clips=12)), held, progress=False, device="cpu")
+    model = tiny_whisper()
+    opts = 'level = "e2e", steps = 24, check = "greedy"'
+    r = parse_recipe(recipe(f'refine = "dwq"\nrefine_options = {{ {opts} }}', clips=12))
+    report = quantize_model(model, r, held, progress=False, device="cpu")
+    note = next(n for n in report.notes if "decoded 4 held-out clips greedily" in n)
+    assert f"{disagreement(start):.2%} -> {disagreement(model):.2%}" in note, (note, disagreement(start))
+    assert disagreement(model) <= disagreement(start)
+    with pytest.raises(AsrQuantError, match="say where their prompt ends"):
+        quantize_model(tiny_whisper(), r, random_samples(12), progress=False, device="cpu")

@@ -20,8 +20,9 @@ import numpy as np
 from .text import normalize
 
 
-def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    """Levenshtein distance: the fewest substitutions, deletions and insertions turning ref into hyp."""
+def edit_distance(ref: Sequence, hyp: Sequence) -> int:
+    """Levenshtein distance: the fewest substitutions, deletions and insertions turning ref into hyp
+    (words, characters or token ids)."""
     previous = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, start=1):
         current = [i]

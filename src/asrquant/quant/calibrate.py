@@ -58,7 +58,7 @@ from .algorithms.rtn import rtn
 from .linear import QuantEmbedding, QuantLinear
 from .qtensor import QuantizedWeight, dequantize, effective_weight
 from .recipe import Recipe, Rule
-from .refine import BlockRecorder, Item, refine_block, refine_end_to_end, teacher_log_probs
+from .refine import BlockRecorder, FreeRunCheck, Item, e2e_check, float_teacher, refine_block, refine_end_to_end
 from .scheme import bits_per_weight
 from .threads import one_cpu_thread
 
@@ -71,6 +71,9 @@ class CalibSample:
 
     mel: np.ndarray  # float32 [n_mels, frames]
     tokens: np.ndarray  # int64 [T]
+    # How many leading tokens are the prompt: what a free-running check (dwq's check = "greedy")
+    # feeds before the model generates. 0: not known, so no such check can run on the sample.
+    prompt: int = 0
 
 
 @dataclass
@@ -582,11 +585,13 @@ def quantize_model(
     q = _Quantizer(model, recipe, report, dev, fold_awq)
     e2e = (_refined_by(recipe, targeted, "e2e") + _tables_refined(model, recipe)) if samples else []
     try:
-        teacher, logits = None, None
-        if e2e:  # the float model's distributions, before anything is quantized
+        teacher, logits, free_run = None, None, None
+        if e2e:  # the float model's distributions (and greedy tokens), before anything is quantized
             model.to(dev)
             logits = _logits_fn(model, samples, dev)
-            teacher = teacher_log_probs(logits, len(samples))
+            check, check_clips = e2e_check([Item(n, None, q.rule_of(n)) for n in e2e])
+            free_run = _free_run_fn(model, samples, recipe) if check == "greedy" else None
+            teacher = float_teacher(logits, len(samples), check_clips, free_run)
             q.float_weights.update({n: model.get_submodule(n).weight.detach().float().clone() for n in e2e})
         # Before calibration, so the decoder blocks are calibrated on the rows they will be fed.
         q.tables = _quantize_embeddings(model, recipe, report)
@@ -607,7 +612,8 @@ def quantize_model(
                 rule = Rule(rule.scheme, "rtn", rule.match, rule.kinds)
             q.single(n, rule, None)
         if e2e:
-            _refine_e2e(model, q, [n for n in e2e if n in q.done or _is_table(model, n)], logits, teacher, progress)
+            _refine_e2e(model, q, [n for n in e2e if n in q.done or _is_table(model, n)], logits, teacher, progress,
+                        free_run)
     finally:
         model.to(orig_device)
         model.train(was_training)
@@ -621,18 +627,36 @@ def _logits_fn(model: nn.Module, samples: list[CalibSample], device) -> Callable
     return lambda i: fn(model, samples[i], device)
 
 
-def _refine_e2e(model, q: _Quantizer, names: list[str], logits, teacher, progress: bool) -> None:
+def _free_run_fn(model: nn.Module, samples: list[CalibSample], recipe: Recipe) -> Callable[[int], list[int]]:
+    """Sample index -> the tokens the model as it is now generates greedily (a greedy check)."""
+    fn = getattr(families.module(model.family, "calib"), "free_running_tokens", None)
+    if fn is None:
+        raise AsrQuantError(f"recipe {recipe.name!r}: check = \"greedy\" needs free-running decoding, which the "
+                            f"{model.family} family's calibration does not have")
+    if any(s.prompt < 1 for s in samples):
+        raise AsrQuantError(f"recipe {recipe.name!r}: check = \"greedy\" needs calibration samples that say where "
+                            f"their prompt ends (CalibSample.prompt), as the families' calibration_samples give them")
+    return lambda i: fn(model, samples[i])
+
+
+def _refine_e2e(model, q: _Quantizer, names: list[str], logits, teacher, progress: bool, free_run=None) -> None:
     if not names:
         return
     t = time.perf_counter()
     items = [Item(n, q.float_weights[n], q.rule_of(n)) for n in names]
     steps = max(it.rule.all_refine_options()["steps"] for it in items)
     with progress_bar("refine end to end", steps, progress) as advance:
-        before, after, kept = refine_end_to_end(model, logits, teacher, items, advance)
+        before, after, kept = refine_end_to_end(model, logits, teacher, items, advance, free_run)
+    if isinstance(before, FreeRunCheck):  # the layers' losses stay KLs; the note says what chose
+        q.report.notes.append(
+            f"end-to-end checks decoded {teacher.check_clips} held-out clips greedily: disagreement with the float "
+            f"model's tokens {before.disagreement:.2%} -> {after.disagreement:.2%} "
+            f"(KL {before.kl:.4g} -> {after.kl:.4g})")
+        before, after = before.kl, after.kl
     q.refined(kept, "e2e", before, after, names, {})
     q.report.refine_seconds += time.perf_counter() - t
     if not kept:
-        q.report.notes.append(f"end-to-end refinement did not lower the KL ({before:.4g}); the start is kept")
+        q.report.notes.append(f"end-to-end refinement did not improve its check (KL {before:.4g}); the start is kept")
 
 
 def _quantize_embeddings(model: nn.Module, recipe: Recipe, report: QuantReport) -> dict[str, tuple[Tensor, Rule]]:

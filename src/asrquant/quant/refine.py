@@ -39,13 +39,15 @@ blocks calibrated after a block-level refinement see its fake-quant outputs, not
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..eval.metrics import edit_distance
 from .algorithms import get_algorithm
 from .int8_chain import channels_int8_ste, keeps_own_codes, rows_int8_ste
 from .linear import QuantEmbedding, QuantLinear
@@ -100,6 +102,7 @@ class _Learning(nn.Module):
                  own: bool = False):
         super().__init__()
         self.learned, self.int8, self.own = learned, int8, own
+        self.fixed: Tensor | None = None  # the learned weight held while a check runs (Session.checking)
         if bias is None:
             self.bias = None
         elif train_bias:
@@ -108,7 +111,7 @@ class _Learning(nn.Module):
             self.register_buffer("bias", bias.detach().clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        w = self.learned()
+        w = self.learned() if self.fixed is None else self.fixed
         if self.int8:
             x = rows_int8_ste(x.float())
             w = w if self.own else channels_int8_ste(w)
@@ -123,10 +126,11 @@ class _LearningTable(nn.Module):
     def __init__(self, learned: nn.Module):
         super().__init__()
         self.learned = learned
+        self.fixed: Tensor | None = None
 
     @property
     def weight(self) -> Tensor:
-        return self.learned()
+        return self.learned() if self.fixed is None else self.fixed
 
     def forward(self, tokens: Tensor) -> Tensor:
         return F.embedding(tokens, self.weight)
@@ -189,6 +193,20 @@ class Session:
         with torch.no_grad():
             for p, v in zip(self.learned_params(), snap):
                 p.copy_(v)
+
+    @contextmanager
+    def checking(self):
+        """No gradients, and every learned weight dequantized once, not at every call: a greedy
+        check's decoding calls each decoder Linear once per token."""
+        mods = [self.model.get_submodule(it.name) for it in self.items]
+        try:
+            with torch.no_grad():
+                for m in mods:
+                    m.fixed = m.learned()
+                yield
+        finally:
+            for m in mods:
+                m.fixed = None
 
     def step(self) -> None:
         for o in self.opts:
@@ -286,18 +304,18 @@ def _block_pass(run: Callable[[], object], rec: BlockRecorder, session: Session 
     return sum(losses) / max(len(losses), 1)
 
 
-def _check_units(n: int) -> list[int]:
-    """The units (clips) on which the loss is checked: CHECK_UNITS spread over the ``n``."""
-    k = min(n, CHECK_UNITS)
+def _check_units(n: int, k: int = CHECK_UNITS) -> list[int]:
+    """The units (clips) on which the loss is checked: ``k`` spread over the ``n``."""
+    k = min(n, k)
     return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
 
 
-def _split_units(n: int) -> tuple[list[int], list[int]]:
-    """(units trained on, units checked on) of ``n``: the check units are held out once there are
-    more than 2 * CHECK_UNITS, so early stopping judges samples no step has fitted; below that
+def _split_units(n: int, k: int = CHECK_UNITS) -> tuple[list[int], list[int]]:
+    """(units trained on, units checked on) of ``n``, ``k`` checked: the check units are held out
+    once there are more than 2 * k, so early stopping judges samples no step has fitted; below that
     (the tests' tiny sets) every unit is trained on, the check units too."""
-    check = _check_units(n)
-    if n <= 2 * CHECK_UNITS:
+    check = _check_units(n, k)
+    if n <= 2 * k:
         return list(range(n)), check
     held = set(check)
     return [i for i in range(n) if i not in held], check
@@ -382,7 +400,7 @@ def refine_block(model: nn.Module, run: Callable[[], object], rec: BlockRecorder
     rec.targets = []
     positions = max(o["positions"] for o in opts)
     gen = torch.Generator().manual_seed(0)
-    trained, check = _split_units(len(units))
+    trained, check = _split_units(len(units), max(o["check_clips"] for o in opts))
     order = _Shuffled(trained, gen)
 
     def step_loss(_t: int) -> Tensor:
@@ -439,24 +457,68 @@ def teacher_log_probs(logits_fn: Callable[[int], Tensor], n: int) -> list[Tensor
         return [F.log_softmax(logits_fn(i).float(), dim=-1) for i in range(n)]
 
 
-def refine_end_to_end(model: nn.Module, logits_fn: Callable[[int], Tensor], teacher: list[Tensor],
-                      items: Sequence[Item], advance: Callable[[], None] | None = None
-                      ) -> tuple[float, float, dict[str, QuantizedWeight]]:
-    """Train ``items`` together on the teacher-forced KL, ``batch`` clips per step: (KL before, after, kept),
-    both on the check clips (held out from the steps, ``_split_units``)."""
-    n = len(teacher)
+class FreeRunCheck(NamedTuple):
+    """An end-to-end check with ``check = "greedy"``, ordered as compared: the free-running
+    disagreement first, the teacher-forced KL on the same clips for ties."""
+
+    disagreement: float  # token edit distance to the float model's greedy tokens / their number
+    kl: float
+
+
+@dataclass
+class Teacher:
+    """What the float model gives the end-to-end level, computed before anything is quantized."""
+
+    log_probs: list[Tensor]  # per clip, at every teacher-forced position [T, V]
+    check_clips: int  # clips held out from the steps to check them (dwq's ``check_clips``)
+    tokens: dict[int, list[int]] | None = None  # check = "greedy": each check clip's greedy tokens
+
+
+def e2e_check(items: Sequence[Item]) -> tuple[str, int]:
+    """(what the end-to-end checks measure, how many clips they hold out) for ``items``: "greedy" if
+    any rule asks for it, and the most check clips any asks for."""
+    opts = [it.rule.all_refine_options() for it in items]
+    kind = "greedy" if any(o.get("check") == "greedy" for o in opts) else "kl"
+    return kind, max(o.get("check_clips", CHECK_UNITS) for o in opts)
+
+
+def float_teacher(logits_fn: Callable[[int], Tensor], n: int, check_clips: int = CHECK_UNITS,
+                  free_run: Callable[[int], list[int]] | None = None) -> Teacher:
+    """The float model's Teacher for ``n`` clips; with ``free_run`` (clip -> the greedy tokens of the
+    model as it is now) also its greedy tokens on the check clips."""
+    tokens = None
+    if free_run is not None:
+        with torch.no_grad():
+            tokens = {i: free_run(i) for i in _split_units(n, check_clips)[1]}
+    return Teacher(teacher_log_probs(logits_fn, n), check_clips, tokens)
+
+
+def refine_end_to_end(model: nn.Module, logits_fn: Callable[[int], Tensor], teacher: Teacher,
+                      items: Sequence[Item], advance: Callable[[], None] | None = None,
+                      free_run: Callable[[int], list[int]] | None = None):
+    """Train ``items`` together on the teacher-forced KL, ``batch`` clips per step: (check before,
+    check kept, kept weights), the checks on the clips held out from the steps (``_split_units``):
+    the mean KL, or a FreeRunCheck where the teacher has greedy tokens (then ``free_run`` is
+    needed: clip -> the greedy tokens of the model as it is now)."""
+    n = len(teacher.log_probs)
     steps = max(it.rule.all_refine_options()["steps"] for it in items)
     batch = max(it.rule.all_refine_options()["batch"] for it in items)
-    trained, check = _split_units(n)
+    trained, check = _split_units(n, teacher.check_clips)
     order = _Shuffled(trained, torch.Generator().manual_seed(0))
+    if teacher.tokens is not None and free_run is None:
+        raise ValueError("a greedy check needs the model's free-running decoding")
 
     def step_loss(_t: int) -> Tensor:
         i = order.next()
-        return kl_per_position(logits_fn(i), teacher[i])
+        return kl_per_position(logits_fn(i), teacher.log_probs[i])
 
-    def check_loss() -> float:
-        with torch.no_grad():
-            return sum(kl_per_position(logits_fn(i), teacher[i]).item() for i in check) / len(check)
+    def check_loss():
+        with session.checking():
+            kl = sum(kl_per_position(logits_fn(i), teacher.log_probs[i]).item() for i in check) / len(check)
+            if teacher.tokens is None:
+                return kl
+            errors = sum(edit_distance(teacher.tokens[i], free_run(i)) for i in check)
+            return FreeRunCheck(errors / max(1, sum(len(teacher.tokens[i]) for i in check)), kl)
 
     session = Session(model, items, steps)
     return _kept_if_better(session, lambda: train(session, steps, step_loss, check_loss, advance, batch))

@@ -33,7 +33,7 @@ def calib_samples(dims, seconds=(1.3, 2.2, 3.1)) -> list[CalibSample]:
         text = rng.integers(0, 300, size=8).tolist()
         ids = ([151644, 8948, 198, dims.audio_start_token_id] + [dims.audio_token_id] * n
                + [dims.audio_end_token_id, 198] + text + [151645])
-        out.append(CalibSample(mel, np.array(ids, dtype=np.int64)))
+        out.append(CalibSample(mel, np.array(ids, dtype=np.int64), len(ids) - len(text) - 1))
     return out
 
 

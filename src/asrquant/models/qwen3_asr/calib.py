@@ -180,7 +180,7 @@ def calibration_samples(ckpt: Qwen3ASRCheckpoint, manifest: str | Path, n: int, 
             text_ids = greedy.transcribe(audio, language).result.tokens
         n_audio = n_audio_tokens(mel.shape[1], ckpt.dims.n_window)
         tokens = clip_tokens(tok, n_audio, language, text_ids)
-        samples.append(CalibSample(mel, np.asarray(tokens, dtype=np.int64)))
+        samples.append(CalibSample(mel, np.asarray(tokens, dtype=np.int64), len(tokens) - len(text_ids) - 1))
         cal.ids.append(clip.id)
         cal.audio_sha256.append(sha256_file(clip.audio))
     return samples, cal
@@ -197,3 +197,16 @@ def teacher_forced_logits(model: Qwen3ASR, sample: CalibSample, device=None) -> 
     mel = torch.as_tensor(sample.mel, dtype=torch.float32, device=dev)
     ids = torch.as_tensor(sample.tokens, dtype=torch.long, device=dev)[None]
     return model.prefill(ids, model.encode(mel))[0][0]
+
+
+@torch.no_grad()
+def free_running_tokens(model: Qwen3ASR, sample: CalibSample, max_new: int = 224) -> list[int]:
+    """The tokens the model generates greedily after the sample's prompt, up to its end token (not
+    included): a refinement's free-running check (dwq's ``check = "greedy"``), on the model's device."""
+    if sample.prompt < 1:
+        raise ValueError("the calibration sample does not say where its prompt ends")
+    dev = next(model.parameters()).device
+    end = int(sample.tokens[-1])
+    mel = torch.as_tensor(sample.mel, dtype=torch.float32, device=dev)
+    out = model.greedy(mel, [int(t) for t in sample.tokens[: sample.prompt]], (end,), max_new)
+    return out[:-1] if out and out[-1] == end else out

@@ -601,7 +601,7 @@ class Qwen3ASR(nn.Module):
                max_new_tokens: int = 64) -> list[int]:
         """Greedy decoding with the KV cache; returns the generated ids (the end token included
         when it was reached)."""
-        ids = torch.tensor([prompt_ids], dtype=torch.int64)
+        ids = torch.tensor([prompt_ids], dtype=torch.int64, device=mel.device)
         logits, k, v = self.prefill(ids, self.encode(mel))
         out: list[int] = []
         for _ in range(max_new_tokens):
@@ -609,6 +609,6 @@ class Qwen3ASR(nn.Module):
             out.append(tok)
             if tok in eos_ids:
                 break
-            logits, nk, nv = self.decode_tokens(torch.tensor([[tok]]), k, v)
+            logits, nk, nv = self.decode_tokens(torch.tensor([[tok]], device=mel.device), k, v)
             k, v = torch.cat([k, nk], 3), torch.cat([v, nv], 3)
         return out

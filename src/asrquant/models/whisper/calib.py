@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ...artifact import sha256_file
 from ...audio import load_audio
+from ...decoding import DecodeOptions, LogitRules, decode
 from ...errors import AsrQuantError
 from ...eval.manifest import read_manifest
 from ...features import log_mel
@@ -30,7 +31,7 @@ from ...quant.threads import one_cpu_thread
 from .load import WhisperCheckpoint
 from .model import Whisper
 from .tokenizer import WhisperTokenizer
-from .torch_session import open_transcriber
+from .torch_session import WhisperTorchSession, open_transcriber
 from .transcribe import WINDOW_SAMPLES
 
 
@@ -161,7 +162,8 @@ def calibration_samples(ckpt: WhisperCheckpoint, manifest: str | Path, n: int,
             transcriber = transcriber or open_transcriber(ckpt)
             text_ids = transcriber.transcribe(audio, clip.lang).tokens
         tokens = (prompt + text_ids)[: ckpt.dims.n_text_ctx - 1] + [tok.eot]
-        samples.append(CalibSample(log_mel(audio, n_mels=ckpt.dims.n_mels), np.asarray(tokens, dtype=np.int64)))
+        samples.append(CalibSample(log_mel(audio, n_mels=ckpt.dims.n_mels), np.asarray(tokens, dtype=np.int64),
+                                   len(prompt)))
         cal.ids.append(clip.id)
         cal.audio_sha256.append(sha256_file(clip.audio))
     return samples, cal
@@ -193,3 +195,22 @@ def logits_from_features(model: Whisper, sample: CalibSample, features: torch.Te
 def teacher_forced_logits(model: Whisper, sample: CalibSample, device=None) -> torch.Tensor:
     """The logits [T, V] at every position of the sample's tokens, with gradients (refinements)."""
     return logits_from_features(model, sample, encoder_features(model, sample, device), device)
+
+
+# A real Whisper vocabulary ends with its 1501 timestamp tokens (<|0.00|> .. <|30.00|>), whatever its
+# languages; transcription without timestamps never emits them.
+N_TIMESTAMPS = 1501
+
+
+def free_running_tokens(model: Whisper, sample: CalibSample, max_new: int = 224) -> list[int]:
+    """The tokens the model generates greedily after the sample's prompt, as transcription decodes
+    (no timestamps, the loop guard on; the checkpoint's suppressed symbols aside): a refinement's
+    free-running check (dwq's ``check = "greedy"``), on the model's device."""
+    if sample.prompt < 1:
+        raise ValueError("the calibration sample does not say where its prompt ends")
+    session = WhisperTorchSession(model)
+    n_vocab = model.dims.n_vocab
+    timestamps = n_vocab - N_TIMESTAMPS if n_vocab > N_TIMESTAMPS else None  # a test's small vocabulary has none
+    rules = LogitRules(eot=int(sample.tokens[-1]), suppress_from=timestamps)
+    prompt = [int(t) for t in sample.tokens[: sample.prompt]]
+    return decode(session, session.encode(sample.mel), prompt, rules, DecodeOptions(max_new_tokens=max_new)).tokens

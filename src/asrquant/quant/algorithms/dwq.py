@@ -41,6 +41,7 @@ from ..scheme import QuantScheme
 from .registry import Refinement, register
 
 LEVELS = {"block": ("block",), "e2e": ("e2e",), "both": ("block", "e2e")}
+CHECKS = ("kl", "greedy")  # what a check of the end-to-end level measures (option `check`)
 ACTIVATIONS = ("float", "int8")  # what the trained forward multiplies: float inputs, or the int8 chain's
 
 
@@ -158,6 +159,15 @@ class DWQ(Refinement):
         "zero_points": (bool, False),  # learn the integer zero points too (asymmetric schemes)
         "float_params": (bool, False),  # also train the block's float parameters (norms, biases; Adam)
         "activations": (str, "float"),  # float | int8: train through the CPU export's int8 chain (see above)
+        # calibration samples (clips, end to end) held out from the steps to judge them: the
+        # snapshot kept is the one whose check was best (quant/refine.py)
+        "check_clips": (int, 4),
+        # what a check measures (end to end): "kl", the teacher-forced KL to the float model; or
+        # "greedy", the edit distance between the tokens the model generates greedily and the float
+        # model's own greedy tokens, as a share of the latter (a loop costs its length), ties
+        # broken by the KL. Teacher forcing never lets an error feed the next step; transcription
+        # does, and a closer KL fit has not always meant fewer word errors
+        "check": (str, "kl"),
     })
 
     def level(self, options):
@@ -176,6 +186,12 @@ class DWQ(Refinement):
             return "positions", f"must be >= 0 (0: every position), not {options['positions']}"
         if not (options["lr"] > 0 and math.isfinite(options["lr"])):
             return "lr", f"must be > 0, not {options['lr']}"
+        if options["check_clips"] < 1:
+            return "check_clips", f"must be >= 1, not {options['check_clips']}"
+        if options["check"] not in CHECKS:
+            return "check", f"must be one of: {', '.join(CHECKS)}, not {options['check']!r}"
+        if options["check"] == "greedy" and options["level"] != "e2e":
+            return "check", "greedy decoding checks the whole model: it needs level = \"e2e\""
         if options["activations"] not in ACTIVATIONS:
             return "activations", f"must be one of: {', '.join(ACTIVATIONS)}, not {options['activations']!r}"
         return None
