@@ -589,7 +589,7 @@ def quantize_model(
         if e2e:  # the float model's distributions (and greedy tokens), before anything is quantized
             model.to(dev)
             logits = _logits_fn(model, samples, dev)
-            check, check_clips = e2e_check([Item(n, None, q.rule_of(n)) for n in e2e])
+            check, check_clips = e2e_check([q.rule_of(n) for n in e2e])
             free_run = _free_run_fn(model, samples, recipe) if check == "greedy" else None
             teacher = float_teacher(logits, len(samples), check_clips, free_run)
             q.float_weights.update({n: model.get_submodule(n).weight.detach().float().clone() for n in e2e})

@@ -18,16 +18,19 @@ per step (``batch`` clips, gradients summed), the encoder quantized. The family 
 refines (end to end only: it is no block's) learns with them, through its lookups and, where the
 model ties its logits to it (Whisper), through the logits themselves.
 
-Either level checks its loss on a few calibration samples (CHECK_UNITS) before training and
-CHECKS times during it, keeps the best check's learned numbers (the start's when none was
-lower) and stops early once the loss stops falling (see ``train``). The check samples are held
-out: no training step uses them (``_split_units``), so the early stop and the kept check judge
-the refinement on samples it did not fit. On whisper-tiny.en the end-to-end level, checked on
-samples it also trained on, lowered its check KL by 60 % and still transcribed the reporting
-clips worse than its GPTQ start (benchmarks/refinement/README.md): a check on training samples
-measures the fit, not the gain. Only tiny calibration sets (no more than 2 * CHECK_UNITS
-samples, the tests') train on every sample, checks included: holding out half of them would
-leave too little to learn from.
+Either level checks its loss on a few calibration samples (``check_clips``, CHECK_UNITS by default)
+before training and CHECKS times during it, keeps the best check's learned numbers (the start's
+when none was lower) and stops early once the loss stops falling (see ``train``). The check samples
+are held out: no training step uses them (``_split_units``), so the early stop and the kept check
+judge the refinement on samples it did not fit. On whisper-tiny.en the end-to-end level, checked on
+samples it also trained on, lowered its check KL by 60 % and still transcribed the reporting clips
+worse than its GPTQ start (benchmarks/refinement/README.md): a check on training samples measures
+the fit, not the gain. Only tiny calibration sets (no more than twice the check samples, the
+tests') train on every sample, checks included: holding out half of them would leave too little to
+learn from. End to end, ``check = "greedy"`` makes a check free-running: the check clips are
+decoded greedily (the family's ``calib.free_running_tokens``) and compared with the float model's
+own greedy tokens, decoded once before anything is quantized (``float_teacher``); the token edit
+distance decides, the KL breaks ties (``FreeRunCheck``).
 
 A refinement whose options ask for the int8 chain (dwq's ``activations = "int8"``) trains, and
 checks, its Linears through what the CPU export's int8 GEMMs compute (``_Learning``), at both
@@ -474,10 +477,10 @@ class Teacher:
     tokens: dict[int, list[int]] | None = None  # check = "greedy": each check clip's greedy tokens
 
 
-def e2e_check(items: Sequence[Item]) -> tuple[str, int]:
-    """(what the end-to-end checks measure, how many clips they hold out) for ``items``: "greedy" if
-    any rule asks for it, and the most check clips any asks for."""
-    opts = [it.rule.all_refine_options() for it in items]
+def e2e_check(rules: Sequence[Rule]) -> tuple[str, int]:
+    """(what the end-to-end checks measure, how many clips they hold out) for the rules refining end
+    to end: "greedy" if any asks for it, and the most check clips any asks for."""
+    opts = [r.all_refine_options() for r in rules]
     kind = "greedy" if any(o.get("check") == "greedy" for o in opts) else "kl"
     return kind, max(o.get("check_clips", CHECK_UNITS) for o in opts)
 
