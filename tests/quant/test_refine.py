@@ -179,6 +179,23 @@ def test_recipe_fields_are_validated():
     assert recipe_from_dict(e2e.to_dict()).embedding.all_refine_options() == e2e.embedding.all_refine_options()
 
 
+class OneNumberSession:
+    """A stand-in for refine.Session over one learned number ``p``; ``on_step(p)`` is what a step does."""
+
+    def __init__(self, p: torch.Tensor, on_step):
+        self.p, self.on_step = p, on_step
+
+    def snapshot(self):
+        return [self.p.detach().clone()]
+
+    def restore(self, snap):
+        self.p.data.copy_(snap[0])
+
+    def step(self):
+        self.on_step(self.p)
+        self.p.grad = None
+
+
 def test_a_step_sums_the_gradients_of_batch_units():
     """With ``batch`` units a step, the sign is taken of the gradients of that many units summed."""
     from asrquant.quant import refine
@@ -186,22 +203,12 @@ def test_a_step_sums_the_gradients_of_batch_units():
     p = torch.zeros(1, requires_grad=True)
     calls, grads = [], []
 
-    class Session:
-        def snapshot(self):
-            return [p.detach().clone()]
-
-        def restore(self, snap):
-            p.data.copy_(snap[0])
-
-        def step(self):
-            grads.append(p.grad.item())
-            p.grad = None
-
     def step_loss(t):
         calls.append(t)
         return p * len(calls)  # the units' gradients 1, 2, 3, then 4, 5, 6, ...
 
-    refine.train(Session(), 4, step_loss, lambda: -len(calls), batch=3)  # the check always falls
+    summing = OneNumberSession(p, lambda p: grads.append(p.grad.item()))
+    refine.train(summing, 4, step_loss, lambda: -len(calls), batch=3)  # the check always falls
     assert calls == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
     assert grads == [6, 15, 24, 33]
 
@@ -257,19 +264,8 @@ def test_a_greedy_check_keeps_the_least_check_in_its_order():
     c = refine.FreeRunCheck
     checks = itertools.chain([c(0.5, 1.0), c(0.4, 2.0), c(0.4, 0.9), c(0.6, 0.1), c(0.4, 0.95)],
                              itertools.repeat(c(0.7, 0.0)))
-
-    class Session:
-        def snapshot(self):
-            return [p.detach().clone()]
-
-        def restore(self, snap):
-            p.data.copy_(snap[0])
-
-        def step(self):
-            p.data += 1  # p counts the steps taken
-            p.grad = None
-
-    before, best = refine.train(Session(), refine.CHECKS * 4, lambda t: p.sum(), lambda: next(checks))
+    counting = OneNumberSession(p, lambda p: p.data.add_(1))  # p counts the steps taken
+    before, best = refine.train(counting, refine.CHECKS * 4, lambda t: p.sum(), lambda: next(checks))
     assert before == (0.5, 1.0) and best == (0.4, 0.9)
     assert p.item() == 2 * 4  # the snapshot of the second check (two checks of every 4 steps)
 
