@@ -123,6 +123,38 @@ def test_the_token_table_is_refined_end_to_end(samples):
     assert all(p.requires_grad for p in model.parameters())  # left as found
 
 
+def test_float_params_train_the_biases_end_to_end(samples):
+    """``float_params = true`` at the end-to-end level trains the refined Linears' biases beside the
+    scales: the check loss falls below the scales-only refinement's, the biases written are the
+    trained ones (what the saved artifact and every exporter read) and the codes and zero points
+    are the start's. Norms are not trained there (no block to hold them)."""
+    from asrquant.quant.saved import model_tensors
+
+    def refined(float_params: str):
+        model = tiny_whisper()
+        r = parse_recipe(recipe('refine = "dwq"\nrefine_options = '
+                                f'{{ level = "e2e", steps = 60, float_params = {float_params} }}'))
+        return model, quantize_model(model, r, samples, progress=False, device="cpu")
+
+    scales, scales_report = refined("false")
+    model, report = refined("true")
+    kept = [l.refine_loss["e2e"][1] for l in report.layers]
+    assert kept[0] < scales_report.layers[0].refine_loss["e2e"][1], (kept, scales_report.layers[0].refine_loss)
+    start, tensors = dict(tiny_whisper().named_parameters()), model_tensors(model)
+    moved = []
+    for name, m in model.named_modules():
+        if isinstance(m, QuantLinear) and m.bias is not None:
+            assert torch.equal(tensors[f"{name}.bias"].float(), m.bias), name  # saved as trained
+            moved += [name] if not torch.equal(m.bias, start[f"{name}.bias"]) else []
+            assert torch.equal(scales.get_submodule(name).bias, start[f"{name}.bias"]), name  # scales only: kept
+    assert len(moved) > 10, moved
+    norms = {n: p for n, p in model.named_parameters() if "ln" in n}
+    assert norms and all(torch.equal(p, start[n]) for n, p in norms.items())
+    for name, qw in quantized_weights(model).items():
+        assert torch.equal(qw.codes, quantized_weights(scales)[name].codes), name
+    assert all(p.requires_grad for p in model.parameters())  # left as found
+
+
 def test_rtn_start_and_symmetric_scheme(samples):
     ref = [logits(tiny_whisper(), s)[0] for s in samples]
     start = tiny_whisper()

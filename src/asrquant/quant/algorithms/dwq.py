@@ -157,7 +157,8 @@ class DWQ(Refinement):
         "lr": (float, 0.005),  # sign-SGD step of the log-scales at the start (the rounding's: lr * ROUND_LR)
         "rounding": (bool, False),  # also learn each weight's rounding direction (AutoRound's V)
         "zero_points": (bool, False),  # learn the integer zero points too (asymmetric schemes)
-        "float_params": (bool, False),  # also train the block's float parameters (norms, biases; Adam)
+        "float_params": (bool, False),  # also train float parameters by Adam: the block's norms and
+        # biases (block level), the refined Linears' biases (end to end)
         "activations": (str, "float"),  # float | int8: train through the CPU export's int8 chain (see above)
         # calibration samples (clips, end to end) held out from the steps to judge them: the
         # snapshot kept is the one whose check was best (quant/refine.py)
