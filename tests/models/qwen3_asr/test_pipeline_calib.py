@@ -71,3 +71,27 @@ def test_bad_sample_names_the_problem(float_model):
     bad = CalibSample(s.mel, s.tokens[s.tokens != float_model.dims.audio_token_id])
     with pytest.raises(AsrQuantError, match="<|audio_pad|>"):
         Qwen3ASRCalibAdapter(float_model, [bad])
+
+
+def test_a_gptq_build_is_the_same_at_any_thread_count():
+    """At a width where a 2-thread GEMM over an attention window's few frames (or a few tokens)
+    sums in another order than one thread, every Linear after the first encoder layer took other
+    GPTQ roundings at 1 and 2 threads (without the adapter's one-thread passes this test fails).
+    The calibration passes run on one thread, so the codes and scales are the same."""
+    dims = small_dims(audio_d_model=384, audio_ffn_dim=1024, audio_output_dim=384, audio_heads=6,
+                      hidden_size=384, intermediate_size=1024, n_heads=6, n_kv_heads=2, head_dim=64)
+    samples = calib_samples(dims, seconds=(4.0, 6.5, 9.0))
+    builds = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            model = random_model(dims, seed=2)
+            quantize_model(model, load_recipe("gptq-int4-g64"), samples, device="cpu", progress=False)
+            builds.append(quantized_weights(model))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(builds[0]) > 20
+    for name, qw in builds[0].items():
+        assert torch.equal(qw.codes, builds[1][name].codes), name
+        assert torch.equal(qw.scales, builds[1][name].scales), name

@@ -24,6 +24,7 @@ from ...eval.manifest import read_manifest
 from ...progress import track
 from ...quant.calibrate import CalibBlock, Calibration, CalibSample, InputGroup, spread, warn_single_language
 from ...quant.recipe import Recipe
+from ...quant.threads import one_cpu_thread
 from .features import n_audio_tokens, qwen3_asr_log_mel
 from .load import Qwen3ASRCheckpoint
 from .model import Qwen3ASR, chunk_mel
@@ -76,16 +77,26 @@ class Qwen3ASRCalibAdapter:
         clips = [chunk_mel(torch.as_tensor(s.mel, dtype=torch.float32, device=self.device), self.model.dims)
                  for s in self.samples]  # fmt: skip
 
+        def one_thread(fn):
+            # Every pass on one thread: at another thread count a product over an attention window's
+            # few frames or a few tokens takes another GEMM path (other last bits, so other GPTQ
+            # roundings downstream: with a 384-wide random model every Linear after the first
+            # encoder layer differed between 1 and 2 threads). The Hessians already are.
+            def run():
+                with one_cpu_thread(self.device):
+                    return fn()
+            return run
+
         # The front end: its only Linear (conv_out) reads the flattened convolution output.
-        embed = lambda: [tower.embed(c, n) for c, n in clips]  # noqa: E731
+        embed = one_thread(lambda: [tower.embed(c, n) for c, n in clips])
         yield CalibBlock("audio_tower.conv_out", embed, [InputGroup(["audio_tower.conv_out"])])
         xs = embed()
         for i, layer in enumerate(tower.layers):
             p = f"audio_tower.layers.{i}"
-            run = lambda layer=layer: [(layer(x, m), m) for x, m in xs]  # noqa: E731
+            run = one_thread(lambda layer=layer: [(layer(x, m), m) for x, m in xs])
             yield CalibBlock(p, run, _audio_layer_groups(p))
             xs = run()
-        head = lambda: [tower.head(x)[:n] for (x, _), (_, n) in zip(xs, clips)]  # noqa: E731
+        head = one_thread(lambda: [tower.head(x)[:n] for (x, _), (_, n) in zip(xs, clips)])
         yield CalibBlock("audio_tower.head", head,
                          [InputGroup(["audio_tower.proj1"], "audio_tower.ln_post"), InputGroup(["audio_tower.proj2"])])
         audio = head()
@@ -108,8 +119,9 @@ class Qwen3ASRCalibAdapter:
 
         for i, layer in enumerate(text.layers):
             p = f"model.layers.{i}"
-            yield CalibBlock(p, lambda i=i, layer=layer: run_layer(i, layer), _decoder_layer_groups(p))
-            hs = run_layer(i, layer)
+            run = one_thread(lambda i=i, layer=layer: run_layer(i, layer))
+            yield CalibBlock(p, run, _decoder_layer_groups(p))
+            hs = run()
 
 
 CalibAdapter = Qwen3ASRCalibAdapter  # the name asrquant.families' callers look up
