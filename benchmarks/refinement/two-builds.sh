@@ -14,10 +14,13 @@
 # both builds on the wide reporting set (1080 clips), against the built-in recipe's three builds
 # there (builds.sh) and fp32.
 #
-#   bash benchmarks/refinement/two-builds.sh WORK WIDE MODEL TAG RECIPE   (after wild-calib.sh)
+# CALIB (optional): the candidate's calibration manifest, instead of the built-in pool (the base
+# builds' calibration either way).
+#
+#   bash benchmarks/refinement/two-builds.sh WORK WIDE MODEL TAG RECIPE [CALIB]   (after wild-calib.sh)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-USAGE="usage: two-builds.sh WORK WIDE MODEL TAG RECIPE"
+USAGE="usage: two-builds.sh WORK WIDE MODEL TAG RECIPE [CALIB]"
 WORK=${1:?$USAGE}
 WIDE=${2:?$USAGE}
 M=${3:?$USAGE}
@@ -34,7 +37,7 @@ esac
 [ -f "$BASE_ROWS" ] || { echo "two-builds.sh: $BASE_ROWS missing: run wild-calib.sh first" >&2; exit 2; }
 mkdir -p "$OUT"
 $PY -c "from asrquant.cpu import describe_cpu; print(describe_cpu())" > "$OUT/cpu.txt"
-POOL=$($PY -m asrquant.cli data default --calib-pool)
+POOL=${6:-$($PY -m asrquant.cli data default --calib-pool)}
 quantize() {  # tag threads
   local q="$WORK/$M-q-$1"
   [ -f "$q/manifest.json" ] || { uptime > "$OUT/$M-$1.load.txt"
