@@ -3,7 +3,7 @@
 # is taken at every teacher-forced position of a calibration clip, and those positions follow the
 # reference text. At inference the decoder follows its own output, and on degraded speech the
 # float model's text differs from the reference (mixed speech: 62 % WER on the tuning clips), so
-# much of what the refinement fits are states transcription never visits. Sequence-level
+# the refinement fits states that transcription may never visit. Sequence-level
 # distillation (Kim & Rush, 2016; distil-whisper's pseudo-labels) fits the teacher along the
 # teacher's own output instead. Whisper's calibration already teacher-forces the float model's
 # greedy output where a clip has no transcript (`models/whisper/calib.calibration_samples`), so the
@@ -21,13 +21,6 @@ WIDE=${2:?$USAGE}
 M=${3:?$USAGE}
 PY=${PYTHON:-python}
 POOL=$($PY -m asrquant.cli data default --calib-pool)
-$PY - "$POOL" "$WORK/pool-unlabelled.jsonl" "$HERE" <<'PYEOF'
-import json, sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[3])
-from calib_pool import rows_of
-rows = [{**r, "text": ""} for r in rows_of(Path(sys.argv[1]))]
-Path(sys.argv[2]).write_text("".join(json.dumps(r) + "\n" for r in rows))
-PYEOF
+$PY "$HERE/unlabelled.py" "$POOL" "$WORK/pool-unlabelled.jsonl"
 bash "$HERE/two-builds.sh" "$WORK" "$WIDE" "$M" pseudo \
     "$HERE/../../src/asrquant/quant/recipes/gptq-int4-g64-enc32-emb4-dwq.toml" "$WORK/pool-unlabelled.jsonl"

@@ -17,13 +17,6 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${1:?usage: pseudo-labels.sh WORK}
 PY=${PYTHON:-python}
 read -r CALIB _ < <($PY "$HERE/../tools/sets.py")
-$PY - "$CALIB" "$WORK/calib-unlabelled.jsonl" "$HERE" <<'PYEOF'
-import json, sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[3])
-from calib_pool import rows_of
-rows = [{**r, "text": ""} for r in rows_of(Path(sys.argv[1]))]
-Path(sys.argv[2]).write_text("".join(json.dumps(r) + "\n" for r in rows))
-PYEOF
+$PY "$HERE/unlabelled.py" "$CALIB" "$WORK/calib-unlabelled.jsonl"
 bash "$HERE/candidate.sh" "$WORK" pseudo "$HERE/../../src/asrquant/quant/recipes/gptq-int4-g64-enc32-emb4.toml" \
     "$WORK/calib-unlabelled.jsonl"
