@@ -648,9 +648,10 @@ def _refine_e2e(model, q: _Quantizer, names: list[str], logits, teacher, progres
     with progress_bar("refine end to end", steps, progress) as advance:
         before, after, kept = refine_end_to_end(model, logits, teacher, items, advance, free_run)
     if isinstance(before, FreeRunCheck):  # the layers' losses stay KLs; the note says what chose
-        held = "held-out " if len(teacher.log_probs) > 2 * teacher.check_clips else ""  # see refine._split_units
+        trained, check = teacher.split()
+        held = "" if set(check) & set(trained) else "held-out "
         q.report.notes.append(
-            f"end-to-end checks decoded {teacher.check_clips} {held}clips greedily: disagreement with the float "
+            f"end-to-end checks decoded {len(check)} {held}clips greedily: disagreement with the float "
             f"model's tokens {before.disagreement:.2%} -> {after.disagreement:.2%} "
             f"(KL {before.kl:.4g} -> {after.kl:.4g})")
         before, after = before.kl, after.kl

@@ -476,6 +476,10 @@ class Teacher:
     check_clips: int  # clips held out from the steps to check them (dwq's ``check_clips``)
     tokens: dict[int, list[int]] | None = None  # check = "greedy": each check clip's greedy tokens
 
+    def split(self) -> tuple[list[int], list[int]]:
+        """(clips trained on, clips checked on): ``_split_units`` over the teacher's clips."""
+        return _split_units(len(self.log_probs), self.check_clips)
+
 
 def e2e_check(rules: Sequence[Rule]) -> tuple[str, int]:
     """(what the end-to-end checks measure, how many clips they hold out) for the rules refining end
@@ -489,11 +493,11 @@ def float_teacher(logits_fn: Callable[[int], Tensor], n: int, check_clips: int =
                   free_run: Callable[[int], list[int]] | None = None) -> Teacher:
     """The float model's Teacher for ``n`` clips; with ``free_run`` (clip -> the greedy tokens of the
     model as it is now) also its greedy tokens on the check clips."""
-    tokens = None
+    teacher = Teacher(teacher_log_probs(logits_fn, n), check_clips)
     if free_run is not None:
         with torch.no_grad():
-            tokens = {i: free_run(i) for i in _split_units(n, check_clips)[1]}
-    return Teacher(teacher_log_probs(logits_fn, n), check_clips, tokens)
+            teacher.tokens = {i: free_run(i) for i in teacher.split()[1]}
+    return teacher
 
 
 def refine_end_to_end(model: nn.Module, logits_fn: Callable[[int], Tensor], teacher: Teacher,
@@ -503,10 +507,9 @@ def refine_end_to_end(model: nn.Module, logits_fn: Callable[[int], Tensor], teac
     check kept, kept weights), the checks on the clips held out from the steps (``_split_units``):
     the mean KL, or a FreeRunCheck where the teacher has greedy tokens (then ``free_run`` is
     needed: clip -> the greedy tokens of the model as it is now)."""
-    n = len(teacher.log_probs)
     steps = max(it.rule.all_refine_options()["steps"] for it in items)
     batch = max(it.rule.all_refine_options()["batch"] for it in items)
-    trained, check = _split_units(n, teacher.check_clips)
+    trained, check = teacher.split()
     order = _Shuffled(trained, torch.Generator().manual_seed(0))
     if teacher.tokens is not None and free_run is None:
         raise ValueError("a greedy check needs the model's free-running decoding")
