@@ -14,13 +14,16 @@
 # both builds on the wide reporting set (1080 clips), against the built-in recipe's three builds
 # there (builds.sh) and fp32.
 #
-# CALIB (optional): the candidate's calibration manifest, instead of the built-in pool (the base
-# builds' calibration either way).
+# CALIB (optional; "" for the built-in pool): the candidate's calibration manifest, instead of the
+# built-in pool (the base builds' calibration either way).
+# SET (optional): `tune` (the default, as above) or `fresh`: the fresh tuning clips of fresh_set.py
+# (the tuning sentences, seed 9, 384 clips, 5202 words), on which the built-in recipe was not
+# chosen, the base rows from fresh-tune.sh (results/fresh/$M-fresh.json); the same rule there.
 #
-#   bash benchmarks/refinement/two-builds.sh WORK WIDE MODEL TAG RECIPE [CALIB]   (after wild-calib.sh)
+#   bash benchmarks/refinement/two-builds.sh WORK WIDE MODEL TAG RECIPE [CALIB [SET]]   (after wild-calib.sh)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-USAGE="usage: two-builds.sh WORK WIDE MODEL TAG RECIPE [CALIB]"
+USAGE="usage: two-builds.sh WORK WIDE MODEL TAG RECIPE [CALIB [SET]]"
 WORK=${1:?$USAGE}
 WIDE=${2:?$USAGE}
 M=${3:?$USAGE}
@@ -28,13 +31,17 @@ TAG=${4:?$USAGE}
 RECIPE=${5:?$USAGE}
 PY=${PYTHON:-python}
 OUT=$HERE/results/$TAG
-BASE_ROWS=$HERE/results/wild/$M-tune-base.json
+case ${7:-tune} in
+  tune) BASE_ROWS=$HERE/results/wild/$M-tune-base.json TUNE=$WORK/tune-all.jsonl ;;
+  fresh) BASE_ROWS=$HERE/results/fresh/$M-fresh.json TUNE=$WORK/tune-fresh.jsonl ;;
+  *) echo "two-builds.sh: SET must be tune or fresh, not ${7}" >&2; exit 2 ;;
+esac
 case $M in
   whisper-base) BASE2=dwqc ;;
   whisper-tiny.en) BASE2=builtin-dwq ;;
   *) echo "two-builds.sh: no base builds for $M" >&2; exit 2 ;;
 esac
-[ -f "$BASE_ROWS" ] || { echo "two-builds.sh: $BASE_ROWS missing: run wild-calib.sh first" >&2; exit 2; }
+[ -f "$BASE_ROWS" ] || { echo "two-builds.sh: $BASE_ROWS missing: run wild-calib.sh (or fresh-tune.sh) first" >&2; exit 2; }
 mkdir -p "$OUT"
 $PY -c "from asrquant.cpu import describe_cpu; print(describe_cpu())" > "$OUT/cpu.txt"
 POOL=${6:-$($PY -m asrquant.cli data default --calib-pool)}
@@ -52,7 +59,7 @@ quantize "${TAG}t1" 1 &
 quantize "${TAG}t2" 2 &
 wait %1 && wait %2
 $PY "$HERE/complete.py" "$OUT/$M-tune.json" || $PY -m asrquant.cli bench --model "$C1" --model "$C2" \
-    --data "$WORK/tune-all.jsonl" --threads 1 --jobs 2 --json "$OUT/$M-tune.json" --markdown "$OUT/$M-tune.md"
+    --data "$TUNE" --threads 1 --jobs 2 --json "$OUT/$M-tune.json" --markdown "$OUT/$M-tune.md"
 $PY "$HERE/join_reports.py" "$BASE_ROWS" "$OUT/$M-tune.json" --out "$OUT/$M-tune-all.json"
 $PY "$HERE/builds_choose.py" "$OUT/$M-tune-all.json" "$M" --base "$B1" "$B2" --candidate "$C1" "$C2" \
     | tee "$OUT/$M-tune-choice.txt"

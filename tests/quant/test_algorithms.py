@@ -167,3 +167,28 @@ def test_gptq_clip_search_needs_static_groups():
     w, x = correlated_layer()
     with pytest.raises(ValueError, match="clip_search needs static_groups"):
         gptq(w, x.T @ x, QuantScheme.int(4, 64), act_order=False, static_groups=False, clip_search=True)
+
+
+def test_gptq_float_inputs_fits_the_float_outputs_from_drifted_inputs():
+    """GPTAQ's target: the float layer's output on its float inputs X~, reached from the drifted
+    inputs X the quantized model gives. GPTQ on W* = W + W C H^-1 lowers that error against plain
+    GPTQ (which reproduces W on X); with no drift (C = 0) it is plain GPTQ, code for code."""
+    w, xf = correlated_layer()
+    g = torch.Generator().manual_seed(1)
+    x = xf + 0.15 * xf.std() * torch.randn(xf.shape, generator=g) @ (torch.randn(256, 256, generator=g) / 16)
+    h, c = x.T @ x, (xf - x).T @ x
+    scheme = QuantScheme.int(4, 64)
+
+    def float_err(wq):
+        y = xf @ w.T
+        return ((y - x @ wq.T).norm() / y.norm()).item()
+
+    plain = gptq(w, h, scheme, device="cpu")
+    asym = gptq(w, h, scheme, device="cpu", cross=c)
+    assert asym.info["float_inputs_shift"] > 0
+    assert float_err(dequantize(asym)) < 0.9 * float_err(dequantize(plain)), (
+        float_err(dequantize(asym)), float_err(dequantize(plain)))
+    same = gptq(w, h, scheme, device="cpu", cross=torch.zeros_like(h))
+    assert torch.equal(same.codes, plain.codes) and torch.equal(same.scales, plain.scales)
+    with pytest.raises(ValueError, match="cross"):
+        gptq(w, h, scheme, device="cpu", cross=c[:10])

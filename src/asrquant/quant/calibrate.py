@@ -29,6 +29,12 @@ trained to match them once its start algorithm has quantized it, before its outp
 next block; refinements end to end train after every block, on the float model's next-token
 distributions computed before anything was quantized, the refined tables with them.
 
+Float inputs (GPTQ's ``float_inputs``, algorithms/gptq.py): when a rule asks for them, a float
+copy of the model runs through its own adapter in step with the model, and for each block's
+targeted groups a second pass, sample by sample (``CalibBlock.run_one`` of both), adds
+(X~ - X)^T X to the statistics, X~ the float copy's input to the group's Linears on the same
+tokens. Families whose adapter has no ``run_one`` get no cross term, and GPTQ refuses the option.
+
 Embedding tables (a recipe's ``[embedding]``) are rounded to nearest before the loop, so the
 decoder blocks are calibrated on the lookups they will get. A tied table is also the output
 projection (logits = final norm's output @ table^T); with ``algorithm = "gptq"`` it is quantized
@@ -39,6 +45,7 @@ final hidden states), since a lookup reads token ids, not that tensor.
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -278,6 +285,22 @@ class _Stats:
         self.last: Tensor | None = None
         self.records = 0
         self.calls: dict[str, int] = {}
+        self.c: Tensor | None = None  # (X~ - X)^T X, where a rule quantizes against float inputs
+        self.cross_rows = 0
+
+    def add_cross(self, x_float: Tensor, x: Tensor) -> None:
+        """(x~ - x)^T x of one call, x~ the float model's input on the same tokens (float_inputs)."""
+        x2 = x.detach().reshape(-1, x.shape[-1]).float()
+        d2 = x_float.detach().reshape(-1, x.shape[-1]).float() - x2
+        if self.c is None:
+            self.c = torch.zeros_like(self.h)
+        with one_cpu_thread(x2.device):  # one summation order at any thread count, as H's
+            self.c += (d2.T @ x2).double()
+        self.cross_rows += x2.shape[0]
+
+    @property
+    def cross(self) -> Tensor | None:
+        return None if self.c is None else (self.c / max(self.cross_rows, 1)).float()
 
     def add(self, x: Tensor) -> None:
         x2 = x.detach().reshape(-1, x.shape[-1]).float()
@@ -340,6 +363,60 @@ def _check_group(names: list[str], stats: _Stats) -> None:
     bad = [n for n in names if stats.calls.get(n, 0) != stats.records]
     if bad:
         raise RuntimeError(f"calibration adapter error: {', '.join(bad)} do not read the same inputs as {names}")
+
+
+def _group_input_hooks(model: nn.Module, groups: dict[int, InputGroup],
+                       on_input: Callable[[int, Tensor], None]) -> list:
+    """Hooks calling ``on_input(i, x)`` with the tensor group ``i``'s Linears read (a tied table's
+    projection: its ``norm``'s output), at every read; the caller keeps the first of a call."""
+    handles = []
+    for i, g in groups.items():
+        if any(_is_table(model, n) for n in g.linears):
+            handles.append(model.get_submodule(g.norm).register_forward_hook(
+                lambda _m, _a, out, i=i: on_input(i, out)))
+            continue
+        for n in g.linears:
+            handles.append(model.get_submodule(n).register_forward_pre_hook(lambda _m, args, i=i: on_input(i, args[0])))
+    return handles
+
+
+class _Seen(Exception):
+    """Raised from a hook once every group's input of a pass is recorded: the rest of the block
+    would only cost time (a fc1's input is there before the MLP runs)."""
+
+
+def _inputs_of(model: nn.Module, block: CalibBlock, j: int, groups: dict[int, InputGroup]) -> dict[int, Tensor]:
+    """The tensor each group's Linears read when ``block`` runs sample ``j`` alone (``run_one``)."""
+    got: dict[int, Tensor] = {}
+
+    def keep(i, x):
+        got.setdefault(i, x)
+        if len(got) == len(groups):
+            raise _Seen
+
+    handles = _group_input_hooks(model, groups, keep)
+    try:
+        block.run_one(j, None)
+    except _Seen:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    if len(got) != len(groups):
+        raise RuntimeError(f"calibration adapter error: {block.name}'s run_one({j}) did not read the inputs of "
+                           f"{[g.linears for i, g in groups.items() if i not in got]}")
+    return got
+
+
+def _cross_pass(model: nn.Module, twin: nn.Module, block: CalibBlock, twin_block: CalibBlock,
+                groups: dict[int, InputGroup], stats: dict[int, _Stats], n_samples: int) -> None:
+    """For each group, X^T X and (X~ - X)^T X: this model's input to its Linears against the float
+    model's (``twin``, never quantized, run to the same block), sample by sample (``run_one``)."""
+    for j in range(n_samples):
+        floats = _inputs_of(twin, twin_block, j, groups)
+        for i, x in _inputs_of(model, block, j, groups).items():
+            stats[i].add(x)
+            stats[i].add_cross(floats[i], x)
 
 
 # --- quantizing --------------------------------------------------------------------------------
@@ -593,13 +670,21 @@ def quantize_model(
             free_run = _free_run_fn(model, samples, recipe) if check == "greedy" else None
             teacher = float_teacher(logits, len(samples), check_clips, free_run)
             q.float_weights.update({n: model.get_submodule(n).weight.detach().float().clone() for n in e2e})
+        twin = None
+        if samples and _wants_float_inputs(recipe):  # the float model, run beside it (algorithms.gptq)
+            if adapter is not None:
+                raise AsrQuantError(f"recipe {recipe.name!r}: float_inputs needs the family's own calibration "
+                                    "adapter (a float copy of the model runs through it), not a given one")
+            model.to(dev)
+            twin = copy.deepcopy(model)
+            twin = _Twin(twin, make_adapter(twin, samples, dev, batch_size).blocks(), len(samples))
         # Before calibration, so the decoder blocks are calibrated on the rows they will be fed.
         q.tables = _quantize_embeddings(model, recipe, report)
         if samples:
             model.to(dev)
             report.n_samples = len(samples)
             ad = adapter if adapter is not None else make_adapter(model, samples, dev, batch_size)
-            _stream(model, ad, q, report, progress, len(targeted) + len(q.tables))
+            _stream(model, ad, q, report, progress, len(targeted) + len(q.tables), twin)
         for n in list(q.tables):
             report.notes.append(f"the calibration adapter has no output projection of {n}; it stays rounded to nearest")
             q.table(n, None)
@@ -702,7 +787,25 @@ def _report_table(report: QuantReport, name: str, rule: Rule, algo: str, w: Tens
     ))
 
 
-def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, progress: bool, n_targeted: int) -> None:
+@dataclass
+class _Twin:
+    """A float copy of the model and its adapter's blocks, advanced in step with the model's own."""
+
+    model: nn.Module
+    blocks: Iterator[CalibBlock]
+    n_samples: int
+
+
+def _rule_wants_float_inputs(rule: Rule | None) -> bool:
+    return rule is not None and get_algorithm(rule.algorithm).wants_float_inputs(rule.all_options())
+
+
+def _wants_float_inputs(recipe: Recipe) -> bool:
+    return any(_rule_wants_float_inputs(r) for r in (*recipe.rules, recipe.embedding))
+
+
+def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, progress: bool, n_targeted: int,
+            twin: _Twin | None = None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     cols = (TextColumn("[bold]calibrate+quantize"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -714,6 +817,13 @@ def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, pr
             while True:
                 t = time.perf_counter()
                 block = next(blocks, None)  # the adapter runs the previous (quantized) block here
+                twin_block = None
+                if twin is not None:  # the float copy's same block (its generator runs its previous block here)
+                    twin_block = next(twin.blocks, None)
+                    names = (twin_block and twin_block.name, block and block.name)
+                    if names[0] != names[1]:
+                        raise RuntimeError(f"calibration adapter error: a float copy of the model yields {names[0]} "
+                                           f"where the model yields {names[1]}")
                 report.forward_seconds += time.perf_counter() - t
                 if block is None:
                     break
@@ -754,6 +864,14 @@ def _stream(model, adapter: BlockAdapter, q: _Quantizer, report: QuantReport, pr
                 for i, g in enumerate(active):
                     stats[i].last = None
                     _check_group(g.linears, stats[i])
+                    if (twin_block is not None and block.run_one is not None and twin_block.run_one is not None
+                            and any(q.wants(n) and _rule_wants_float_inputs(q.rule_of(n)) for n in g.linears)):
+                        # Measured anew, the block's groups before this one quantized: X is what this
+                        # group will read, so an earlier group's correction is not made twice.
+                        t = time.perf_counter()
+                        stats[i] = _Stats(stats[i].h.shape[0], stats[i].h.device)
+                        _cross_pass(model, twin.model, block, twin_block, {i: g}, stats, twin.n_samples)
+                        report.forward_seconds += time.perf_counter() - t
                     n_wanted = sum(1 for n in g.linears if q.wants(n))
                     hessians.update({n: stats[i].hessian for n in g.linears if n in refining})
                     q.group(g, stats[i])

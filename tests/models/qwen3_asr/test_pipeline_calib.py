@@ -13,7 +13,7 @@ from asrquant.errors import AsrQuantError
 from asrquant.models.qwen3_asr.calib import Qwen3ASRCalibAdapter
 from asrquant.models.qwen3_asr.features import qwen3_asr_log_mel
 from asrquant.quant.calibrate import CalibSample, quantize_model, quantized_weights
-from asrquant.quant.recipe import load_recipe
+from asrquant.quant.recipe import load_recipe, parse_recipe
 
 from .qwen3_asr_fixture import random_model, small_dims, tone
 
@@ -95,3 +95,13 @@ def test_a_gptq_build_is_the_same_at_any_thread_count():
     for name, qw in builds[0].items():
         assert torch.equal(qw.codes, builds[1][name].codes), name
         assert torch.equal(qw.scales, builds[1][name].scales), name
+
+
+def test_gptq_float_inputs_is_refused_by_name(float_model):
+    """Qwen3-ASR's calibration adapter runs its blocks over every clip at once, not one sample at a
+    time, so no float-model inputs are measured: the option is refused with its name, not ignored."""
+    recipe = parse_recipe('[calibration]\nclips = 8\n[[rules]]\nformat = "int"\nbits = 4\ngroup_size = 32\n'
+                          'algorithm = "gptq"\noptions = { float_inputs = true }\n')
+    with pytest.raises(AsrQuantError, match="float_inputs"):
+        quantize_model(copy.deepcopy(float_model), recipe, calib_samples(float_model.dims, (1.3,)), progress=False,
+                       device="cpu")

@@ -127,7 +127,7 @@ class WhisperCalibAdapter:
         # The logits: decoder.ln's output times the tied token table (quantized by GPTQ on these
         # final hidden states when the recipe asks; otherwise nothing is run here).
         yield CalibBlock("decoder.ln", lambda: [dec.ln(h) for h in hs],
-                         [InputGroup(["decoder.token_embedding"], "decoder.ln")])
+                         [InputGroup(["decoder.token_embedding"], "decoder.ln")], lambda j, _pos: dec.ln(hs[j]))
 
 
 CalibAdapter = WhisperCalibAdapter  # the name asrquant.families' callers look up

@@ -13,6 +13,15 @@ every column's rounding error is measured against the scale that is stored. With
 (static groups) each group's range is first shrunk by the factor of :data:`CLIP_GRID` that
 minimizes its rounding error weighted by the input energy of each column, ``sum_j H_jj (w_j -
 q(w_j))^2``: a group with one outlier weight otherwise spends most of its 16 levels on it.
+
+``float_inputs`` (asymmetric calibration, as GPTAQ: Li et al., 2025): GPTQ fits ``X W^T`` on the
+inputs X the already quantized model gives the layer, so every layer reproduces its float self on
+drifted inputs and the drift accumulates. With the float model's inputs X~ on the same tokens, the
+target becomes the float model's output, ``min ||X~ W^T - X Q^T||``. Its unconstrained least-squares
+solution is ``W* = W + W C H^-1`` with ``C = (X~ - X)^T X``, and ``||X~ W^T - X Q^T||^2 = ||X W*^T -
+X Q^T||^2 + const`` (the normal equations: the residual is orthogonal to X), so GPTQ on ``W*`` with the
+same H minimises it exactly; H is dampened as GPTQ's own is. The calibration measures C where a rule
+asks for it (``quant.calibrate``: a float copy of the model is run beside it).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from types import MappingProxyType
 import torch
 from torch import Tensor
 
+from ...errors import AsrQuantError
 from ..qtensor import QuantizedWeight
 from ..scheme import QuantScheme
 from ..threads import one_cpu_thread
@@ -90,19 +100,41 @@ def gptq(
     static_groups: bool = True,
     clip_search: bool = False,
     device: torch.device | str | None = None,
+    cross: Tensor | None = None,
 ) -> QuantizedWeight:
-    """Quantize ``weight`` [out, in] given ``hessian`` [in, in] = X^T X (any positive scaling)."""
+    """Quantize ``weight`` [out, in] given ``hessian`` [in, in] = X^T X (any positive scaling).
+
+    ``cross`` [in, in] = (X~ - X)^T X on the same scale as ``hessian``: fit the float inputs X~
+    (``float_inputs``, see the module doc) instead of ``weight`` on X."""
     dev = torch.device(device) if device is not None else default_device()
     with one_cpu_thread(dev):
-        return _gptq(weight, hessian, scheme, damp, block_size, act_order, static_groups, clip_search, dev)
+        return _gptq(weight, hessian, scheme, damp, block_size, act_order, static_groups, clip_search, dev, cross)
 
 
-def _gptq(weight, hessian, scheme, damp, block_size, act_order, static_groups, search, dev) -> QuantizedWeight:
+def float_input_target(w: Tensor, h: Tensor, cross: Tensor, damp: float) -> Tensor:
+    """``W + W C (H + damp * mean(diag H) I)^-1``: the weight that, on the quantized model's inputs,
+    best gives the float model's outputs (float64: H of a few hundred tokens is ill-conditioned)."""
+    h64 = h.double()
+    mean_diag = torch.mean(torch.diag(h64)).item()
+    hd = h64 + damp * (mean_diag if mean_diag > 0 else 1.0) * torch.eye(h.shape[0], dtype=h64.dtype, device=h.device)
+    shift = torch.linalg.solve(hd, cross.double().T @ w.double().T).T  # H symmetric: (H^-1 C^T W^T)^T = W C H^-1
+    return (w.double() + shift).to(w.dtype)
+
+
+def _gptq(weight, hessian, scheme, damp, block_size, act_order, static_groups, search, dev,
+          cross=None) -> QuantizedWeight:
     w = weight.detach().to(dev, torch.float32).clone()
     out, n = w.shape
     if hessian.shape != (n, n):
         raise ValueError(f"hessian must be [{n}, {n}], got {list(hessian.shape)}")
     h = hessian.detach().to(dev, torch.float32).clone()
+    info = {}
+    if cross is not None:
+        if cross.shape != (n, n):
+            raise ValueError(f"cross must be [{n}, {n}], got {list(cross.shape)}")
+        target = float_input_target(w, h, cross.detach().to(dev), damp)
+        info["float_inputs_shift"] = ((target - w).norm() / w.norm().clamp(min=1e-30)).item()
+        w = target
     g = scheme.group_len(n)
     grouped_scheme = g < n
     if act_order and grouped_scheme and not static_groups:
@@ -171,7 +203,7 @@ def _gptq(weight, hessian, scheme, damp, block_size, act_order, static_groups, s
         scheme=scheme,
         shape=(out, n),
         global_scale=None if gs is None else gs.cpu(),
-        info={"damp": used_damp},
+        info={"damp": used_damp, **info},
     )
 
 
@@ -182,11 +214,20 @@ class GPTQ(Algorithm):
 
     name = "gptq"
     options = MappingProxyType({"damp": (float, 0.01), "block_size": (int, 128), "act_order": (bool, True),
-                                "static_groups": (bool, True), "clip_search": (bool, False)})
+                                "static_groups": (bool, True), "clip_search": (bool, False),
+                                "float_inputs": (bool, False)})
     quantizes_tables = True
 
-    def quantize(self, weight, scheme, stats, device, **options):
-        return gptq(weight, stats.hessian, scheme, device=device, **options)
+    def wants_float_inputs(self, options):
+        return bool(options.get("float_inputs"))
+
+    def quantize(self, weight, scheme, stats, device, float_inputs=False, **options):
+        cross = getattr(stats, "cross", None) if float_inputs else None
+        if float_inputs and cross is None:
+            raise AsrQuantError("gptq option float_inputs: the calibration measured no float-model inputs for this "
+                                "weight (its family's calibration adapter runs no block one sample at a time: "
+                                "Whisper's does); drop the option")
+        return gptq(weight, stats.hessian, scheme, device=device, cross=cross, **options)
 
     def option_problem(self, options, scheme):
         grouped_scheme = scheme.group_size != -1

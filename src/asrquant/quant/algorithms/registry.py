@@ -43,6 +43,11 @@ class CalibStats(Protocol):
     def mean_abs(self) -> Tensor:
         """mean |x| per input channel, float32 [in]."""
 
+    @property
+    def cross(self) -> Tensor | None:
+        """(X~ - X)^T X / tokens, float32 [in, in], X~ the float model's inputs on the same tokens;
+        None unless a rule's algorithm :meth:`Algorithm.wants_float_inputs`."""
+
 
 class Algorithm(ABC):
     """A quantization algorithm: what a recipe may say about it, and how it quantizes one weight."""
@@ -57,6 +62,11 @@ class Algorithm(ABC):
     def quantize(self, weight: Tensor, scheme: QuantScheme, stats: CalibStats | None, device,
                  **options) -> QuantizedWeight:
         """``weight`` [out, in] quantized by ``scheme``; ``options`` are all of :attr:`options`."""
+
+    def wants_float_inputs(self, options: Mapping[str, Any]) -> bool:
+        """Whether these options quantize against the float model's inputs: the calibration then
+        runs a float copy of the model beside it and gives ``stats.cross`` (see algorithms.gptq)."""
+        return False
 
     def option_problem(self, options: Mapping[str, Any], scheme: QuantScheme) -> tuple[str, str] | None:
         """(option, reason) when these options (all of them, defaults included) cannot work with
