@@ -116,7 +116,8 @@ def test_the_builtin_algorithms_are_registered_in_order():
     assert [n for n in BUILTIN if get_algorithm(n).folds_into_norm] == ["awq", "awq-lite"]
     assert dict(get_algorithm("gptq").options) == {"damp": (float, 0.01), "block_size": (int, 128),
                                                    "act_order": (bool, True), "static_groups": (bool, True),
-                                                   "clip_search": (bool, False)}
+                                                   "clip_search": (bool, False), "float_inputs": (bool, False)}
+    assert [n for n in BUILTIN if get_algorithm(n).wants_float_inputs({"float_inputs": True})] == ["gptq"]
     assert set(get_algorithm("awq").options) == {"grid", "clip", "clip_grid", "max_shrink"}
     assert dict(get_algorithm("awq-lite").options) == {"grid": (int, 20)}
     # the recipe module's former constants, now views of the registry
