@@ -55,9 +55,4 @@ $PY "$HERE/builds_choose.py" "$OUT/$M-tune-all.json" "$M" --base "$B1" "$B2" --c
     | tee "$OUT/$M-tune-choice.txt"
 $PY "$HERE/by_condition.py" "$OUT/$M-tune-all.json" > "$OUT/$M-tune-conditions.md"
 grep -q "^chosen" "$OUT/$M-tune-choice.txt" || exit 0
-$PY "$HERE/complete.py" "$OUT/$M-wide.json" || $PY -m asrquant.cli bench --model "$C1" --model "$C2" \
-    --data "$($PY "$HERE/wide_set.py" "$WIDE")" --threads 1 --jobs 2 --json "$OUT/$M-wide.json" --markdown "$OUT/$M-wide.md"
-$PY "$HERE/join_reports.py" "$HERE/results/builds/$M-builds-all.json" "$OUT/$M-wide.json" --out "$OUT/$M-wide-all.json"
-$PY "$HERE/builds_choose.py" "$OUT/$M-wide-all.json" "$M" --base "$WORK/$M-cpu-dwq348" "$B1" "$B2" \
-    --candidate "$C1" "$C2" | tee "$OUT/$M-wide-builds.txt"
-$PY "$HERE/by_condition.py" "$OUT/$M-wide-all.json" > "$OUT/$M-wide-conditions.md"
+bash "$HERE/wide-builds.sh" "$WORK" "$WIDE" "$M" wild wild1 wild2

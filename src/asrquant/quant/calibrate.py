@@ -685,6 +685,7 @@ def quantize_model(
             report.n_samples = len(samples)
             ad = adapter if adapter is not None else make_adapter(model, samples, dev, batch_size)
             _stream(model, ad, q, report, progress, len(targeted) + len(q.tables), twin)
+            twin = None  # the float copy and its blocks' inputs, not needed by what follows
         for n in list(q.tables):
             report.notes.append(f"the calibration adapter has no output projection of {n}; it stays rounded to nearest")
             q.table(n, None)
