@@ -30,10 +30,12 @@ next block; refinements end to end train after every block, on the float model's
 distributions computed before anything was quantized, the refined tables with them.
 
 Float inputs (GPTQ's ``float_inputs``, algorithms/gptq.py): when a rule asks for them, a float
-copy of the model runs through its own adapter in step with the model, and for each block's
-targeted groups a second pass, sample by sample (``CalibBlock.run_one`` of both), adds
-(X~ - X)^T X to the statistics, X~ the float copy's input to the group's Linears on the same
-tokens. Families whose adapter has no ``run_one`` get no cross term, and GPTQ refuses the option.
+copy of the model runs through its own adapter in step with the model. Such a group's statistics
+are measured anew just before it is quantized, the block's earlier groups already quantized (so
+a correction made by the queries is not made again by the output projection), sample by sample
+(``CalibBlock.run_one`` of both models, each pass stopped once the group's input is read): X^T X
+and (X~ - X)^T X, X~ the float copy's input to the group's Linears on the same tokens. Families
+whose adapter has no ``run_one`` get no cross term, and GPTQ refuses the option.
 
 Embedding tables (a recipe's ``[embedding]``) are rounded to nearest before the loop, so the
 decoder blocks are calibrated on the lookups they will get. A tied table is also the output
