@@ -17,20 +17,21 @@ WORK=${1:?usage: fresh-tune.sh WORK MODEL}
 M=${2:?usage: fresh-tune.sh WORK MODEL}
 PY=${PYTHON:-python}
 OUT=$HERE/results/fresh
-case $M in
-  whisper-base) BASE2=dwqc; CANDS="greedyt lr0001t wild" ;;
-  whisper-tiny.en) BASE2=builtin-dwq; CANDS="greedyt roundt biast mlp32t pseudot b4t wild" ;;
-  *) echo "fresh-tune.sh: no builds listed for $M" >&2; exit 2 ;;
+source "$HERE/campaign-lib.sh"
+BASE2=$(base2)
+case $M in  # the earlier candidates' builds on disk (tags without the build number)
+  whisper-base) CANDS="greedyt lr0001t wild" ;;
+  whisper-tiny.en) CANDS="greedyt roundt biast mlp32t pseudot b4t wild" ;;
 esac
 mkdir -p "$OUT"
 $PY -c "from asrquant.cpu import describe_cpu; print(describe_cpu())" > "$OUT/cpu.txt"
 SET=$($PY "$HERE/fresh_set.py" "$WORK")
 MODELS=(--model "$M" --model "$WORK/$M-cpu-dwqb" --model "$WORK/$M-cpu-$BASE2")
 for c in $CANDS; do MODELS+=(--model "$WORK/$M-cpu-${c}1" --model "$WORK/$M-cpu-${c}2"); done
-uptime > "$OUT/$M.load.txt"
-$PY "$HERE/complete.py" "$OUT/$M-fresh.json" || $PY -m asrquant.cli bench "${MODELS[@]}" --data "$SET" \
-    --threads 1 --jobs 2 --json "$OUT/$M-fresh.json" --markdown "$OUT/$M-fresh.md"
-uptime >> "$OUT/$M.load.txt"
+$PY "$HERE/complete.py" "$OUT/$M-fresh.json" || { uptime > "$OUT/$M.load.txt"
+  $PY -m asrquant.cli bench "${MODELS[@]}" --data "$SET" --threads 1 --jobs 2 --json "$OUT/$M-fresh.json" \
+      --markdown "$OUT/$M-fresh.md"
+  uptime >> "$OUT/$M.load.txt"; }
 for c in $CANDS; do
   echo "## ${c%t}"
   $PY "$HERE/builds_choose.py" "$OUT/$M-fresh.json" "$M" --base "$WORK/$M-cpu-dwqb" "$WORK/$M-cpu-$BASE2" \

@@ -14,19 +14,11 @@ WORK=${1:?usage: gptaq-start.sh WORK MODEL}
 M=${2:?usage: gptaq-start.sh WORK MODEL}
 PY=${PYTHON:-python}
 OUT=$HERE/results/gptaq
-case $M in
-  whisper-base) BASE2=dwqc ;;
-  whisper-tiny.en) BASE2=builtin-dwq ;;
-  *) echo "gptaq-start.sh: no base builds for $M" >&2; exit 2 ;;
-esac
+source "$HERE/campaign-lib.sh"
+BASE2=$(base2)
 mkdir -p "$OUT"
-Q=$WORK/$M-q-gptaq0 C=$WORK/$M-cpu-gptaq0
-[ -f "$Q/manifest.json" ] || { uptime > "$OUT/$M-gptaq0.load.txt"
-  /usr/bin/time -v $PY -m asrquant.cli quantize "$M" --recipe "$HERE/recipes/gptaq-start.toml" \
-      --calib "$($PY -m asrquant.cli data default --calib-pool)" --out "$Q" --threads 2 --verbose --quiet \
-      > "$OUT/$M-q-gptaq0.md" 2> "$OUT/$M-q-gptaq0.time.txt"
-  uptime >> "$OUT/$M-gptaq0.load.txt"; }
-[ -f "$C/manifest.json" ] || $PY -m asrquant.cli export "$Q" --compute int8 --fp16 --attention int8 --out "$C" --quiet
+C=$WORK/$M-cpu-gptaq0
+build gptaq0 2 "$HERE/recipes/gptaq-start.toml" "$($PY -m asrquant.cli data default --calib-pool)"
 $PY "$HERE/complete.py" "$OUT/$M-start.json" || $PY -m asrquant.cli bench --model "$C" --data "$WORK/tune-fresh.jsonl" \
     --threads 1 --json "$OUT/$M-start.json" --markdown "$OUT/$M-start.md"
 $PY "$HERE/join_reports.py" "$OUT/$M-tune-all.json" "$OUT/$M-start.json" --out "$OUT/$M-start-all.json"

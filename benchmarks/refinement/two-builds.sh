@@ -36,27 +36,15 @@ case ${7:-tune} in
   fresh) BASE_ROWS=$HERE/results/fresh/$M-fresh.json TUNE=$WORK/tune-fresh.jsonl ;;
   *) echo "two-builds.sh: SET must be tune or fresh, not ${7}" >&2; exit 2 ;;
 esac
-case $M in
-  whisper-base) BASE2=dwqc ;;
-  whisper-tiny.en) BASE2=builtin-dwq ;;
-  *) echo "two-builds.sh: no base builds for $M" >&2; exit 2 ;;
-esac
+source "$HERE/campaign-lib.sh"
+BASE2=$(base2)
 [ -f "$BASE_ROWS" ] || { echo "two-builds.sh: $BASE_ROWS missing: run wild-calib.sh (or fresh-tune.sh) first" >&2; exit 2; }
 mkdir -p "$OUT"
 $PY -c "from asrquant.cpu import describe_cpu; print(describe_cpu())" > "$OUT/cpu.txt"
 POOL=${6:-$($PY -m asrquant.cli data default --calib-pool)}
-quantize() {  # tag threads
-  local q="$WORK/$M-q-$1"
-  [ -f "$q/manifest.json" ] || { uptime > "$OUT/$M-$1.load.txt"
-    /usr/bin/time -v $PY -m asrquant.cli quantize "$M" --recipe "$RECIPE" --calib "$POOL" \
-        --out "$q" --threads "$2" --verbose --quiet > "$OUT/$M-q-$1.md" 2> "$OUT/$M-q-$1.time.txt"
-    uptime >> "$OUT/$M-$1.load.txt"; }
-  [ -f "$WORK/$M-cpu-$1/manifest.json" ] || $PY -m asrquant.cli export "$q" --compute int8 --fp16 --attention int8 \
-      --out "$WORK/$M-cpu-$1" --quiet
-}
 B1=$WORK/$M-cpu-dwqb B2=$WORK/$M-cpu-$BASE2 C1=$WORK/$M-cpu-${TAG}t1 C2=$WORK/$M-cpu-${TAG}t2
-quantize "${TAG}t1" 1 &
-quantize "${TAG}t2" 2 &
+build "${TAG}t1" 1 "$RECIPE" "$POOL" &
+build "${TAG}t2" 2 "$RECIPE" "$POOL" &
 wait %1 && wait %2
 $PY "$HERE/complete.py" "$OUT/$M-tune.json" || $PY -m asrquant.cli bench --model "$C1" --model "$C2" \
     --data "$TUNE" --threads 1 --jobs 2 --json "$OUT/$M-tune.json" --markdown "$OUT/$M-tune.md"

@@ -16,11 +16,8 @@ M=${3:?$USAGE}
 TAG=${4:?$USAGE}
 PY=${PYTHON:-python}
 OUT=$HERE/results/$TAG
-case $M in
-  whisper-base) BASE2=dwqc ;;
-  whisper-tiny.en) BASE2=builtin-dwq ;;
-  *) echo "wide-builds.sh: no base builds for $M" >&2; exit 2 ;;
-esac
+source "$HERE/campaign-lib.sh"
+BASE2=$(base2)
 C1=$WORK/$M-cpu-${5:-${TAG}t1} C2=$WORK/$M-cpu-${6:-${TAG}t2}
 mkdir -p "$OUT"
 $PY "$HERE/complete.py" "$OUT/$M-wide.json" || $PY -m asrquant.cli bench --model "$C1" --model "$C2" \

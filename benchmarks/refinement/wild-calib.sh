@@ -24,26 +24,14 @@ WIDE=${2:?usage: wild-calib.sh WORK WIDE [MODEL]}
 M=${3:-whisper-base}
 PY=${PYTHON:-python}
 OUT=$HERE/results/wild
-case $M in
-  whisper-base) BASE2=dwqc ;;
-  whisper-tiny.en) BASE2=builtin-dwq ;;
-  *) echo "wild-calib.sh: no base builds for $M" >&2; exit 2 ;;
-esac
+source "$HERE/campaign-lib.sh"
+BASE2=$(base2)
 mkdir -p "$OUT"
 $PY -c "from asrquant.cpu import describe_cpu; print(describe_cpu())" > "$OUT/cpu.txt"
 POOL=$($PY "$HERE/wild_pool.py" "$WORK")
-quantize() {  # tag threads
-  local q="$WORK/$M-q-$1"
-  [ -f "$q/manifest.json" ] || { uptime > "$OUT/$M-$1.load.txt"
-    /usr/bin/time -v $PY -m asrquant.cli quantize "$M" --recipe gptq-int4-g64-enc32-emb4-dwq --calib "$POOL" \
-        --out "$q" --threads "$2" --verbose --quiet > "$OUT/$M-q-$1.md" 2> "$OUT/$M-q-$1.time.txt"
-    uptime >> "$OUT/$M-$1.load.txt"; }
-  [ -f "$WORK/$M-cpu-$1/manifest.json" ] || $PY -m asrquant.cli export "$q" --compute int8 --fp16 --attention int8 \
-      --out "$WORK/$M-cpu-$1" --quiet
-}
 B1=$WORK/$M-cpu-dwqb B2=$WORK/$M-cpu-$BASE2 C1=$WORK/$M-cpu-wild1 C2=$WORK/$M-cpu-wild2
-quantize wild1 1 &
-quantize wild2 2 &
+build wild1 1 gptq-int4-g64-enc32-emb4-dwq "$POOL" &
+build wild2 2 gptq-int4-g64-enc32-emb4-dwq "$POOL" &
 # the base's rows meanwhile (they need no candidate)
 $PY "$HERE/complete.py" "$OUT/$M-tune-base.json" || $PY -m asrquant.cli bench --model "$M" --model "$B1" --model "$B2" \
     --data "$WORK/tune-all.jsonl" --threads 1 --jobs 1 --json "$OUT/$M-tune-base.json" --markdown "$OUT/$M-tune-base.md"
