@@ -288,21 +288,21 @@ class _Stats:
         self.records = 0
         self.calls: dict[str, int] = {}
         self.c: Tensor | None = None  # (X~ - X)^T X, where a rule quantizes against float inputs
-        self.cross_rows = 0
 
-    def add_cross(self, x_float: Tensor, x: Tensor) -> None:
-        """(x~ - x)^T x of one call, x~ the float model's input on the same tokens (float_inputs)."""
+    def add_with_float(self, x_float: Tensor, x: Tensor) -> None:
+        """``add(x)`` and (x~ - x)^T x of the same rows, x~ the float model's input on the same
+        tokens (float_inputs): every row of C is a row of H, so both share ``rows``."""
+        self.add(x)
         x2 = x.detach().reshape(-1, x.shape[-1]).float()
         d2 = x_float.detach().reshape(-1, x.shape[-1]).float() - x2
         if self.c is None:
             self.c = torch.zeros_like(self.h)
         with one_cpu_thread(x2.device):  # one summation order at any thread count, as H's
             self.c += (d2.T @ x2).double()
-        self.cross_rows += x2.shape[0]
 
     @property
     def cross(self) -> Tensor | None:
-        return None if self.c is None else (self.c / max(self.cross_rows, 1)).float()
+        return None if self.c is None else (self.c / max(self.rows, 1)).float()
 
     def add(self, x: Tensor) -> None:
         x2 = x.detach().reshape(-1, x.shape[-1]).float()
@@ -417,8 +417,7 @@ def _cross_pass(model: nn.Module, twin: nn.Module, block: CalibBlock, twin_block
     for j in range(n_samples):
         floats = _inputs_of(twin, twin_block, j, groups)
         for i, x in _inputs_of(model, block, j, groups).items():
-            stats[i].add(x)
-            stats[i].add_cross(floats[i], x)
+            stats[i].add_with_float(floats[i], x)
 
 
 # --- quantizing --------------------------------------------------------------------------------
